@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds the test bed's binaries into $SERIN_CACHE/bin, each only when missing
+# or built from another version. Versions are pinned by the wrapper modules in
+# e2e/tools/*/go.mod (and go.sum), so a version bump is a reviewed diff.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+mkdir -p "$SERIN_BIN"
+tools=$SERIN_REPO/e2e/tools
+
+# build NAME MODULE_DIR PACKAGE VERSION [LDFLAGS]
+build() {
+  local name=$1 dir=$2 pkg=$3 version=$4 ldflags=${5:-}
+  local stamp=$SERIN_BIN/.$name.version
+  if [ -x "$SERIN_BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$pkg@$version" ]; then
+    return 0
+  fi
+  log "building $name $version"
+  local start=$SECONDS
+  (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$SERIN_BIN/$name.tmp" "$pkg")
+  mv "$SERIN_BIN/$name.tmp" "$SERIN_BIN/$name"
+  echo "$pkg@$version" > "$stamp"
+  log "built $name in $((SECONDS - start))s"
+}
+
+kube=$(module_version "$tools/kube" k8s.io/kubernetes)
+minor=${kube#v1.}; minor=${minor%%.*}
+kube_ldflags=""
+for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kube_ldflags+=" -X $p.gitVersion=$kube -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+  kube_ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+done
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  build "$cmd" "$tools/kube" "k8s.io/kubernetes/cmd/$cmd" "$kube" "$kube_ldflags"
+done
+
+build etcd "$tools/etcd" go.etcd.io/etcd/server/v3 "$(module_version "$tools/etcd" go.etcd.io/etcd/server/v3)"
+build kwok "$tools/kwok" sigs.k8s.io/kwok/cmd/kwok "$(module_version "$tools/kwok" sigs.k8s.io/kwok)"
+helm=$(module_version "$tools/helm" helm.sh/helm/v3)
+build helm "$tools/helm" helm.sh/helm/v3/cmd/helm "$helm" "-X helm.sh/helm/v3/internal/version.version=$helm"
+
+# Gateway API CRDs: plain YAML from the module zip, checked against go.sum's
+# checksum database like any module download.
+crds=$SERIN_CACHE/gateway-api-$GATEWAY_API_VERSION
+if [ ! -d "$crds" ]; then
+  dir=$(cd "$tools/kube" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+    sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir/config/crd/standard" ] || die "gateway-api $GATEWAY_API_VERSION has no config/crd/standard"
+  mkdir -p "$crds.tmp" && cp "$dir"/config/crd/standard/*.yaml "$crds.tmp/" && mv "$crds.tmp" "$crds"
+fi

@@ -1,0 +1,79 @@
+//! Helpers shared by the e2e tests: a client, per-test namespaces, polling waits.
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+
+/// A client for the cluster under test. Panics with a clear message when none
+/// is reachable: the suite never skips silently.
+pub async fn client() -> Client {
+    let client = Client::try_default().await.unwrap_or_else(|e| {
+        panic!("no Kubernetes cluster reachable (KUBECONFIG={:?}): {e}. Run `make cluster-up` first.",
+            std::env::var("KUBECONFIG").ok())
+    });
+    client.apiserver_version().await.unwrap_or_else(|e| {
+        panic!("the cluster at KUBECONFIG={:?} does not answer: {e}. Run `make cluster-up` first.",
+            std::env::var("KUBECONFIG").ok())
+    });
+    client
+}
+
+/// A namespace owned by one test, deleted when dropped (also on panic).
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, test: &str) -> Self {
+        let ns: Namespace = from_json(serde_json::json!({
+            "metadata": { "generateName": format!("e2e-{test}-"), "labels": { "serin.dev/e2e": "true" } }
+        }));
+        let created = Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("create a namespace for {test}: {e}"));
+        let name = created.metadata.name.expect("the API server names generated namespaces");
+        Self { name, client: client.clone() }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let name = self.name.clone();
+        // Drop cannot await; delete from a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// Polls `check` until it returns Some, or panics after `limit` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Builds a typed object from JSON, for compact manifests in tests.
+pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).expect("test manifest must deserialize")
+}

@@ -1,0 +1,17 @@
+//! CRD types and their validation. No IO here.
+mod crd;
+mod int_or_percent;
+mod release;
+pub mod schema;
+
+pub use crd::{crd_files, crds, crds_yaml};
+pub use int_or_percent::IntOrPercent;
+pub use release::{Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy};
+
+/// Label on every object serin creates, so its watches select only those.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "serin";
+/// Label carrying the pod template hash of a revision.
+pub const REVISION_LABEL: &str = "serin.dev/revision";
+/// Annotation with a ReplicaSet's revision number, increasing per Release.
+pub const REVISION_NUMBER_ANNOTATION: &str = "serin.dev/revision-number";

@@ -1,0 +1,205 @@
+//! The `Release` custom resource: a pod template rolled out by a strategy.
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::int_or_percent::IntOrPercent;
+use super::schema::{stripped_label_selector, stripped_pod_template};
+
+/// A workload rolled out progressively. It takes the place of a Deployment.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "serin.dev",
+    version = "v1alpha1",
+    kind = "Release",
+    namespaced,
+    shortname = "rls",
+    category = "serin",
+    status = "ReleaseStatus",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Strategy", type_ = "string", json_path = ".status.strategy"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Current", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(
+        name = "Up-to-date",
+        type_ = "integer",
+        json_path = ".status.updatedReplicas"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.availableReplicas"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(
+        "!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, \
+         has(self.template.metadata) && has(self.template.metadata.labels) && \
+         k in self.template.metadata.labels && \
+         self.template.metadata.labels[k] == self.selector.matchLabels[k])"
+    ).message("spec.selector.matchLabels must match spec.template.metadata.labels"),
+    validation = Rule::new("self.progressDeadlineSeconds > self.minReadySeconds")
+        .message("spec.progressDeadlineSeconds must be greater than spec.minReadySeconds"),
+)]
+pub struct ReleaseSpec {
+    /// Desired number of pods.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// Selects the pods of every revision. Must match the template's labels.
+    #[schemars(schema_with = "stripped_label_selector")]
+    pub selector: LabelSelector,
+    /// The pods to run. A change here starts a new revision.
+    #[schemars(schema_with = "stripped_pod_template")]
+    pub template: PodTemplateSpec,
+    /// Seconds a new pod must be Ready before it counts as available.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub min_ready_seconds: i32,
+    /// Seconds the new revision has to become available before serin rolls back.
+    #[serde(default = "default_progress_deadline_seconds")]
+    #[schemars(range(min = 1))]
+    pub progress_deadline_seconds: i32,
+    /// Old ReplicaSets kept at zero replicas, for undo.
+    #[serde(default = "default_revision_history_limit")]
+    #[schemars(range(min = 0))]
+    pub revision_history_limit: i32,
+    /// Freezes the rollout where it stands.
+    #[serde(default)]
+    pub paused: bool,
+    /// How a new revision replaces the old one.
+    pub strategy: Strategy,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+fn default_progress_deadline_seconds() -> i32 {
+    600
+}
+fn default_revision_history_limit() -> i32 {
+    10
+}
+
+/// Exactly one strategy is set.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("[has(self.rolling), has(self.blueGreen), has(self.canary)].filter(x, x).size() == 1")
+        .message("spec.strategy must set exactly one of rolling, blueGreen or canary"),
+)]
+pub struct Strategy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling: Option<RollingStrategy>,
+    /// Reserved for the blue-green strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::reserved_object")]
+    pub blue_green: Option<serde_json::Value>,
+    /// Reserved for the canary strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::reserved_object")]
+    pub canary: Option<serde_json::Value>,
+}
+
+impl Strategy {
+    /// The strategy's name as shown in status and printer columns.
+    pub fn name(&self) -> &'static str {
+        if self.blue_green.is_some() {
+            "BlueGreen"
+        } else if self.canary.is_some() {
+            "Canary"
+        } else {
+            "Rolling"
+        }
+    }
+}
+
+/// Replace pods a few at a time, like a Deployment's RollingUpdate.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(
+        "!(has(self.maxSurge) && has(self.maxUnavailable) && \
+         (self.maxSurge == 0 || self.maxSurge == '0%') && \
+         (self.maxUnavailable == 0 || self.maxUnavailable == '0%'))"
+    ).message("maxSurge and maxUnavailable may not both be 0"),
+)]
+pub struct RollingStrategy {
+    /// Pods above `replicas` during a rollout: an int or a percent, rounded up. Default 25%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<IntOrPercent>,
+    /// Pods below `replicas` during a rollout: an int or a percent, rounded down. Default 25%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrPercent>,
+}
+
+/// What the controller last observed and decided.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The strategy in use, for printer columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// Ready, Progressing and Degraded, in the kstatus convention.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::conditions")]
+    pub conditions: Vec<Condition>,
+    /// Revision (pod template hash) of the current spec.template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<String>,
+    /// The last revision that was fully rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// A revision that was rolled back. It is not tried again until the
+    /// template changes or a person asks for a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_revision: Option<String>,
+    /// When the rollout of currentRevision started (or resumed), for the progress deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub updated_replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    #[serde(default)]
+    pub available_replicas: i32,
+    /// Label selector of all pods, for the scale subresource and HPAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Where a Release stands, at a glance.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    Progressing,
+    Paused,
+    Healthy,
+    Degraded,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}

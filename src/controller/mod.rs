@@ -1,0 +1,77 @@
+//! kube-runtime wiring: watch, observe, execute plans, write status.
+mod reconcile;
+pub mod replicaset;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+
+use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Release};
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    /// serin's ReplicaSets, from one label-selected watch.
+    pub replica_sets: Store<ReplicaSet>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("Release has no namespace")]
+    MissingNamespace,
+    #[error("the ReplicaSet cache is gone: {0}")]
+    CacheGone(#[from] reflector::store::WriterDropped),
+}
+
+/// Field manager of every write serin makes.
+pub const FIELD_MANAGER: &str = "serin";
+
+/// Runs the Release controller until SIGTERM or Ctrl-C.
+pub async fn run(client: Client, concurrency: u16) {
+    let (replica_sets, rs_writer) = reflector::store();
+    let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let rs_stream = watcher(Api::<ReplicaSet>::all(client.clone()), owned)
+        .default_backoff()
+        .modify(strip_managed_fields)
+        .reflect(rs_writer)
+        .touched_objects();
+
+    let (releases, release_writer) = reflector::store();
+    let release_stream = watcher(Api::<Release>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(strip_managed_fields)
+        .reflect(release_writer)
+        .touched_objects();
+
+    let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+    let context = Arc::new(Context { recorder: Recorder::new(client.clone(), reporter), client, replica_sets });
+    Controller::for_stream(release_stream, releases)
+        .owns_stream(rs_stream)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::warn!(%error, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn strip_managed_fields<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
+fn error_policy(_: Arc<Release>, error: &Error, _: Arc<Context>) -> kube::runtime::controller::Action {
+    tracing::warn!(%error, "will retry");
+    kube::runtime::controller::Action::requeue(Duration::from_secs(5))
+}

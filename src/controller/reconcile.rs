@@ -1,0 +1,81 @@
+//! One reconcile: observe, plan (pure), apply the plan, write status if it changed.
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error, FIELD_MANAGER, replicaset};
+use crate::api::Release;
+use crate::plan::{self, Action};
+
+pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    // Planning on a partial cache would re-create ReplicaSets that exist.
+    ctx.replica_sets.wait_until_ready().await?;
+    let namespace = release.namespace().ok_or(Error::MissingNamespace)?;
+    let uid = release.uid();
+    let observed: Vec<_> = ctx
+        .replica_sets
+        .state()
+        .iter()
+        .filter(|rs| rs.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref()))
+        .filter_map(|rs| replicaset::observe(rs))
+        .collect();
+
+    let plan = plan::plan(&release, &observed, Timestamp::now());
+
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    for action in &plan.actions {
+        apply(&replica_sets, &release, action).await?;
+    }
+    let reference = release.object_ref(&());
+    for transition in &plan.events {
+        let event = Event {
+            type_: if transition.warning { EventType::Warning } else { EventType::Normal },
+            reason: transition.reason.into(),
+            note: Some(transition.note.clone()),
+            action: transition.reason.into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, reason = transition.reason, "could not record event");
+        }
+    }
+    if release.status.as_ref() != Some(&plan.status) {
+        let status = json!({ "apiVersion": "serin.dev/v1alpha1", "kind": "Release", "status": plan.status });
+        Api::<Release>::namespaced(ctx.client.clone(), &namespace)
+            .patch_status(&release.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(status))
+            .await?;
+    }
+    Ok(match plan.requeue_after {
+        Some(after) => Requeue::requeue(after),
+        None => Requeue::await_change(),
+    })
+}
+
+async fn apply(api: &Api<ReplicaSet>, release: &Release, action: &Action) -> Result<(), Error> {
+    match action {
+        Action::Create { revision, number, replicas } => {
+            // Create, not apply: a stale cache must never overwrite a live ReplicaSet's scale.
+            let rs = replicaset::build(release, revision, *number, *replicas);
+            let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+            match api.create(&params, &rs).await {
+                Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+                other => other.map(|_| ()).map_err(Error::from),
+            }
+        }
+        Action::Scale { name, replicas } => {
+            let scale = json!({ "spec": { "replicas": replicas } });
+            api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&scale)).await?;
+            Ok(())
+        }
+        Action::Delete { name } => match api.delete(name, &DeleteParams::background()).await {
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            other => other.map(|_| ()).map_err(Error::from),
+        },
+    }
+}

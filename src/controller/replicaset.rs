@@ -1,0 +1,110 @@
+//! Building serin's ReplicaSets, and reading them back as plan input.
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use kube::Resource;
+use kube::api::ObjectMeta;
+
+use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, REVISION_LABEL, REVISION_NUMBER_ANNOTATION, Release};
+use crate::plan::RevisionState;
+
+/// Label naming the Release a ReplicaSet belongs to.
+pub const RELEASE_LABEL: &str = "serin.dev/release";
+
+/// The ReplicaSet name of a revision.
+pub fn name(release: &Release, revision: &str) -> String {
+    format!("{}-{revision}", release.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// The ReplicaSet for `revision` of the release's current template.
+pub fn build(release: &Release, revision: &str, number: i64, replicas: i32) -> ReplicaSet {
+    let release_name = release.metadata.name.clone().unwrap_or_default();
+    let mut template = release.spec.template.clone();
+    let template_meta = template.metadata.get_or_insert_with(Default::default);
+    template_meta.labels.get_or_insert_with(Default::default).insert(REVISION_LABEL.into(), revision.into());
+
+    let mut labels: BTreeMap<String, String> = template_meta.labels.clone().unwrap_or_default();
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    labels.insert(RELEASE_LABEL.into(), release_name);
+
+    let mut selector = release.spec.selector.clone();
+    selector.match_labels.get_or_insert_with(Default::default).insert(REVISION_LABEL.into(), revision.into());
+
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(name(release, revision)),
+            namespace: release.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: Some([(REVISION_NUMBER_ANNOTATION.to_string(), number.to_string())].into()),
+            owner_references: release.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas),
+            min_ready_seconds: Some(release.spec.min_ready_seconds),
+            selector,
+            template: Some(template),
+        }),
+        status: None,
+    }
+}
+
+/// How the plan sees a ReplicaSet. None for one without serin's revision label.
+pub fn observe(rs: &ReplicaSet) -> Option<RevisionState> {
+    let meta = &rs.metadata;
+    let revision = meta.labels.as_ref()?.get(REVISION_LABEL)?.clone();
+    let number = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION_NUMBER_ANNOTATION))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let status = rs.status.clone().unwrap_or_default();
+    Some(RevisionState {
+        name: meta.name.clone()?,
+        revision,
+        number,
+        replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        status_replicas: status.replicas,
+        ready: status.ready_replicas.unwrap_or(0),
+        available: status.available_replicas.unwrap_or(0),
+        synced: meta.deletion_timestamp.is_none() && status.observed_generation >= meta.generation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release() -> Release {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "serin.dev/v1alpha1", "kind": "Release",
+            "metadata": { "name": "web", "namespace": "shop", "uid": "u-1" },
+            "spec": {
+                "replicas": 3, "minReadySeconds": 2,
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": { "metadata": { "labels": { "app": "web" } },
+                              "spec": { "containers": [{ "name": "web", "image": "web:1" }] } },
+                "strategy": { "rolling": {} }
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn built_replica_sets_select_only_their_revision_and_read_back() {
+        let rs = build(&release(), "abc123", 4, 2);
+        let spec = rs.spec.as_ref().unwrap();
+        let selector = spec.selector.match_labels.as_ref().unwrap();
+        assert_eq!(selector.get(REVISION_LABEL).map(String::as_str), Some("abc123"));
+        assert_eq!(selector.get("app").map(String::as_str), Some("web"));
+        let pod_labels = spec.template.as_ref().unwrap().metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "selector matches its pods");
+        assert_eq!(rs.metadata.owner_references.as_ref().unwrap()[0].controller, Some(true));
+        assert_eq!(spec.min_ready_seconds, Some(2));
+
+        let observed = observe(&rs).unwrap();
+        assert_eq!((observed.revision.as_str(), observed.number, observed.replicas), ("abc123", 4, 2));
+        assert_eq!(observed.name, "web-abc123");
+    }
+}

@@ -1,0 +1,4 @@
+//! serin: a Kubernetes operator for progressive delivery.
+pub mod api;
+pub mod controller;
+pub mod plan;

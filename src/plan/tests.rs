@@ -1,0 +1,348 @@
+//! Scenario tests of whole planning rounds, against a simulated cluster.
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+
+use super::conditions::{DEGRADED, READY, get};
+use super::revision::revision_of;
+use super::{Action, Plan, RevisionState, plan};
+use crate::api::{Phase, Release};
+
+fn release(replicas: i32, image: &str, strategy: serde_json::Value) -> Release {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "serin.dev/v1alpha1", "kind": "Release",
+        "metadata": { "name": "web", "namespace": "shop", "generation": 1 },
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": 60,
+            "revisionHistoryLimit": 2,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": { "metadata": { "labels": { "app": "web" } },
+                          "spec": { "containers": [{ "name": "web", "image": image }] } },
+            "strategy": strategy
+        }
+    }))
+    .unwrap()
+}
+
+fn rolling(surge: serde_json::Value, unavailable: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "rolling": { "maxSurge": surge, "maxUnavailable": unavailable } })
+}
+
+fn revision(release: &Release) -> String {
+    revision_of(&release.spec.template)
+}
+
+/// A cluster whose pods become available at a given rate; `healthy` revisions only.
+struct Cluster {
+    replica_sets: Vec<RevisionState>,
+    now: Timestamp,
+    unhealthy: Vec<String>,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        Cluster { replica_sets: Vec::new(), now: Timestamp::from_second(1_000_000).unwrap(), unhealthy: Vec::new() }
+    }
+
+    fn plan(&self, release: &mut Release) -> Plan {
+        let plan = plan(release, &self.replica_sets, self.now);
+        release.status = Some(plan.status.clone());
+        plan
+    }
+
+    fn apply(&mut self, plan: &Plan) {
+        for action in &plan.actions {
+            match action {
+                Action::Create { revision, number, replicas } => self.replica_sets.push(RevisionState {
+                    name: format!("web-{revision}"),
+                    revision: revision.clone(),
+                    number: *number,
+                    replicas: *replicas,
+                    status_replicas: 0,
+                    ready: 0,
+                    available: 0,
+                    synced: true,
+                }),
+                Action::Scale { name, replicas } => {
+                    let rs = self.replica_sets.iter_mut().find(|rs| &rs.name == name).unwrap();
+                    rs.replicas = *replicas;
+                    // Scaling down removes pods at once, available ones last.
+                    rs.status_replicas = rs.status_replicas.min(*replicas);
+                    rs.ready = rs.ready.min(*replicas);
+                    rs.available = rs.available.min(*replicas);
+                }
+                Action::Delete { name } => self.replica_sets.retain(|rs| &rs.name != name),
+            }
+        }
+    }
+
+    /// Time passes: pods start, and healthy ones become available.
+    fn settle(&mut self, seconds: i64) {
+        self.now = self.now.checked_add(SignedDuration::from_secs(seconds)).unwrap();
+        for rs in &mut self.replica_sets {
+            rs.status_replicas = rs.replicas;
+            if !self.unhealthy.contains(&rs.revision) {
+                rs.ready = rs.replicas;
+                rs.available = rs.replicas;
+            }
+        }
+    }
+
+    fn replicas_of(&self, revision: &str) -> i32 {
+        self.replica_sets.iter().find(|rs| rs.revision == revision).map_or(0, |rs| rs.replicas)
+    }
+
+    fn total(&self) -> i32 {
+        self.replica_sets.iter().map(|rs| rs.replicas).sum()
+    }
+
+    fn available(&self) -> i32 {
+        self.replica_sets.iter().map(|rs| rs.available).sum()
+    }
+
+    /// Plans, applies and settles until nothing changes; returns every plan made.
+    fn run(&mut self, release: &mut Release, rounds: usize) -> Vec<Plan> {
+        let mut plans = Vec::new();
+        for _ in 0..rounds {
+            let plan = self.plan(release);
+            let idle = plan.actions.is_empty();
+            self.apply(&plan);
+            plans.push(plan);
+            if idle {
+                break;
+            }
+            self.settle(1);
+        }
+        plans
+    }
+}
+
+fn condition_reason(release: &Release, type_: &str) -> (String, String) {
+    let c = get(&release.status.as_ref().unwrap().conditions, type_).unwrap();
+    (c.status.clone(), c.reason.clone())
+}
+
+#[test]
+fn a_new_release_creates_its_first_revision_at_full_size_and_becomes_ready() {
+    let mut r = release(10, "web:1", rolling(serde_json::json!("25%"), serde_json::json!("25%")));
+    let mut cluster = Cluster::new();
+    let first = cluster.plan(&mut r);
+    assert_eq!(first.actions, vec![Action::Create { revision: revision(&r), number: 1, replicas: 10 }]);
+    assert_eq!(first.status.phase, Some(Phase::Progressing));
+    assert!(first.events.iter().any(|e| e.reason == "RolloutStarted"));
+    cluster.apply(&first);
+    cluster.settle(1);
+    let plans = cluster.run(&mut r, 5);
+    let status = r.status.as_ref().unwrap();
+    assert_eq!(status.phase, Some(Phase::Healthy));
+    assert_eq!(status.stable_revision, Some(revision(&r)));
+    assert_eq!(condition_reason(&r, READY), ("True".into(), "Available".into()));
+    assert_eq!(status.available_replicas, 10);
+    assert!(plans.iter().flat_map(|p| &p.events).any(|e| e.reason == "Promoted"));
+}
+
+#[test]
+fn a_rolling_update_stays_within_surge_and_unavailability_and_ends_on_the_new_revision() {
+    let cases = [
+        (10, serde_json::json!("25%"), serde_json::json!("25%"), 13, 8),
+        (10, serde_json::json!(0), serde_json::json!(1), 10, 9),
+        (10, serde_json::json!(1), serde_json::json!(0), 11, 10),
+        (3, serde_json::json!("50%"), serde_json::json!(0), 5, 3),
+    ];
+    for (replicas, surge, unavailable, max_total, min_available) in cases {
+        let mut r = release(replicas, "web:1", rolling(surge.clone(), unavailable.clone()));
+        let mut cluster = Cluster::new();
+        cluster.run(&mut r, 10);
+        let v1 = revision(&r);
+        r.spec.template.spec.as_mut().unwrap().containers[0].image = Some("web:2".into());
+        let v2 = revision(&r);
+        for _ in 0..50 {
+            let plan = cluster.plan(&mut r);
+            cluster.apply(&plan);
+            assert!(cluster.total() <= max_total, "{surge}/{unavailable}: {} pods > {max_total}", cluster.total());
+            assert!(cluster.available() >= min_available, "{surge}/{unavailable}: {} available", cluster.available());
+            if plan.actions.is_empty() {
+                break;
+            }
+            cluster.settle(1);
+        }
+        let status = r.status.as_ref().unwrap();
+        assert_eq!(status.phase, Some(Phase::Healthy), "{surge}/{unavailable}");
+        assert_eq!(status.stable_revision.as_ref(), Some(&v2));
+        assert_eq!((cluster.replicas_of(&v1), cluster.replicas_of(&v2)), (0, replicas));
+    }
+}
+
+#[test]
+fn a_revision_not_available_by_the_deadline_is_rolled_back_and_not_retried() {
+    let mut r = release(4, "web:1", rolling(serde_json::json!(1), serde_json::json!(0)));
+    let mut cluster = Cluster::new();
+    cluster.run(&mut r, 10);
+    let v1 = revision(&r);
+    r.spec.template.spec.as_mut().unwrap().containers[0].image = Some("web:bad".into());
+    let bad = revision(&r);
+    cluster.unhealthy.push(bad.clone());
+
+    let plan = cluster.plan(&mut r);
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(60)), "requeue exactly at the deadline");
+    cluster.apply(&plan);
+    cluster.settle(59);
+    let plan = cluster.plan(&mut r);
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(1)));
+    assert_eq!(r.status.as_ref().unwrap().phase, Some(Phase::Progressing));
+    cluster.apply(&plan);
+    cluster.settle(1);
+
+    let plans = cluster.run(&mut r, 10);
+    assert!(plans[0].events.iter().any(|e| e.reason == "RolledBack" && e.warning));
+    let status = r.status.as_ref().unwrap();
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    assert_eq!(status.failed_revision.as_ref(), Some(&bad));
+    assert_eq!(status.stable_revision.as_ref(), Some(&v1));
+    assert_eq!(condition_reason(&r, DEGRADED), ("True".into(), "ProgressDeadlineExceeded".into()));
+    assert_eq!(condition_reason(&r, READY).0, "False");
+    assert_eq!((cluster.replicas_of(&v1), cluster.replicas_of(&bad)), (4, 0));
+    assert_eq!(cluster.available(), 4);
+
+    // Held: later rounds neither retry the bad revision nor change status.
+    cluster.settle(600);
+    let held = cluster.plan(&mut r);
+    assert!(held.actions.is_empty() && held.events.is_empty(), "{held:?}");
+    assert_eq!(Some(&held.status), r.status.as_ref());
+
+    // A new template is tried, and recovers.
+    r.spec.template.spec.as_mut().unwrap().containers[0].image = Some("web:3".into());
+    cluster.run(&mut r, 20);
+    let status = r.status.as_ref().unwrap();
+    assert_eq!(status.phase, Some(Phase::Healthy));
+    assert_eq!(status.failed_revision, None);
+    assert_eq!(cluster.replicas_of(&revision(&r)), 4);
+}
+
+#[test]
+fn a_paused_rollout_freezes_and_its_deadline_restarts_on_resume() {
+    let mut r = release(4, "web:1", rolling(serde_json::json!(1), serde_json::json!(0)));
+    let mut cluster = Cluster::new();
+    cluster.run(&mut r, 10);
+    r.spec.template.spec.as_mut().unwrap().containers[0].image = Some("web:2".into());
+    let first = cluster.plan(&mut r);
+    cluster.apply(&first);
+    cluster.settle(1);
+    r.spec.paused = true;
+    let frozen = cluster.run(&mut r, 3);
+    assert!(frozen.iter().all(|p| p.actions.is_empty()));
+    assert_eq!(r.status.as_ref().unwrap().phase, Some(Phase::Paused));
+    assert_eq!(r.status.as_ref().unwrap().rollout_start_time, None);
+
+    cluster.settle(3600); // far beyond the deadline
+    r.spec.paused = false;
+    let resumed = cluster.plan(&mut r);
+    assert!(resumed.events.iter().any(|e| e.reason == "Resumed"));
+    assert_eq!(resumed.requeue_after, Some(Duration::from_secs(60)), "deadline counts from the resume");
+    cluster.apply(&resumed);
+    cluster.settle(1);
+    cluster.run(&mut r, 20);
+    assert_eq!(r.status.as_ref().unwrap().phase, Some(Phase::Healthy));
+}
+
+#[test]
+fn invalid_specs_change_nothing_and_say_why() {
+    let cases = [
+        (serde_json::json!({ "canary": {} }), "canary is not supported"),
+        (rolling(serde_json::json!("x"), serde_json::json!(1)), "spec.strategy.rolling"),
+    ];
+    for (strategy, needle) in cases {
+        let mut r = release(3, "web:1", strategy);
+        let plan = Cluster::new().plan(&mut r);
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.status.phase, Some(Phase::Degraded));
+        assert_eq!(condition_reason(&r, DEGRADED), ("True".into(), "InvalidSpec".into()));
+        assert!(plan.status.message.as_ref().unwrap().contains(needle), "{:?}", plan.status.message);
+        assert!(plan.events.iter().any(|e| e.reason == "InvalidSpec" && e.warning));
+    }
+    let mut r = release(3, "web:1", serde_json::json!({ "rolling": {} }));
+    r.spec.selector.match_labels = Some([("app".to_string(), "api".to_string())].into());
+    let plan = Cluster::new().plan(&mut r);
+    assert!(plan.actions.is_empty());
+    assert!(plan.status.message.unwrap().contains("does not match"));
+}
+
+#[test]
+fn nothing_is_scaled_while_a_replica_set_status_is_stale() {
+    let mut r = release(4, "web:1", serde_json::json!({ "rolling": {} }));
+    let mut cluster = Cluster::new();
+    cluster.run(&mut r, 10);
+    r.spec.template.spec.as_mut().unwrap().containers[0].image = Some("web:2".into());
+    cluster.replica_sets[0].synced = false;
+    assert!(cluster.plan(&mut r).actions.is_empty());
+}
+
+#[test]
+fn scaling_a_healthy_release_scales_its_stable_revision() {
+    let mut r = release(4, "web:1", serde_json::json!({ "rolling": {} }));
+    let mut cluster = Cluster::new();
+    cluster.run(&mut r, 10);
+    for replicas in [7, 2, 0] {
+        r.spec.replicas = replicas;
+        cluster.run(&mut r, 10);
+        assert_eq!(cluster.replicas_of(&revision(&r)), replicas);
+        assert_eq!(r.status.as_ref().unwrap().phase, Some(Phase::Healthy));
+    }
+}
+
+#[test]
+fn history_beyond_the_limit_is_trimmed_oldest_first() {
+    let mut r = release(2, "web:0", serde_json::json!({ "rolling": {} }));
+    let mut cluster = Cluster::new();
+    cluster.run(&mut r, 10);
+    let mut revisions = vec![revision(&r)];
+    for i in 1..=4 {
+        r.spec.template.spec.as_mut().unwrap().containers[0].image = Some(format!("web:{i}"));
+        revisions.push(revision(&r));
+        cluster.run(&mut r, 20);
+    }
+    let left: Vec<_> = cluster.replica_sets.iter().map(|rs| rs.revision.clone()).collect();
+    // The current revision plus revisionHistoryLimit (2) idle ones.
+    assert_eq!(left, revisions[2..].to_vec());
+}
+
+#[test]
+fn a_settled_release_plans_nothing_and_keeps_its_status() {
+    let mut r = release(3, "web:1", serde_json::json!({ "rolling": {} }));
+    let mut cluster = Cluster::new();
+    cluster.run(&mut r, 10);
+    let before = r.status.clone();
+    cluster.settle(30);
+    let again = cluster.plan(&mut r);
+    assert!(again.actions.is_empty() && again.events.is_empty() && again.requeue_after.is_none());
+    assert_eq!(Some(again.status), before, "unchanged status means no write");
+}
+
+proptest! {
+    /// From any mix of revisions, planning converges on the current one at full size.
+    #[test]
+    fn planning_converges_from_any_state(
+        replicas in 0..20i32,
+        surge in 0..5i32,
+        unavailable in 0..5i32,
+        existing in proptest::collection::vec((0..25i32, 0..25i32), 0..4),
+    ) {
+        prop_assume!(surge + unavailable > 0);
+        let mut r = release(replicas, "web:new", rolling(surge.into(), unavailable.into()));
+        let mut cluster = Cluster::new();
+        for (i, (spec, available)) in existing.iter().enumerate() {
+            cluster.replica_sets.push(RevisionState {
+                name: format!("web-old{i}"), revision: format!("old{i}"), number: i as i64 + 1,
+                replicas: *spec, status_replicas: *spec, ready: (*available).min(*spec),
+                available: (*available).min(*spec), synced: true,
+            });
+        }
+        cluster.run(&mut r, 200);
+        let status = r.status.as_ref().unwrap();
+        prop_assert_eq!(status.phase, Some(Phase::Healthy));
+        prop_assert_eq!(cluster.replicas_of(&revision(&r)), replicas);
+        prop_assert!(cluster.replica_sets.iter().filter(|rs| rs.revision != revision(&r)).all(|rs| rs.replicas == 0));
+    }
+}
