@@ -62,19 +62,20 @@ gen_pki() {
   local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
   openssl req -x509 "${ec[@]}" -keyout "$PKI/ca.key" -out "$PKI/ca.crt" -days 3650 \
     -subj "/CN=serin-e2e-ca" 2>/dev/null
-  # cert NAME SUBJECT [SANS]
+  # cert NAME SUBJECT USAGE [SANS]: v3 leaf certificates (rustls refuses v1).
   cert() {
-    local ext=()
-    [ -n "${3:-}" ] && ext=(-addext "subjectAltName=$3")
+    local ext=(-addext "basicConstraints=critical,CA:FALSE" -addext "keyUsage=critical,digitalSignature,keyEncipherment"
+      -addext "extendedKeyUsage=$3")
+    [ -n "${4:-}" ] && ext+=(-addext "subjectAltName=$4")
     openssl req "${ec[@]}" -keyout "$PKI/$1.key" -out "$PKI/$1.csr" -subj "$2" "${ext[@]}" 2>/dev/null
     openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
       -days 3650 -copy_extensions copy -out "$PKI/$1.crt" 2>/dev/null
   }
-  cert apiserver "/CN=kube-apiserver" \
+  cert apiserver "/CN=kube-apiserver" serverAuth \
     "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-  cert admin "/O=system:masters/CN=serin-e2e-admin"
-  cert kube-controller-manager "/CN=system:kube-controller-manager"
-  cert kube-scheduler "/CN=system:kube-scheduler"
+  cert admin "/O=system:masters/CN=serin-e2e-admin" clientAuth
+  cert kube-controller-manager "/CN=system:kube-controller-manager" clientAuth
+  cert kube-scheduler "/CN=system:kube-scheduler" clientAuth
   openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
   openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 }
@@ -203,7 +204,7 @@ up() {
   start kwok "$SERIN_BIN/kwok" --kubeconfig="$KUBECONFIG_PATH" \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --config="$SERIN_REPO/e2e/kwok/stages.yaml" --cidr=10.244.0.0/16 --node-ip=127.0.0.1 \
-    --server-address="127.0.0.1:$KWOK_PORT"
+    --server-address="127.0.0.1:$KWOK_PORT" --node-lease-duration-seconds=40
 
   create_nodes
   kubectl apply --server-side -f "$SERIN_CACHE/gateway-api-$GATEWAY_API_VERSION" >/dev/null

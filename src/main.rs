@@ -16,6 +16,9 @@ enum Command {
     Controller {
         #[arg(long, env = "SERIN_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// Watch only this namespace (default: all).
+        #[arg(long, env = "SERIN_NAMESPACE")]
+        namespace: Option<String>,
         /// Releases reconciled at once.
         #[arg(long, env = "SERIN_CONCURRENCY", default_value_t = 8)]
         concurrency: u16,
@@ -36,7 +39,11 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
-        Command::Controller { log_format, concurrency } => {
+        Command::Controller {
+            log_format,
+            namespace,
+            concurrency,
+        } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
             let logs = tracing_subscriber::fmt().with_env_filter(filter);
             match log_format {
@@ -44,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 LogFormat::Text => logs.init(),
             }
             let client = kube::Client::try_default().await?;
-            serin::controller::run(client, concurrency).await;
+            serin::controller::run(client, namespace, concurrency).await;
         }
         Command::Crd { write: None } => print!("{}", serin::api::crds_yaml()),
         Command::Crd { write: Some(dir) } => {

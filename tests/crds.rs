@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::core::cel::Validator;
+use kube::core::cel::cel::{self, extractors::This};
+use kube::core::cel::{ErrorKind, KubeCelExt, Validator, apply_defaults};
 use serde_json::{Value, json};
 use serin::api::{crd_files, crds, crds_yaml};
 
@@ -55,7 +56,10 @@ fn files_and_stream_are_deterministic_and_consistent() {
     assert!(stream.starts_with(header));
     for (file, yaml) in &files {
         assert!(yaml.starts_with(header), "{file} lacks the header");
-        assert!(stream.contains(yaml.strip_prefix(header).unwrap()), "{file} is not in the stream");
+        assert!(
+            stream.contains(yaml.strip_prefix(header).unwrap()),
+            "{file} is not in the stream"
+        );
     }
     let documents: Vec<CustomResourceDefinition> = serde_yaml::Deserializer::from_str(&stream)
         .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
@@ -78,10 +82,7 @@ fn crds_fit_in_the_last_applied_annotation() {
 }
 
 fn release_crd() -> Value {
-    let crd = crds()
-        .into_iter()
-        .find(|c| c.spec.names.kind == "Release")
-        .unwrap();
+    let crd = crds().into_iter().find(|c| c.spec.names.kind == "Release").unwrap();
     serde_json::to_value(crd).unwrap()
 }
 
@@ -138,18 +139,31 @@ fn schema_is_self_contained_and_stripped() {
     // A property *named* description would be a false positive; the pod template has none.
     assert!(found.is_empty(), "descriptions left in spec.template: {found:?}");
     let mut found = Vec::new();
-    paths_with_key(&spec["properties"]["selector"]["properties"], "description", "", &mut found);
+    paths_with_key(
+        &spec["properties"]["selector"]["properties"],
+        "description",
+        "",
+        &mut found,
+    );
     assert!(found.is_empty(), "descriptions left in spec.selector: {found:?}");
 
     // Extensions k8s-openapi emits survive, e.g. quantities and probe ports.
     let resources = &containers["items"]["properties"]["resources"]["properties"];
-    assert_eq!(resources["limits"]["additionalProperties"]["x-kubernetes-int-or-string"], true);
-    let probe_port = &containers["items"]["properties"]["livenessProbe"]["properties"]["httpGet"]
-        ["properties"]["port"];
+    assert_eq!(
+        resources["limits"]["additionalProperties"]["x-kubernetes-int-or-string"],
+        true
+    );
+    let probe_port = &containers["items"]["properties"]["livenessProbe"]["properties"]["httpGet"]["properties"]["port"];
     assert_eq!(probe_port["x-kubernetes-int-or-string"], true);
     // Labels must be declared, or the apiserver prunes them from the template.
     let labels = &template["properties"]["metadata"]["properties"]["labels"];
     assert_eq!(labels["type"], "object");
+    // Without these bounds kube-apiserver refuses the CRD: it estimates the
+    // matchLabels rule at more than 100 times its cost budget.
+    let match_labels = &spec["properties"]["selector"]["properties"]["matchLabels"];
+    assert_eq!(match_labels["maxProperties"], 64);
+    assert_eq!(match_labels["additionalProperties"]["maxLength"], 63);
+    assert_eq!(labels["additionalProperties"]["maxLength"], 63);
 
     let conditions = &schema["properties"]["status"]["properties"]["conditions"];
     assert_eq!(conditions["x-kubernetes-list-type"], "map");
@@ -161,7 +175,10 @@ fn schema_is_self_contained_and_stripped() {
     let strategy = &spec["properties"]["strategy"]["properties"];
     for reserved in ["blueGreen", "canary"] {
         assert_eq!(strategy[reserved]["type"], "object", "{reserved}");
-        assert_eq!(strategy[reserved]["x-kubernetes-preserve-unknown-fields"], true, "{reserved}");
+        assert_eq!(
+            strategy[reserved]["x-kubernetes-preserve-unknown-fields"], true,
+            "{reserved}"
+        );
     }
 }
 
@@ -195,7 +212,15 @@ fn release_crd_names_subresources_and_columns() {
         .collect();
     assert_eq!(
         columns,
-        ["Strategy", "Phase", "Desired", "Current", "Up-to-date", "Available", "Age"]
+        [
+            "Strategy",
+            "Phase",
+            "Desired",
+            "Current",
+            "Up-to-date",
+            "Available",
+            "Age"
+        ]
     );
 }
 
@@ -209,8 +234,81 @@ fn schema_bounds_numbers() {
     assert_eq!(spec["revisionHistoryLimit"]["minimum"], 0.0);
 }
 
-// ---- CEL rules, evaluated client-side by kube's CEL validator (kube-cel) on the
-// generated CRD schema, at every level where the schema declares rules.
+// ---- CEL rules, evaluated client-side on the generated CRD schema by kube's
+// validator (kube-cel), which walks the schema and runs every
+// `x-kubernetes-validations` rule at its level, after applying defaults as the
+// apiserver does.
+//
+// kube-cel 0.8 (on cel 0.13) lacks CEL's `type()` function, which the
+// IntOrPercent rule uses, as Kubernetes recommends for int-or-string fields.
+// The validator reports such rules as unsupported instead of passing them; those
+// few are evaluated again here with a `type()` stand-in, and anything else it
+// cannot evaluate fails the test.
+
+/// CEL's `type()`, reduced to what the rules compare: a tag per value kind, and
+/// the type identifiers (`string`, `int`, ...) bound to the same tags.
+fn with_type_function(ctx: &mut cel::Context<'_>) {
+    fn tag(kind: &str) -> Value {
+        json!(format!("<cel type {kind}>"))
+    }
+    let kinds = [
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bool",
+        "list",
+        "map",
+        "null_type",
+        "bytes",
+    ];
+    for kind in kinds {
+        ctx.add_variable(kind, tag(kind)).unwrap();
+    }
+    ctx.add_function("type", |This(value): This<cel::Value>| -> String {
+        let kind = match value {
+            cel::Value::Int(_) => "int",
+            cel::Value::UInt(_) => "uint",
+            cel::Value::Float(_) => "double",
+            cel::Value::String(_) => "string",
+            cel::Value::Bool(_) => "bool",
+            cel::Value::List(_) => "list",
+            cel::Value::Map(_) => "map",
+            cel::Value::Null => "null_type",
+            cel::Value::Bytes(_) => "bytes",
+            other => panic!("type() of {other:?} is not needed by serin's rules"),
+        };
+        format!("<cel type {kind}>")
+    });
+}
+
+/// Evaluates `rule` of the schema node at the dotted `path` against `object`,
+/// returning the failure as the validator would phrase it.
+fn evaluate_with_type_function(schema: &Value, object: &Value, path: &str, rule: &str) -> Option<String> {
+    let (mut node, mut value) = (schema, object);
+    for field in path.split('.') {
+        node = &node["properties"][field];
+        value = &value[field];
+    }
+    let declared = node["x-kubernetes-validations"]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["rule"] == rule))
+        .unwrap_or_else(|| panic!("no rule {rule:?} at {path}"));
+    let program = cel::Program::compile(rule).unwrap();
+    let mut ctx = cel::Context::default().with_all();
+    with_type_function(&mut ctx);
+    ctx.add_variable("self", value.clone()).unwrap();
+    match program.execute(&ctx) {
+        Ok(cel::Value::Bool(true)) => None,
+        Ok(cel::Value::Bool(false)) => {
+            let message = declared["message"]
+                .as_str()
+                .map_or_else(|| format!("failed rule: {rule}"), String::from);
+            Some(format!("{path}: {message}"))
+        }
+        other => Some(format!("{path}: {rule:?} evaluated to {other:?}")),
+    }
+}
 
 fn release(spec: Value) -> Value {
     json!({
@@ -260,13 +358,22 @@ fn spec_with(patch: Value) -> Value {
     spec
 }
 
-/// The messages of every rule that fails for a Release with `spec`.
+/// `path: message` of every rule that fails for a Release with `spec`.
 fn cel_errors(spec: Value) -> Vec<String> {
     let schema = release_schema();
-    match Validator::new().validate(&schema, &release(spec), None) {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
-    }
+    let object = apply_defaults(&schema, &release(spec));
+    let Err(errors) = Validator::new().validate(&schema, &object, None) else {
+        return Vec::new();
+    };
+    errors
+        .iter()
+        .filter_map(|e| match e.kind {
+            ErrorKind::UnsupportedReference if e.rule.contains("type(") => {
+                evaluate_with_type_function(&schema, &object, &e.field_path, &e.rule)
+            }
+            _ => Some(e.to_string()),
+        })
+        .collect()
 }
 
 #[track_caller]
@@ -308,7 +415,11 @@ fn cel_accepts_valid_specs() {
 
 #[test]
 fn cel_rejects_surge_and_unavailable_both_zero() {
-    for (surge, unavailable) in [(json!(0), json!(0)), (json!("0%"), json!("0%")), (json!(0), json!("0%"))] {
+    for (surge, unavailable) in [
+        (json!(0), json!(0)),
+        (json!("0%"), json!("0%")),
+        (json!(0), json!("0%")),
+    ] {
         let spec = spec_with(json!({
             "strategy": { "rolling": { "maxSurge": surge, "maxUnavailable": unavailable } },
         }));
@@ -319,7 +430,10 @@ fn cel_rejects_surge_and_unavailable_both_zero() {
 #[test]
 fn cel_rejects_selector_not_matching_template() {
     let message = "spec.selector.matchLabels must match spec.template.metadata.labels";
-    assert_rejected(spec_with(json!({ "selector": { "matchLabels": { "app": "api" } } })), message);
+    assert_rejected(
+        spec_with(json!({ "selector": { "matchLabels": { "app": "api" } } })),
+        message,
+    );
     assert_rejected(
         spec_with(json!({ "selector": { "matchLabels": { "app": "web", "track": "stable" } } })),
         message,
@@ -332,14 +446,23 @@ fn cel_rejects_zero_or_several_strategies() {
     let message = "spec.strategy must set exactly one of rolling, blueGreen or canary";
     assert_rejected(spec_with(json!({ "strategy": { "rolling": null } })), message);
     assert_rejected(spec_with(json!({ "strategy": { "blueGreen": {} } })), message);
-    assert_rejected(spec_with(json!({ "strategy": { "rolling": null, "blueGreen": {}, "canary": {} } })), message);
+    assert_rejected(
+        spec_with(json!({ "strategy": { "rolling": null, "blueGreen": {}, "canary": {} } })),
+        message,
+    );
 }
 
 #[test]
 fn cel_rejects_deadline_not_after_min_ready() {
     let message = "spec.progressDeadlineSeconds must be greater than spec.minReadySeconds";
-    assert_rejected(spec_with(json!({ "minReadySeconds": 600, "progressDeadlineSeconds": 600 })), message);
-    assert_rejected(spec_with(json!({ "minReadySeconds": 700, "progressDeadlineSeconds": null })), message);
+    assert_rejected(
+        spec_with(json!({ "minReadySeconds": 600, "progressDeadlineSeconds": 600 })),
+        message,
+    );
+    assert_rejected(
+        spec_with(json!({ "minReadySeconds": 700, "progressDeadlineSeconds": null })),
+        message,
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! End-to-end tests against the cluster KUBECONFIG points at (`make e2e`).
 //! Each test works in a namespace of its own and removes it when done.
+mod release;
 mod support;
 mod testbed;

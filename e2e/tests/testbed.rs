@@ -23,22 +23,33 @@ fn pinned_kubernetes_version() -> String {
     let go_mod = include_str!("../tools/kube/go.mod");
     go_mod
         .lines()
-        .find_map(|l| l.trim().strip_prefix("require k8s.io/kubernetes "))
+        .map(|l| {
+            l.trim()
+                .trim_start_matches("require ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        })
+        .find_map(|words| (words.first() == Some(&"k8s.io/kubernetes")).then(|| words.get(1).map(|v| v.to_string())))
+        .flatten()
         .expect("e2e/tools/kube/go.mod requires k8s.io/kubernetes")
-        .trim()
-        .to_string()
 }
 
 #[tokio::test]
 async fn at_least_three_nodes_are_ready_and_the_server_is_the_pinned_release() {
     let client = client().await;
-    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.unwrap();
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
     let ready = nodes
         .items
         .iter()
         .filter(|n| {
             let conditions = n.status.as_ref().and_then(|s| s.conditions.as_ref());
-            conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
+            conditions
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
         })
         .count();
     assert!(ready >= 3, "want at least 3 Ready nodes, found {ready}");
@@ -67,12 +78,28 @@ async fn a_three_replica_deployment_becomes_available_under_kubectl_wait() {
         .await
         .unwrap();
     let out = tokio::process::Command::new("kubectl")
-        .args(["wait", "--for=condition=Available", "deployment/web", "--timeout=30s", "-n", &ns.name])
+        .args([
+            "wait",
+            "--for=condition=Available",
+            "deployment/web",
+            "--timeout=30s",
+            "-n",
+            &ns.name,
+        ])
         .output()
         .await
         .expect("kubectl on PATH");
-    assert!(out.status.success(), "kubectl wait failed: {}", String::from_utf8_lossy(&out.stderr));
-    let status = Api::<Deployment>::namespaced(client, &ns.name).get("web").await.unwrap().status.unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl wait failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = Api::<Deployment>::namespaced(client, &ns.name)
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
     assert_eq!(status.available_replicas, Some(3));
 }
 
@@ -85,7 +112,10 @@ async fn create_pod(client: &Client, ns: &str, name: &str, fault: Option<&str>) 
         "metadata": { "name": name, "labels": labels },
         "spec": { "containers": [{ "name": "app", "image": "example.com/app:1" }] }
     }));
-    Api::<Pod>::namespaced(client.clone(), ns).create(&PostParams::default(), &pod).await.unwrap();
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
 }
 
 async fn running_pod(client: &Client, ns: &str, name: &str) -> Pod {
@@ -106,9 +136,16 @@ async fn fault_labels_keep_pods_unready_for_thirty_seconds() {
     create_pod(&client, &ns.name, "crash", Some("crash")).await;
 
     let healthy = running_pod(&client, &ns.name, "healthy").await;
-    assert!(is_ready(healthy.status.as_ref().and_then(|s| s.conditions.as_ref())), "a pod without a fault label becomes Ready");
+    assert!(
+        is_ready(healthy.status.as_ref().and_then(|s| s.conditions.as_ref())),
+        "a pod without a fault label becomes Ready"
+    );
     let crash = running_pod(&client, &ns.name, "crash").await;
-    let waiting = crash.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|c| c[0].state.as_ref()?.waiting.clone());
+    let waiting = crash
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c[0].state.as_ref()?.waiting.clone());
     assert_eq!(waiting.and_then(|w| w.reason).as_deref(), Some("CrashLoopBackOff"));
     running_pod(&client, &ns.name, "never-ready").await;
 
@@ -120,7 +157,10 @@ async fn fault_labels_keep_pods_unready_for_thirty_seconds() {
         for name in ["never-ready", "crash"] {
             let pod = pods.get(name).await.unwrap();
             let status = pod.status.as_ref();
-            assert!(!is_ready(status.and_then(|s| s.conditions.as_ref())), "{name} became Ready");
+            assert!(
+                !is_ready(status.and_then(|s| s.conditions.as_ref())),
+                "{name} became Ready"
+            );
             assert_eq!(status.and_then(|s| s.phase.as_deref()), Some("Running"), "{name} phase");
         }
         samples += 1;
@@ -146,14 +186,28 @@ async fn pods_owned_by_a_job_complete_and_crashing_ones_fail() {
         }))
     };
     let jobs = Api::<Job>::namespaced(client.clone(), &ns.name);
-    jobs.create(&PostParams::default(), &job("passes", json!({}))).await.unwrap();
-    jobs.create(&PostParams::default(), &job("fails", json!({ "serin.dev/fault": "crash" }))).await.unwrap();
+    jobs.create(&PostParams::default(), &job("passes", json!({})))
+        .await
+        .unwrap();
+    jobs.create(
+        &PostParams::default(),
+        &job("fails", json!({ "serin.dev/fault": "crash" })),
+    )
+    .await
+    .unwrap();
     for (name, condition) in [("passes", "Complete"), ("fails", "Failed")] {
-        wait_for(&format!("job {name} to be {condition}"), Duration::from_secs(30), || async {
-            let job = jobs.get(name).await.ok()?;
-            let conditions = job.status?.conditions?;
-            conditions.iter().any(|c| c.type_ == condition && c.status == "True").then_some(())
-        })
+        wait_for(
+            &format!("job {name} to be {condition}"),
+            Duration::from_secs(30),
+            || async {
+                let job = jobs.get(name).await.ok()?;
+                let conditions = job.status?.conditions?;
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == condition && c.status == "True")
+                    .then_some(())
+            },
+        )
         .await;
     }
 }
@@ -161,15 +215,22 @@ async fn pods_owned_by_a_job_complete_and_crashing_ones_fail() {
 #[tokio::test]
 async fn prometheus_answers_and_scrapes_targets_that_tests_write() {
     let base = std::env::var("SERIN_PROMETHEUS_URL").unwrap_or_else(|_| "http://127.0.0.1:19090".into());
-    let targets = std::env::var("SERIN_PROMETHEUS_TARGETS").expect(
-        "SERIN_PROMETHEUS_TARGETS names the file_sd folder (eval \"$(make cluster-env)\")",
-    );
+    let targets = std::env::var("SERIN_PROMETHEUS_TARGETS")
+        .expect("SERIN_PROMETHEUS_TARGETS names the file_sd folder (eval \"$(make cluster-env)\")");
     let http = reqwest::Client::new();
     let query = |q: String| {
         let http = http.clone();
         let url = format!("{base}/api/v1/query");
         async move {
-            let body: serde_json::Value = http.get(url).query(&[("query", q)]).send().await.ok()?.json().await.ok()?;
+            let body: serde_json::Value = http
+                .get(url)
+                .query(&[("query", q)])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
             (body["status"] == "success").then_some(body["data"]["result"].as_array()?.clone())
         }
     };
@@ -177,15 +238,24 @@ async fn prometheus_answers_and_scrapes_targets_that_tests_write() {
         query("up".into()).await.filter(|r| !r.is_empty())
     })
     .await;
-    assert!(up.iter().any(|s| s["metric"]["job"] == "prometheus"), "`up` has the prometheus job: {up:?}");
+    assert!(
+        up.iter().any(|s| s["metric"]["job"] == "prometheus"),
+        "`up` has the prometheus job: {up:?}"
+    );
 
     // A test adds a target by writing a file_sd file; here Prometheus itself, with a unique label.
     let marker = format!("t{}", std::process::id());
     let file = std::path::Path::new(&targets).join(format!("{marker}.json"));
     let target = base.trim_start_matches("http://").to_string();
-    std::fs::write(&file, json!([{ "targets": [target], "labels": { "e2e": marker } }]).to_string()).unwrap();
+    std::fs::write(
+        &file,
+        json!([{ "targets": [target], "labels": { "e2e": marker } }]).to_string(),
+    )
+    .unwrap();
     let scraped = wait_for("the written target to be scraped", Duration::from_secs(15), || async {
-        query(format!("up{{e2e=\"{marker}\"}} == 1")).await.filter(|r| !r.is_empty())
+        query(format!("up{{e2e=\"{marker}\"}} == 1"))
+            .await
+            .filter(|r| !r.is_empty())
     })
     .await;
     std::fs::remove_file(&file).unwrap();
@@ -199,6 +269,11 @@ async fn the_gateway_api_httproute_crd_is_established() {
         .get("httproutes.gateway.networking.k8s.io")
         .await
         .expect("the HTTPRoute CRD is installed");
-    let established = crd.status.and_then(|s| s.conditions).into_iter().flatten().any(|c| c.type_ == "Established" && c.status == "True");
+    let established = crd
+        .status
+        .and_then(|s| s.conditions)
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Established" && c.status == "True");
     assert!(established, "HTTPRoute CRD is Established");
 }

@@ -28,11 +28,7 @@ pub fn crd_files() -> Vec<(String, String)> {
     crds()
         .into_iter()
         .map(|crd| {
-            let name = crd
-                .metadata
-                .name
-                .as_deref()
-                .expect("a derived CRD has a name");
+            let name = crd.metadata.name.as_deref().expect("a derived CRD has a name");
             let file = format!("{name}.yaml");
             (file, format!("{HEADER}---\n{}", to_yaml(&crd)))
         })

@@ -24,15 +24,9 @@ impl IntOrPercent {
                     .strip_suffix('%')
                     .and_then(|p| p.parse().ok())
                     .filter(|p| *p >= 0)
-                    .ok_or_else(|| {
-                        format!("{s:?} is neither an integer nor a percent like \"25%\"")
-                    })?;
+                    .ok_or_else(|| format!("{s:?} is neither an integer nor a percent like \"25%\""))?;
                 let scaled = i64::from(total.max(0)) * percent;
-                let value = if round_up {
-                    (scaled + 99) / 100
-                } else {
-                    scaled / 100
-                };
+                let value = if round_up { (scaled + 99) / 100 } else { scaled / 100 };
                 i32::try_from(value).map_err(|_| format!("{s} of {total} is too large"))
             }
         }
@@ -72,11 +66,7 @@ mod tests {
             (Percent("1%".into()), 1, false, Ok(0)),
         ];
         for (value, total, up, want) in cases {
-            assert_eq!(
-                value.resolve(total, up),
-                want,
-                "{value:?} of {total} (round up {up})"
-            );
+            assert_eq!(value.resolve(total, up), want, "{value:?} of {total} (round up {up})");
         }
     }
 

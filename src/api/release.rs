@@ -10,6 +10,8 @@ use super::schema::{stripped_label_selector, stripped_pod_template};
 
 /// A workload rolled out progressively. It takes the place of a Deployment.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// kube-derive repeats `type_ = ...` across printcolumns, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "serin.dev",
     version = "v1alpha1",
@@ -27,21 +29,9 @@ use super::schema::{stripped_label_selector, stripped_pod_template};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Current", type_ = "integer", json_path = ".status.replicas"),
-    printcolumn(
-        name = "Up-to-date",
-        type_ = "integer",
-        json_path = ".status.updatedReplicas"
-    ),
-    printcolumn(
-        name = "Available",
-        type_ = "integer",
-        json_path = ".status.availableReplicas"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Up-to-date", type_ = "integer", json_path = ".status.updatedReplicas"),
+    printcolumn(name = "Available", type_ = "integer", json_path = ".status.availableReplicas"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(

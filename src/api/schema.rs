@@ -7,6 +7,11 @@
 //! without their descriptions. Everything else, including the `x-kubernetes-*`
 //! extensions that k8s-openapi emits, is kept.
 //!
+//! Label maps get bounds (see [`LABEL_VALUE_MAX_LENGTH`], [`MATCH_LABELS_MAX`]):
+//! without them the apiserver estimates the cost of the rule comparing
+//! `spec.selector.matchLabels` with the template's labels at more than 100 times
+//! its budget and refuses the whole CRD.
+//!
 //! The schemas returned here are always fully inlined (no `$ref`, no
 //! definitions), whatever the caller's generator settings: a CRD schema must be
 //! self-contained, and kube converts it to `JSONSchemaProps`, which would silently
@@ -16,14 +21,48 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use schemars::transform::{Transform, transform_subschemas};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
-/// `PodTemplateSpec`, without descriptions.
+/// The longest label value Kubernetes accepts. Declared on label maps so that
+/// the apiserver can bound the cost of CEL rules that compare labels; it rejects
+/// longer values in pods and selectors anyway.
+pub const LABEL_VALUE_MAX_LENGTH: u64 = 63;
+
+/// The most labels a selector's `matchLabels` may have. Kubernetes sets no
+/// limit, but a CEL rule iterating an unbounded map is refused by the
+/// apiserver's cost estimate; real selectors have a handful of labels.
+pub const MATCH_LABELS_MAX: u64 = 64;
+
+/// `PodTemplateSpec`, without descriptions, and with label values bounded to
+/// [`LABEL_VALUE_MAX_LENGTH`].
 pub fn stripped_pod_template(generator: &mut SchemaGenerator) -> Schema {
-    inline_without_descriptions::<PodTemplateSpec>(generator)
+    let mut schema = inline_without_descriptions::<PodTemplateSpec>(generator);
+    bound_label_map(&mut schema, "/properties/metadata/properties/labels", None);
+    schema
 }
 
-/// `LabelSelector`, without descriptions.
+/// `LabelSelector`, without descriptions, and with `matchLabels` bounded to
+/// [`MATCH_LABELS_MAX`] entries of at most [`LABEL_VALUE_MAX_LENGTH`] characters.
 pub fn stripped_label_selector(generator: &mut SchemaGenerator) -> Schema {
-    inline_without_descriptions::<LabelSelector>(generator)
+    let mut schema = inline_without_descriptions::<LabelSelector>(generator);
+    bound_label_map(&mut schema, "/properties/matchLabels", Some(MATCH_LABELS_MAX));
+    schema
+}
+
+/// Adds `maxLength` to the values of the string map at `pointer`, and
+/// optionally `maxProperties` to the map.
+fn bound_label_map(schema: &mut Schema, pointer: &str, max_entries: Option<u64>) {
+    let map = schema
+        .pointer_mut(pointer)
+        .and_then(serde_json::Value::as_object_mut)
+        .unwrap_or_else(|| panic!("no label map at {pointer}"));
+    let values = map
+        .get_mut("additionalProperties")
+        .and_then(serde_json::Value::as_object_mut)
+        .filter(|values| values.get("type").and_then(|t| t.as_str()) == Some("string"))
+        .unwrap_or_else(|| panic!("{pointer} is not a map of strings"));
+    values.insert("maxLength".into(), LABEL_VALUE_MAX_LENGTH.into());
+    if let Some(max) = max_entries {
+        map.insert("maxProperties".into(), max.into());
+    }
 }
 
 /// `Vec<Condition>` without descriptions, as a list map keyed by `type`, the way
@@ -99,8 +138,7 @@ mod tests {
     fn count_key(value: &serde_json::Value, key: &str) -> usize {
         match value {
             serde_json::Value::Object(map) => {
-                usize::from(map.contains_key(key))
-                    + map.values().map(|v| count_key(v, key)).sum::<usize>()
+                usize::from(map.contains_key(key)) + map.values().map(|v| count_key(v, key)).sum::<usize>()
             }
             serde_json::Value::Array(items) => items.iter().map(|v| count_key(v, key)).sum(),
             _ => 0,
@@ -119,6 +157,16 @@ mod tests {
         assert!(count_key(&schema, "x-kubernetes-int-or-string") > 0);
         let labels = &schema["properties"]["metadata"]["properties"]["labels"];
         assert_eq!(labels["type"], "object");
+        assert_eq!(labels["additionalProperties"]["maxLength"], 63);
+    }
+
+    #[test]
+    fn selector_match_labels_are_bounded() {
+        let schema = stripped_label_selector(&mut SchemaGenerator::default()).to_value();
+        let match_labels = &schema["properties"]["matchLabels"];
+        assert_eq!(match_labels["maxProperties"], 64);
+        assert_eq!(match_labels["additionalProperties"]["maxLength"], 63);
+        assert_eq!(count_key(&schema, "description"), 0);
     }
 
     #[test]
@@ -144,15 +192,9 @@ mod tests {
     fn conditions_are_a_list_map_keyed_by_type() {
         let schema = conditions(&mut SchemaGenerator::default()).to_value();
         assert_eq!(schema["x-kubernetes-list-type"], "map");
-        assert_eq!(
-            schema["x-kubernetes-list-map-keys"],
-            serde_json::json!(["type"])
-        );
+        assert_eq!(schema["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
         let required = schema["items"]["required"].as_array().unwrap();
-        assert!(
-            required.contains(&"type".into()),
-            "list map keys must be required"
-        );
+        assert!(required.contains(&"type".into()), "list map keys must be required");
         assert_eq!(count_key(&schema, "description"), 0);
     }
 }

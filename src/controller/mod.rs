@@ -35,25 +35,32 @@ pub enum Error {
 /// Field manager of every write serin makes.
 pub const FIELD_MANAGER: &str = "serin";
 
-/// Runs the Release controller until SIGTERM or Ctrl-C.
-pub async fn run(client: Client, concurrency: u16) {
+/// Runs the Release controller until SIGTERM or Ctrl-C, over one namespace or all.
+pub async fn run(client: Client, namespace: Option<String>, concurrency: u16) {
     let (replica_sets, rs_writer) = reflector::store();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let rs_stream = watcher(Api::<ReplicaSet>::all(client.clone()), owned)
+    let rs_stream = watcher(scoped::<ReplicaSet>(&client, &namespace), owned)
         .default_backoff()
         .modify(strip_managed_fields)
         .reflect(rs_writer)
         .touched_objects();
 
     let (releases, release_writer) = reflector::store();
-    let release_stream = watcher(Api::<Release>::all(client.clone()), watcher::Config::default())
+    let release_stream = watcher(scoped::<Release>(&client, &namespace), watcher::Config::default())
         .default_backoff()
         .modify(strip_managed_fields)
         .reflect(release_writer)
         .touched_objects();
 
-    let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-    let context = Arc::new(Context { recorder: Recorder::new(client.clone(), reporter), client, replica_sets });
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let context = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        replica_sets,
+    });
     Controller::for_stream(release_stream, releases)
         .owns_stream(rs_stream)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
@@ -65,6 +72,16 @@ pub async fn run(client: Client, concurrency: u16) {
             }
         })
         .await;
+}
+
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 fn strip_managed_fields<K: Resource>(object: &mut K) {

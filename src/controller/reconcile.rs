@@ -22,7 +22,11 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Reque
         .replica_sets
         .state()
         .iter()
-        .filter(|rs| rs.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref()))
+        .filter(|rs| {
+            rs.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
+        })
         .filter_map(|rs| replicaset::observe(rs))
         .collect();
 
@@ -35,7 +39,11 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Reque
     let reference = release.object_ref(&());
     for transition in &plan.events {
         let event = Event {
-            type_: if transition.warning { EventType::Warning } else { EventType::Normal },
+            type_: if transition.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: transition.reason.into(),
             note: Some(transition.note.clone()),
             action: transition.reason.into(),
@@ -48,7 +56,11 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Reque
     if release.status.as_ref() != Some(&plan.status) {
         let status = json!({ "apiVersion": "serin.dev/v1alpha1", "kind": "Release", "status": plan.status });
         Api::<Release>::namespaced(ctx.client.clone(), &namespace)
-            .patch_status(&release.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(status))
+            .patch_status(
+                &release.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(status),
+            )
             .await?;
     }
     Ok(match plan.requeue_after {
@@ -59,10 +71,17 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Reque
 
 async fn apply(api: &Api<ReplicaSet>, release: &Release, action: &Action) -> Result<(), Error> {
     match action {
-        Action::Create { revision, number, replicas } => {
+        Action::Create {
+            revision,
+            number,
+            replicas,
+        } => {
             // Create, not apply: a stale cache must never overwrite a live ReplicaSet's scale.
             let rs = replicaset::build(release, revision, *number, *replicas);
-            let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
             match api.create(&params, &rs).await {
                 Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
                 other => other.map(|_| ()).map_err(Error::from),
@@ -70,7 +89,8 @@ async fn apply(api: &Api<ReplicaSet>, release: &Release, action: &Action) -> Res
         }
         Action::Scale { name, replicas } => {
             let scale = json!({ "spec": { "replicas": replicas } });
-            api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&scale)).await?;
+            api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&scale))
+                .await?;
             Ok(())
         }
         Action::Delete { name } => match api.delete(name, &DeleteParams::background()).await {

@@ -21,14 +21,20 @@ pub fn build(release: &Release, revision: &str, number: i64, replicas: i32) -> R
     let release_name = release.metadata.name.clone().unwrap_or_default();
     let mut template = release.spec.template.clone();
     let template_meta = template.metadata.get_or_insert_with(Default::default);
-    template_meta.labels.get_or_insert_with(Default::default).insert(REVISION_LABEL.into(), revision.into());
+    template_meta
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(REVISION_LABEL.into(), revision.into());
 
     let mut labels: BTreeMap<String, String> = template_meta.labels.clone().unwrap_or_default();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
     labels.insert(RELEASE_LABEL.into(), release_name);
 
     let mut selector = release.spec.selector.clone();
-    selector.match_labels.get_or_insert_with(Default::default).insert(REVISION_LABEL.into(), revision.into());
+    selector
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .insert(REVISION_LABEL.into(), revision.into());
 
     ReplicaSet {
         metadata: ObjectMeta {
@@ -98,13 +104,28 @@ mod tests {
         let selector = spec.selector.match_labels.as_ref().unwrap();
         assert_eq!(selector.get(REVISION_LABEL).map(String::as_str), Some("abc123"));
         assert_eq!(selector.get("app").map(String::as_str), Some("web"));
-        let pod_labels = spec.template.as_ref().unwrap().metadata.as_ref().unwrap().labels.as_ref().unwrap();
-        assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "selector matches its pods");
+        let pod_labels = spec
+            .template
+            .as_ref()
+            .unwrap()
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        assert!(
+            selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+            "selector matches its pods"
+        );
         assert_eq!(rs.metadata.owner_references.as_ref().unwrap()[0].controller, Some(true));
         assert_eq!(spec.min_ready_seconds, Some(2));
 
         let observed = observe(&rs).unwrap();
-        assert_eq!((observed.revision.as_str(), observed.number, observed.replicas), ("abc123", 4, 2));
+        assert_eq!(
+            (observed.revision.as_str(), observed.number, observed.replicas),
+            ("abc123", 4, 2)
+        );
         assert_eq!(observed.name, "web-abc123");
     }
 }

@@ -39,10 +39,19 @@ pub struct RevisionState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Create the ReplicaSet of the current template.
-    Create { revision: String, number: i64, replicas: i32 },
-    Scale { name: String, replicas: i32 },
+    Create {
+        revision: String,
+        number: i64,
+        replicas: i32,
+    },
+    Scale {
+        name: String,
+        replicas: i32,
+    },
     /// Trim revision history.
-    Delete { name: String },
+    Delete {
+        name: String,
+    },
 }
 
 /// A Kubernetes Event to record on the Release.

@@ -40,7 +40,11 @@ fn validate(spec: &ReleaseSpec) -> Result<(i32, i32), String> {
     let Some(rolling) = &spec.strategy.rolling else {
         return Err(format!(
             "spec.strategy.{} is not supported by this version of serin; use spec.strategy.rolling",
-            if spec.strategy.canary.is_some() { "canary" } else { "blueGreen" }
+            if spec.strategy.canary.is_some() {
+                "canary"
+            } else {
+                "blueGreen"
+            }
         ));
     };
     let selector = &spec.selector;
@@ -49,7 +53,12 @@ fn validate(spec: &ReleaseSpec) -> Result<(i32, i32), String> {
     {
         return Err("spec.selector is empty; it must select the template's labels".into());
     }
-    let labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     if !matches(selector, &labels) {
         return Err("spec.selector does not match spec.template.metadata.labels".into());
     }
@@ -73,7 +82,12 @@ struct Round<'a> {
 }
 
 impl<'a> Round<'a> {
-    fn new(release: &'a Release, replica_sets: &'a [RevisionState], previous: &'a ReleaseStatus, now: Timestamp) -> Self {
+    fn new(
+        release: &'a Release,
+        replica_sets: &'a [RevisionState],
+        previous: &'a ReleaseStatus,
+        now: Timestamp,
+    ) -> Self {
         let spec = &release.spec;
         let revision = revision_of(&spec.template);
         let new = replica_sets.iter().find(|rs| rs.revision == revision);
@@ -124,8 +138,10 @@ impl<'a> Round<'a> {
     fn complete(&self) -> bool {
         let desired = self.desired();
         self.synced
-            && self.new.is_some_and(|n| n.replicas == desired && n.available >= desired)
-            && self.old.iter().all(|rs| rs.replicas == 0)
+            && self
+                .new
+                .is_some_and(|n| n.replicas == desired && n.available >= desired)
+            && self.old.iter().all(|rs| rs.replicas == 0 && rs.status_replicas == 0)
     }
 
     fn invalid(&mut self, message: String) {
@@ -135,18 +151,32 @@ impl<'a> Round<'a> {
             self.event(true, reason::INVALID_SPEC, message.clone());
         }
         self.status.rollout_start_time = self.previous.rollout_start_time.clone();
-        self.set_conditions(Phase::Degraded, reason::INVALID_SPEC, message, false, Some(reason::INVALID_SPEC));
+        self.set_conditions(
+            Phase::Degraded,
+            reason::INVALID_SPEC,
+            message,
+            false,
+            Some(reason::INVALID_SPEC),
+        );
     }
 
     fn decide(&mut self, max_surge: i32, max_unavailable: i32) {
         if self.status.stable_revision.is_none() {
             // Status lost or never written: the newest running old revision is stable.
-            self.status.stable_revision =
-                self.old.iter().rev().find(|rs| rs.replicas > 0).map(|rs| rs.revision.clone());
+            self.status.stable_revision = self
+                .old
+                .iter()
+                .rev()
+                .find(|rs| rs.replicas > 0)
+                .map(|rs| rs.revision.clone());
         }
         if self.previous.current_revision.as_ref() != Some(&self.revision) {
             let from = self.previous.current_revision.as_deref().unwrap_or("none");
-            self.event(false, "RolloutStarted", format!("Rolling out revision {} (from {from})", self.revision));
+            self.event(
+                false,
+                "RolloutStarted",
+                format!("Rolling out revision {} (from {from})", self.revision),
+            );
         }
         if self.status.failed_revision.is_some() {
             return self.roll_back(self.rollback_reason());
@@ -201,7 +231,13 @@ impl<'a> Round<'a> {
                 self.revision,
                 deadline.as_secs()
             );
-            self.set_conditions(Phase::Degraded, reason::PROGRESS_DEADLINE_EXCEEDED, message, true, Some(reason::PROGRESS_DEADLINE_EXCEEDED));
+            self.set_conditions(
+                Phase::Degraded,
+                reason::PROGRESS_DEADLINE_EXCEEDED,
+                message,
+                true,
+                Some(reason::PROGRESS_DEADLINE_EXCEEDED),
+            );
         } else {
             self.set_conditions(Phase::Progressing, reason::ROLLING_UPDATE, progress, true, None);
         }
@@ -225,7 +261,10 @@ impl<'a> Round<'a> {
             if let Some(stable) = stable {
                 self.scale(stable, desired);
             }
-            let others = self.new.into_iter().chain(self.old.iter().copied().filter(|rs| Some(*rs) != stable));
+            let others = self
+                .new
+                .into_iter()
+                .chain(self.old.iter().copied().filter(|rs| Some(*rs) != stable));
             let to_zero: Vec<_> = others.filter(|rs| stable_available || rs.available == 0).collect();
             for rs in to_zero {
                 self.scale(rs, 0);
@@ -257,16 +296,27 @@ impl<'a> Round<'a> {
 
     fn paused(&mut self) {
         if self.previous.phase != Some(Phase::Paused) {
-            self.event(false, "Paused", format!("Rollout of revision {} paused by spec.paused", self.revision));
+            self.event(
+                false,
+                "Paused",
+                format!("Rollout of revision {} paused by spec.paused", self.revision),
+            );
         }
-        let message = format!("Rollout of revision {} is paused (spec.paused); set it to false to resume", self.revision);
+        let message = format!(
+            "Rollout of revision {} is paused (spec.paused); set it to false to resume",
+            self.revision
+        );
         self.set_conditions(Phase::Paused, reason::PAUSED, message, false, None);
     }
 
     /// One rolling step, within maxSurge and maxUnavailable.
     fn roll(&mut self, max_surge: i32, max_unavailable: i32) {
         if self.previous.phase == Some(Phase::Paused) {
-            self.event(false, "Resumed", format!("Rollout of revision {} resumed", self.revision));
+            self.event(
+                false,
+                "Resumed",
+                format!("Rollout of revision {} resumed", self.revision),
+            );
         }
         if !self.synced {
             return; // Counts are stale until the ReplicaSet controller catches up.
@@ -275,8 +325,24 @@ impl<'a> Round<'a> {
             desired: self.desired(),
             max_surge,
             max_unavailable,
-            new: self.new.map_or(Pods { replicas: 0, available: 0 }, |n| Pods { replicas: n.replicas, available: n.available }),
-            old: self.old.iter().map(|rs| Pods { replicas: rs.replicas, available: rs.available }).collect(),
+            new: self.new.map_or(
+                Pods {
+                    replicas: 0,
+                    available: 0,
+                },
+                |n| Pods {
+                    replicas: n.replicas,
+                    available: n.available,
+                },
+            ),
+            old: self
+                .old
+                .iter()
+                .map(|rs| Pods {
+                    replicas: rs.replicas,
+                    available: rs.available,
+                })
+                .collect(),
         };
         let output = rolling::step(&input);
         match self.new {
@@ -286,9 +352,16 @@ impl<'a> Round<'a> {
                 self.event(
                     false,
                     "ScalingReplicaSet",
-                    format!("Created replica set {}-{} with {} replicas", self.name, self.revision, output.new_replicas),
+                    format!(
+                        "Created replica set {}-{} with {} replicas",
+                        self.name, self.revision, output.new_replicas
+                    ),
                 );
-                self.actions.push(Action::Create { revision: self.revision.clone(), number, replicas: output.new_replicas });
+                self.actions.push(Action::Create {
+                    revision: self.revision.clone(),
+                    number,
+                    replicas: output.new_replicas,
+                });
             }
         }
         let old = self.old.clone();
@@ -305,9 +378,15 @@ impl<'a> Round<'a> {
         self.event(
             false,
             "ScalingReplicaSet",
-            format!("Scaled {direction} replica set {} from {} to {replicas}", rs.name, rs.replicas),
+            format!(
+                "Scaled {direction} replica set {} from {} to {replicas}",
+                rs.name, rs.replicas
+            ),
         );
-        self.actions.push(Action::Scale { name: rs.name.clone(), replicas });
+        self.actions.push(Action::Scale {
+            name: rs.name.clone(),
+            replicas,
+        });
     }
 
     /// Deletes the oldest idle ReplicaSets beyond revisionHistoryLimit.
@@ -320,7 +399,8 @@ impl<'a> Round<'a> {
             .collect();
         let keep = usize::try_from(self.spec.revision_history_limit).unwrap_or(0);
         let excess = idle.len().saturating_sub(keep);
-        self.actions.extend(idle.into_iter().take(excess).map(|name| Action::Delete { name }));
+        self.actions
+            .extend(idle.into_iter().take(excess).map(|name| Action::Delete { name }));
     }
 
     fn event(&mut self, warning: bool, reason: &'static str, note: String) {
@@ -335,16 +415,37 @@ impl<'a> Round<'a> {
         let ready = phase == Phase::Healthy;
         conditions::set(list, READY, ready, why, message.clone(), generation, &now);
         let progressing_reason = if ready { reason::ROLLOUT_COMPLETE } else { why };
-        conditions::set(list, PROGRESSING, progressing, progressing_reason, message.clone(), generation, &now);
+        conditions::set(
+            list,
+            PROGRESSING,
+            progressing,
+            progressing_reason,
+            message.clone(),
+            generation,
+            &now,
+        );
         match degraded {
             Some(r) => conditions::set(list, DEGRADED, true, r, message.clone(), generation, &now),
-            None => conditions::set(list, DEGRADED, false, reason::AS_EXPECTED, "No failure".into(), generation, &now),
+            None => conditions::set(
+                list,
+                DEGRADED,
+                false,
+                reason::AS_EXPECTED,
+                "No failure".into(),
+                generation,
+                &now,
+            ),
         }
         self.status.phase = Some(phase);
         self.status.message = Some(message);
     }
 
     fn finish(self) -> Plan {
-        Plan { actions: self.actions, status: self.status, events: self.events, requeue_after: self.requeue_after }
+        Plan {
+            actions: self.actions,
+            status: self.status,
+            events: self.events,
+            requeue_after: self.requeue_after,
+        }
     }
 }

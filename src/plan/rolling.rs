@@ -91,9 +91,9 @@ pub fn step(input: &RollingInput) -> RollingOutput {
 
     let min_available = i64::from(desired) - unavailable;
 
-    // Unhealthy old pods serve nobody, so they go first. The cap keeps enough pods that
-    // could still become available; it uses the counts from before this round's scale-up,
-    // consistently for both terms.
+    // Unhealthy old pods serve nobody, so they go first, but only so many that the floor
+    // could still be met if the rest became ready. Both terms use the counts from before
+    // this round's scale-up, so the new pods just added do not loosen the cap.
     let new_unavailable = i64::from(new.replicas - new.available);
     let mut budget = total - min_available - new_unavailable;
     for rs in &mut old {
@@ -107,8 +107,8 @@ pub fn step(input: &RollingInput) -> RollingOutput {
 
     // Then take available old pods down to `min_available`. A new ReplicaSet scaled down
     // this round only keeps as many available pods as it keeps replicas.
-    let available = i64::from(new.available.min(new_replicas))
-        + old.iter().map(|p| i64::from(p.available)).sum::<i64>();
+    let available =
+        i64::from(new.available.min(new_replicas)) + old.iter().map(|p| i64::from(p.available)).sum::<i64>();
     let mut budget = available - min_available;
     for rs in &mut old {
         if budget <= 0 {
@@ -138,10 +138,7 @@ mod tests {
     use crate::api::IntOrPercent::{Int, Percent};
 
     fn pods(replicas: i32, available: i32) -> Pods {
-        Pods {
-            replicas,
-            available,
-        }
+        Pods { replicas, available }
     }
 
     #[test]
@@ -166,11 +163,7 @@ mod tests {
                 max_surge,
                 max_unavailable,
             };
-            assert_eq!(
-                bounds(&strategy, desired),
-                want,
-                "{strategy:?} of {desired}"
-            );
+            assert_eq!(bounds(&strategy, desired), want, "{strategy:?} of {desired}");
         }
     }
 
@@ -185,49 +178,18 @@ mod tests {
             max_surge: None,
             max_unavailable: Some(Percent("x".into())),
         };
-        assert!(
-            bounds(&strategy, 10)
-                .unwrap_err()
-                .starts_with("maxUnavailable")
-        );
+        assert!(bounds(&strategy, 10).unwrap_err().starts_with("maxUnavailable"));
     }
 
     #[test]
     fn step_table() {
         let cases = [
             // Fresh rollout, 25%/25% of 10: surge 3 new pods, drop 2 old ones.
-            (
-                "fresh rollout",
-                10,
-                3,
-                2,
-                pods(0, 0),
-                vec![pods(10, 10)],
-                3,
-                vec![8],
-            ),
+            ("fresh rollout", 10, 3, 2, pods(0, 0), vec![pods(10, 10)], 3, vec![8]),
             // New pods not ready yet: surge into the remaining room, keep the old ones.
-            (
-                "new unready",
-                10,
-                3,
-                2,
-                pods(3, 0),
-                vec![pods(8, 8)],
-                5,
-                vec![8],
-            ),
+            ("new unready", 10, 3, 2, pods(3, 0), vec![pods(8, 8)], 5, vec![8]),
             // New pods ready: drop old down to the availability floor, surge into the room.
-            (
-                "new ready",
-                10,
-                3,
-                2,
-                pods(3, 3),
-                vec![pods(8, 8)],
-                5,
-                vec![5],
-            ),
+            ("new ready", 10, 3, 2, pods(3, 3), vec![pods(8, 8)], 5, vec![5]),
             // Unavailable old pods go even below the floor, but only as many as could not
             // help reach it if they became ready.
             (
@@ -293,27 +255,9 @@ mod tests {
                 4,
                 vec![0, 3],
             ),
-            (
-                "zero replicas",
-                0,
-                0,
-                1,
-                pods(0, 0),
-                vec![pods(3, 3)],
-                0,
-                vec![0],
-            ),
+            ("zero replicas", 0, 0, 1, pods(0, 0), vec![pods(3, 3)], 0, vec![0]),
             // Finished: a fixed point.
-            (
-                "fixed point",
-                10,
-                3,
-                2,
-                pods(10, 10),
-                vec![pods(0, 0)],
-                10,
-                vec![0],
-            ),
+            ("fixed point", 10, 3, 2, pods(10, 10), vec![pods(0, 0)], 10, vec![0]),
             (
                 "fixed point, unready",
                 10,
@@ -370,8 +314,8 @@ mod tests {
     }
 
     fn worst_case_available(new: Pods, old: &[Pods], out: &RollingOutput) -> i64 {
-        let rs = std::iter::once((new, out.new_replicas))
-            .chain(old.iter().copied().zip(out.old_replicas.iter().copied()));
+        let rs =
+            std::iter::once((new, out.new_replicas)).chain(old.iter().copied().zip(out.old_replicas.iter().copied()));
         rs.map(|(p, r)| i64::from(p.available.min(r))).sum()
     }
 
@@ -382,8 +326,7 @@ mod tests {
         for round in 0..400 {
             if done(&state) {
                 let out = step(&state);
-                let fixed =
-                    out.new_replicas == state.desired && out.old_replicas.iter().all(|r| *r == 0);
+                let fixed = out.new_replicas == state.desired && out.old_replicas.iter().all(|r| *r == 0);
                 return fixed;
             }
             let out = step(&state);
@@ -395,10 +338,7 @@ mod tests {
 
     fn rolling_input() -> impl Strategy<Value = RollingInput> {
         let rs = (0..=40i32).prop_flat_map(|replicas| (Just(replicas), 0..=replicas));
-        let rs = rs.prop_map(|(replicas, available)| Pods {
-            replicas,
-            available,
-        });
+        let rs = rs.prop_map(|(replicas, available)| Pods { replicas, available });
         (0..=30i32)
             .prop_flat_map(|desired| {
                 let limits = (0..=desired + 2, 0..=desired + 2)
@@ -406,15 +346,13 @@ mod tests {
                 (Just(desired), limits)
             })
             .prop_flat_map(move |(desired, (max_surge, max_unavailable))| {
-                (rs.clone(), prop::collection::vec(rs.clone(), 0..=3)).prop_map(
-                    move |(new, old)| RollingInput {
-                        desired,
-                        max_surge,
-                        max_unavailable,
-                        new,
-                        old,
-                    },
-                )
+                (rs.clone(), prop::collection::vec(rs.clone(), 0..=3)).prop_map(move |(new, old)| RollingInput {
+                    desired,
+                    max_surge,
+                    max_unavailable,
+                    new,
+                    old,
+                })
             })
     }
 

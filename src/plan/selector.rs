@@ -5,7 +5,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// Whether `labels` satisfy `selector`. Unknown operators never match.
 pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let by_label = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
+    let by_label = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
     let by_expression = selector.match_expressions.iter().flatten().all(|e| {
         let values = e.values.as_deref().unwrap_or_default();
         let value = labels.get(&e.key);
@@ -45,15 +49,30 @@ mod tests {
 
     #[test]
     fn matches_labels_and_expressions() {
-        let labels: BTreeMap<String, String> =
-            [("app".to_string(), "web".to_string()), ("tier".to_string(), "front".to_string())].into();
+        let labels: BTreeMap<String, String> = [
+            ("app".to_string(), "web".to_string()),
+            ("tier".to_string(), "front".to_string()),
+        ]
+        .into();
         let cases = [
             (serde_json::json!({"matchLabels": {"app": "web"}}), true),
             (serde_json::json!({"matchLabels": {"app": "api"}}), false),
-            (serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]}), true),
-            (serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["front"]}]}), false),
-            (serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}), true),
-            (serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}), false),
+            (
+                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]}),
+                true,
+            ),
+            (
+                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["front"]}]}),
+                false,
+            ),
+            (
+                serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}),
+                true,
+            ),
+            (
+                serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}),
+                false,
+            ),
         ];
         for (json, want) in cases {
             assert_eq!(matches(&selector(json.clone()), &labels), want, "{json}");

@@ -43,7 +43,11 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Self {
-        Cluster { replica_sets: Vec::new(), now: Timestamp::from_second(1_000_000).unwrap(), unhealthy: Vec::new() }
+        Cluster {
+            replica_sets: Vec::new(),
+            now: Timestamp::from_second(1_000_000).unwrap(),
+            unhealthy: Vec::new(),
+        }
     }
 
     fn plan(&self, release: &mut Release) -> Plan {
@@ -55,7 +59,11 @@ impl Cluster {
     fn apply(&mut self, plan: &Plan) {
         for action in &plan.actions {
             match action {
-                Action::Create { revision, number, replicas } => self.replica_sets.push(RevisionState {
+                Action::Create {
+                    revision,
+                    number,
+                    replicas,
+                } => self.replica_sets.push(RevisionState {
                     name: format!("web-{revision}"),
                     revision: revision.clone(),
                     number: *number,
@@ -91,7 +99,10 @@ impl Cluster {
     }
 
     fn replicas_of(&self, revision: &str) -> i32 {
-        self.replica_sets.iter().find(|rs| rs.revision == revision).map_or(0, |rs| rs.replicas)
+        self.replica_sets
+            .iter()
+            .find(|rs| rs.revision == revision)
+            .map_or(0, |rs| rs.replicas)
     }
 
     fn total(&self) -> i32 {
@@ -129,7 +140,14 @@ fn a_new_release_creates_its_first_revision_at_full_size_and_becomes_ready() {
     let mut r = release(10, "web:1", rolling(serde_json::json!("25%"), serde_json::json!("25%")));
     let mut cluster = Cluster::new();
     let first = cluster.plan(&mut r);
-    assert_eq!(first.actions, vec![Action::Create { revision: revision(&r), number: 1, replicas: 10 }]);
+    assert_eq!(
+        first.actions,
+        vec![Action::Create {
+            revision: revision(&r),
+            number: 1,
+            replicas: 10
+        }]
+    );
     assert_eq!(first.status.phase, Some(Phase::Progressing));
     assert!(first.events.iter().any(|e| e.reason == "RolloutStarted"));
     cluster.apply(&first);
@@ -161,8 +179,16 @@ fn a_rolling_update_stays_within_surge_and_unavailability_and_ends_on_the_new_re
         for _ in 0..50 {
             let plan = cluster.plan(&mut r);
             cluster.apply(&plan);
-            assert!(cluster.total() <= max_total, "{surge}/{unavailable}: {} pods > {max_total}", cluster.total());
-            assert!(cluster.available() >= min_available, "{surge}/{unavailable}: {} available", cluster.available());
+            assert!(
+                cluster.total() <= max_total,
+                "{surge}/{unavailable}: {} pods > {max_total}",
+                cluster.total()
+            );
+            assert!(
+                cluster.available() >= min_available,
+                "{surge}/{unavailable}: {} available",
+                cluster.available()
+            );
             if plan.actions.is_empty() {
                 break;
             }
@@ -186,7 +212,11 @@ fn a_revision_not_available_by_the_deadline_is_rolled_back_and_not_retried() {
     cluster.unhealthy.push(bad.clone());
 
     let plan = cluster.plan(&mut r);
-    assert_eq!(plan.requeue_after, Some(Duration::from_secs(60)), "requeue exactly at the deadline");
+    assert_eq!(
+        plan.requeue_after,
+        Some(Duration::from_secs(60)),
+        "requeue exactly at the deadline"
+    );
     cluster.apply(&plan);
     cluster.settle(59);
     let plan = cluster.plan(&mut r);
@@ -201,7 +231,10 @@ fn a_revision_not_available_by_the_deadline_is_rolled_back_and_not_retried() {
     assert_eq!(status.phase, Some(Phase::Degraded));
     assert_eq!(status.failed_revision.as_ref(), Some(&bad));
     assert_eq!(status.stable_revision.as_ref(), Some(&v1));
-    assert_eq!(condition_reason(&r, DEGRADED), ("True".into(), "ProgressDeadlineExceeded".into()));
+    assert_eq!(
+        condition_reason(&r, DEGRADED),
+        ("True".into(), "ProgressDeadlineExceeded".into())
+    );
     assert_eq!(condition_reason(&r, READY).0, "False");
     assert_eq!((cluster.replicas_of(&v1), cluster.replicas_of(&bad)), (4, 0));
     assert_eq!(cluster.available(), 4);
@@ -240,7 +273,11 @@ fn a_paused_rollout_freezes_and_its_deadline_restarts_on_resume() {
     r.spec.paused = false;
     let resumed = cluster.plan(&mut r);
     assert!(resumed.events.iter().any(|e| e.reason == "Resumed"));
-    assert_eq!(resumed.requeue_after, Some(Duration::from_secs(60)), "deadline counts from the resume");
+    assert_eq!(
+        resumed.requeue_after,
+        Some(Duration::from_secs(60)),
+        "deadline counts from the resume"
+    );
     cluster.apply(&resumed);
     cluster.settle(1);
     cluster.run(&mut r, 20);
@@ -251,7 +288,10 @@ fn a_paused_rollout_freezes_and_its_deadline_restarts_on_resume() {
 fn invalid_specs_change_nothing_and_say_why() {
     let cases = [
         (serde_json::json!({ "canary": {} }), "canary is not supported"),
-        (rolling(serde_json::json!("x"), serde_json::json!(1)), "spec.strategy.rolling"),
+        (
+            rolling(serde_json::json!("x"), serde_json::json!(1)),
+            "spec.strategy.rolling",
+        ),
     ];
     for (strategy, needle) in cases {
         let mut r = release(3, "web:1", strategy);
@@ -259,7 +299,11 @@ fn invalid_specs_change_nothing_and_say_why() {
         assert!(plan.actions.is_empty());
         assert_eq!(plan.status.phase, Some(Phase::Degraded));
         assert_eq!(condition_reason(&r, DEGRADED), ("True".into(), "InvalidSpec".into()));
-        assert!(plan.status.message.as_ref().unwrap().contains(needle), "{:?}", plan.status.message);
+        assert!(
+            plan.status.message.as_ref().unwrap().contains(needle),
+            "{:?}",
+            plan.status.message
+        );
         assert!(plan.events.iter().any(|e| e.reason == "InvalidSpec" && e.warning));
     }
     let mut r = release(3, "web:1", serde_json::json!({ "rolling": {} }));

@@ -1,4 +1,5 @@
 //! Helpers shared by the e2e tests: a client, per-test namespaces, polling waits.
+pub mod operator;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -10,12 +11,16 @@ use kube::{Api, Client};
 /// is reachable: the suite never skips silently.
 pub async fn client() -> Client {
     let client = Client::try_default().await.unwrap_or_else(|e| {
-        panic!("no Kubernetes cluster reachable (KUBECONFIG={:?}): {e}. Run `make cluster-up` first.",
-            std::env::var("KUBECONFIG").ok())
+        panic!(
+            "no Kubernetes cluster reachable (KUBECONFIG={:?}): {e}. Run `make cluster-up` first.",
+            std::env::var("KUBECONFIG").ok()
+        )
     });
     client.apiserver_version().await.unwrap_or_else(|e| {
-        panic!("the cluster at KUBECONFIG={:?} does not answer: {e}. Run `make cluster-up` first.",
-            std::env::var("KUBECONFIG").ok())
+        panic!(
+            "the cluster at KUBECONFIG={:?} does not answer: {e}. Run `make cluster-up` first.",
+            std::env::var("KUBECONFIG").ok()
+        )
     });
     client
 }
@@ -23,7 +28,6 @@ pub async fn client() -> Client {
 /// A namespace owned by one test, deleted when dropped (also on panic).
 pub struct TestNamespace {
     pub name: String,
-    client: Client,
 }
 
 impl TestNamespace {
@@ -35,21 +39,28 @@ impl TestNamespace {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("create a namespace for {test}: {e}"));
-        let name = created.metadata.name.expect("the API server names generated namespaces");
-        Self { name, client: client.clone() }
+        let name = created
+            .metadata
+            .name
+            .expect("the API server names generated namespaces");
+        Self { name }
     }
 }
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let client = self.client.clone();
         let name = self.name.clone();
-        // Drop cannot await; delete from a thread with its own runtime.
+        // Drop cannot await, and the test's client is bound to the test's (now
+        // blocked) runtime: delete from a thread with its own runtime and client.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
             if let Ok(rt) = rt {
                 rt.block_on(async {
-                    let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+                    if let Ok(client) = Client::try_default().await {
+                        let _ = Api::<Namespace>::all(client)
+                            .delete(&name, &DeleteParams::background())
+                            .await;
+                    }
                 });
             }
         })
@@ -68,7 +79,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -1,0 +1,102 @@
+//! Running serin against the test cluster: CRDs, a controller process per test.
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serin::api::Release;
+
+use super::wait_for;
+
+/// Installs serin's CRDs from crds/ (as a user would) and waits until they serve.
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds");
+    for entry in std::fs::read_dir(&dir).expect("crds/ exists") {
+        let path = entry.unwrap().path();
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&yaml) {
+            let crd: CustomResourceDefinition = serde::Deserialize::deserialize(doc).unwrap();
+            let name = crd.metadata.name.clone().unwrap();
+            crds.patch(&name, &PatchParams::apply("serin-e2e").force(), &Patch::Apply(&crd))
+                .await
+                .unwrap_or_else(|e| panic!("install CRD {name}: {e}"));
+            wait_for(
+                &format!("CRD {name} to be established"),
+                Duration::from_secs(20),
+                || async {
+                    let crd = crds.get(&name).await.ok()?;
+                    let conditions = crd.status?.conditions?;
+                    conditions
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                        .then_some(())
+                },
+            )
+            .await;
+        }
+    }
+}
+
+/// A `serin controller` process watching one namespace; killed on drop.
+/// Its log is `$TMPDIR/serin-controller-<namespace>.log`.
+pub struct ControllerProcess {
+    child: tokio::process::Child,
+}
+
+impl ControllerProcess {
+    pub async fn start(namespace: &str) -> Self {
+        let log = std::env::temp_dir().join(format!("serin-controller-{namespace}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_serin"))
+            .args(["controller", "--namespace", namespace])
+            .env("RUST_LOG", "info,serin=debug")
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start serin controller");
+        Self { child }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+pub fn releases(client: &Client, ns: &str) -> Api<Release> {
+    Api::namespaced(client.clone(), ns)
+}
+
+/// Polls until the Release has a condition `type_` with `status` (and reason, if given).
+pub async fn wait_condition(
+    api: &Api<Release>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+    limit: Duration,
+) -> Release {
+    wait_for(
+        &format!("release {name} {type_}={status} {reason:?}"),
+        limit,
+        || async {
+            let release = api.get(name).await.ok()?;
+            let status_ok = release
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == type_ && c.status == status && reason.is_none_or(|r| c.reason == r));
+            status_ok.then_some(release)
+        },
+    )
+    .await
+}
