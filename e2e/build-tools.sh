@@ -22,28 +22,46 @@ build() {
   log "built $name in $((SECONDS - start))s"
 }
 
-kube=$(module_version "$tools/kube" k8s.io/kubernetes)
-minor=${kube#v1.}; minor=${minor%%.*}
-kube_ldflags=""
-for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  kube_ldflags+=" -X $p.gitVersion=$kube -X $p.gitMajor=1 -X $p.gitMinor=$minor"
-  kube_ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
-done
-for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-  build "$cmd" "$tools/kube" "k8s.io/kubernetes/cmd/$cmd" "$kube" "$kube_ldflags"
-done
+build_kube() {
+  local kube minor ldflags="" p cmd
+  kube=$(module_version "$tools/kube" k8s.io/kubernetes)
+  minor=${kube#v1.}; minor=${minor%%.*}
+  # Stamped like upstream builds, so `kubectl version` reports the real release.
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $p.gitVersion=$kube -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+    ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    build "$cmd" "$tools/kube" "k8s.io/kubernetes/cmd/$cmd" "$kube" "$ldflags"
+  done
+}
 
-build etcd "$tools/etcd" go.etcd.io/etcd/server/v3 "$(module_version "$tools/etcd" go.etcd.io/etcd/server/v3)"
-build kwok "$tools/kwok" sigs.k8s.io/kwok/cmd/kwok "$(module_version "$tools/kwok" sigs.k8s.io/kwok)"
-helm=$(module_version "$tools/helm" helm.sh/helm/v3)
-build helm "$tools/helm" helm.sh/helm/v3/cmd/helm "$helm" "-X helm.sh/helm/v3/internal/version.version=$helm"
+build_etcd() {
+  build etcd "$tools/etcd" go.etcd.io/etcd/server/v3 "$(module_version "$tools/etcd" go.etcd.io/etcd/server/v3)"
+}
 
-# Gateway API CRDs: plain YAML from the module zip, checked against go.sum's
+build_kwok() {
+  build kwok "$tools/kwok" sigs.k8s.io/kwok/cmd/kwok "$(module_version "$tools/kwok" sigs.k8s.io/kwok)"
+}
+
+build_helm() {
+  local helm
+  helm=$(module_version "$tools/helm" helm.sh/helm/v3)
+  build helm "$tools/helm" helm.sh/helm/v3/cmd/helm "$helm" "-X helm.sh/helm/v3/internal/version.version=$helm"
+}
+
+# Gateway API CRDs: plain YAML from the module zip, verified against the
 # checksum database like any module download.
-crds=$SERIN_CACHE/gateway-api-$GATEWAY_API_VERSION
-if [ ! -d "$crds" ]; then
-  dir=$(cd "$tools/kube" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+build_gateway-api() {
+  local crds=$SERIN_CACHE/gateway-api-$GATEWAY_API_VERSION dir
+  [ -d "$crds" ] && return 0
+  dir=$(cd "$SERIN_CACHE" && GOFLAGS= go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
     sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   [ -d "$dir/config/crd/standard" ] || die "gateway-api $GATEWAY_API_VERSION has no config/crd/standard"
-  mkdir -p "$crds.tmp" && cp "$dir"/config/crd/standard/*.yaml "$crds.tmp/" && mv "$crds.tmp" "$crds"
-fi
+  rm -rf "$crds.tmp" && mkdir -p "$crds.tmp" && cp "$dir"/config/crd/standard/*.yaml "$crds.tmp/" && mv "$crds.tmp" "$crds"
+}
+
+# Usage: build-tools.sh [kube etcd kwok helm gateway-api]; default: all.
+for tool in "${@:-kube etcd kwok helm gateway-api}"; do
+  for t in $tool; do "build_$t"; done
+done

@@ -18,7 +18,7 @@ kubectl config use-context "kind-$name"
 docker build -t "$image" .
 kind load docker-image "$image" --name "$name"
 
-"$SERIN_REPO/e2e/build-tools.sh"  # helm and the Gateway API CRDs, from the same pins
+"$SERIN_REPO/e2e/build-tools.sh" helm gateway-api  # the same pins as the local cluster
 kubectl apply --server-side -f "$SERIN_CACHE/gateway-api-$GATEWAY_API_VERSION"
 if [ -d charts/serin ]; then
   "$SERIN_BIN/helm" upgrade --install serin charts/serin --namespace serin-system --create-namespace \
