@@ -6,9 +6,14 @@ export SERIN_CACHE SERIN_CLUSTER_DIR
 # e2e tests run against whatever KUBECONFIG points at; the local cluster by default.
 KUBECONFIG ?= $(SERIN_CLUSTER_DIR)/kubeconfig
 export KUBECONFIG
+# The local cluster's Prometheus (e2e/lib.sh reads the same port variable).
+SERIN_PROMETHEUS_PORT ?= 19090
+SERIN_PROMETHEUS_URL ?= http://127.0.0.1:$(SERIN_PROMETHEUS_PORT)
+SERIN_PROMETHEUS_TARGETS ?= $(SERIN_CLUSTER_DIR)/prometheus/targets
+export SERIN_PROMETHEUS_PORT SERIN_PROMETHEUS_URL SERIN_PROMETHEUS_TARGETS
 export PATH := $(SERIN_CACHE)/bin:$(PATH)
 
-.PHONY: test fmt lint unit e2e crds cluster-up cluster-down cluster-env tools kind-up demo
+.PHONY: test fmt lint unit e2e bench crds cluster-up cluster-down cluster-env tools kind-up demo
 
 test: fmt lint unit e2e
 
@@ -23,6 +28,10 @@ unit:
 
 e2e:
 	cargo test --features e2e --test e2e -- --test-threads=4
+
+# Figures on the current cluster: rollout time against a Deployment, controller RSS.
+bench:
+	cargo bench --features e2e --bench cluster
 
 crds:
 	cargo run -q -- crd --write crds/
@@ -41,3 +50,6 @@ cluster-env:
 
 kind-up:
 	e2e/kind/up.sh
+
+demo:
+	e2e/demo.sh

@@ -15,15 +15,18 @@ kind get clusters | grep -qx "$name" ||
   kind create cluster --config e2e/kind/cluster.yaml ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"}
 kubectl config use-context "kind-$name"
 
-docker build -t "$image" .
-kind load docker-image "$image" --name "$name"
+if [ -f Dockerfile ]; then
+  docker build -t "$image" .
+  kind load docker-image "$image" --name "$name"
+fi
 
 "$SERIN_REPO/e2e/build-tools.sh" helm gateway-api  # the same pins as the local cluster
 kubectl apply --server-side -f "$SERIN_CACHE/gateway-api-$GATEWAY_API_VERSION"
-if [ -d charts/serin ]; then
+if [ -d charts/serin ] && [ -f Dockerfile ]; then
   "$SERIN_BIN/helm" upgrade --install serin charts/serin --namespace serin-system --create-namespace \
     --set image.repository=serin --set image.tag=dev --set image.pullPolicy=Never --wait
 else
+  # Before the image and chart exist, the e2e tests run the controller from the host.
   kubectl apply --server-side -f crds/
 fi
 log "kind cluster '$name' is ready: make e2e runs against it (KUBECONFIG=${KUBECONFIG:-~/.kube/config})"

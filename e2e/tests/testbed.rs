@@ -214,9 +214,11 @@ async fn pods_owned_by_a_job_complete_and_crashing_ones_fail() {
 
 #[tokio::test]
 async fn prometheus_answers_and_scrapes_targets_that_tests_write() {
-    let base = std::env::var("SERIN_PROMETHEUS_URL").unwrap_or_else(|_| "http://127.0.0.1:19090".into());
-    let targets = std::env::var("SERIN_PROMETHEUS_TARGETS")
-        .expect("SERIN_PROMETHEUS_TARGETS names the file_sd folder (eval \"$(make cluster-env)\")");
+    let env = |name: &str| {
+        std::env::var(name)
+            .unwrap_or_else(|_| panic!("{name} is not set: run through `make e2e`, or eval \"$(make -s cluster-env)\""))
+    };
+    let (base, targets) = (env("SERIN_PROMETHEUS_URL"), env("SERIN_PROMETHEUS_TARGETS"));
     let http = reqwest::Client::new();
     let query = |q: String| {
         let http = http.clone();

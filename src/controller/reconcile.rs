@@ -46,7 +46,7 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Reque
             },
             reason: transition.reason.into(),
             note: Some(transition.note.clone()),
-            action: transition.reason.into(),
+            action: series_key(&transition.note),
             secondary: None,
         };
         if let Err(error) = ctx.recorder.publish(&event, &reference).await {
@@ -67,6 +67,16 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Reque
         Some(after) => Requeue::requeue(after),
         None => Requeue::await_change(),
     })
+}
+
+/// kube's Recorder folds events with the same reason and action into one series,
+/// keeping the first note. Keying the action on the note folds only true repeats.
+fn series_key(note: &str) -> String {
+    let mut end = note.len().min(128);
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note[..end].to_string()
 }
 
 async fn apply(api: &Api<ReplicaSet>, release: &Release, action: &Action) -> Result<(), Error> {
