@@ -67,8 +67,13 @@ pub async fn run(client: Client, namespace: Option<String>, concurrency: u16) {
         .shutdown_on_signal()
         .run(reconcile::reconcile, error_policy, context)
         .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::warn!(%error, "reconcile failed");
+            match result {
+                // A ReplicaSet event for a Release that was just deleted: nothing to do.
+                Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+                    tracing::debug!(%object, "release is gone")
+                }
+                Err(error) => tracing::warn!(%error, "reconcile failed"),
+                Ok(_) => {}
             }
         })
         .await;
