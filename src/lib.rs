@@ -1,4 +1,5 @@
 //! serin: a Kubernetes operator for progressive delivery.
+pub mod analysis;
 pub mod api;
 pub mod controller;
 pub mod plan;

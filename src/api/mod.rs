@@ -1,12 +1,18 @@
 //! CRD types and their validation. No IO here.
+mod analysis;
 mod crd;
 mod int_or_percent;
 mod release;
 pub mod schema;
 
+pub use analysis::{
+    AnalysisPhase, AnalysisStatus, AnalysisTemplate, AnalysisTemplateSpec, Arg, ArgValueFrom, Authentication,
+    ClusterAnalysisTemplate, ClusterAnalysisTemplateSpec, Header, JobProvider, Measurement, MeasurementPhase, Metric,
+    MetricStatus, PrometheusProvider, Provider, RolloutAnalysis, SecretKeyRef, TemplateRef, WebProvider,
+};
 pub use crd::{crd_files, crds, crds_yaml};
 pub use int_or_percent::IntOrPercent;
-pub use release::{Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy};
+pub use release::{Control, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy};
 
 /// Label on every object serin creates, so its watches select only those.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::analysis::{AnalysisStatus, RolloutAnalysis};
 use super::int_or_percent::IntOrPercent;
 use super::schema::{stripped_label_selector, stripped_pod_template};
 
@@ -134,6 +135,9 @@ pub struct RollingStrategy {
     /// Pods below `replicas` during a rollout: an int or a percent, rounded down. Default 25%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unavailable: Option<IntOrPercent>,
+    /// Metrics measured in the background for the whole rollout; a failure rolls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<RolloutAnalysis>,
 }
 
 /// What the controller last observed and decided.
@@ -177,6 +181,23 @@ pub struct ReleaseStatus {
     pub selector: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The analysis of the revision being rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
+    /// Requests from a person, written through the status subresource so GitOps
+    /// tools never see the spec change. The controller acts on them and clears them:
+    /// `kubectl patch release NAME --subresource=status --type=merge -p '{"status":{"control":{"retry":true}}}'`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
+}
+
+/// Human controls, consumed by the controller.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Control {
+    /// Try the current revision again after a rollback or an inconclusive analysis.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
 }
 
 /// Where a Release stands, at a glance.

@@ -10,7 +10,8 @@
 //! Label maps get bounds (see [`LABEL_VALUE_MAX_LENGTH`], [`MATCH_LABELS_MAX`]):
 //! without them the apiserver estimates the cost of the rule comparing
 //! `spec.selector.matchLabels` with the template's labels at more than 100 times
-//! its budget and refuses the whole CRD.
+//! its budget and refuses the whole CRD. Lists whose items carry a rule are
+//! bounded for the same reason (see [`METRICS_MAX`]).
 //!
 //! The schemas returned here are always fully inlined (no `$ref`, no
 //! definitions), whatever the caller's generator settings: a CRD schema must be
@@ -31,6 +32,13 @@ pub const LABEL_VALUE_MAX_LENGTH: u64 = 63;
 /// apiserver's cost estimate; real selectors have a handful of labels.
 pub const MATCH_LABELS_MAX: u64 = 64;
 
+/// The most metrics an analysis (a template, or a strategy's inline metrics)
+/// may have. Without a bound the apiserver estimates the cost of the rule on
+/// each metric's provider (exactly one of prometheus, web or job) over the
+/// largest list a request could hold, at about 7 times its budget, and refuses
+/// the CRD.
+pub const METRICS_MAX: u64 = 20;
+
 /// `PodTemplateSpec`, without descriptions, and with label values bounded to
 /// [`LABEL_VALUE_MAX_LENGTH`].
 pub fn stripped_pod_template(generator: &mut SchemaGenerator) -> Schema {
@@ -45,6 +53,11 @@ pub fn stripped_label_selector(generator: &mut SchemaGenerator) -> Schema {
     let mut schema = inline_without_descriptions::<LabelSelector>(generator);
     bound_label_map(&mut schema, "/properties/matchLabels", Some(MATCH_LABELS_MAX));
     schema
+}
+
+/// `JobSpec` for Job analysis providers, without descriptions.
+pub fn stripped_job_spec(generator: &mut SchemaGenerator) -> Schema {
+    inline_without_descriptions::<k8s_openapi::api::batch::v1::JobSpec>(generator)
 }
 
 /// Adds `maxLength` to the values of the string map at `pointer`, and
@@ -158,6 +171,17 @@ mod tests {
         let labels = &schema["properties"]["metadata"]["properties"]["labels"];
         assert_eq!(labels["type"], "object");
         assert_eq!(labels["additionalProperties"]["maxLength"], 63);
+    }
+
+    #[test]
+    fn job_spec_is_inlined_and_has_no_descriptions() {
+        let mut generator = SchemaSettings::default().into_generator();
+        let schema = stripped_job_spec(&mut generator).to_value();
+        assert_eq!(count_key(&schema, "description"), 0);
+        assert_eq!(count_key(&schema, "$ref"), 0);
+        assert!(generator.definitions().is_empty());
+        let pod_spec = &schema["properties"]["template"]["properties"]["spec"];
+        assert_eq!(pod_spec["properties"]["containers"]["type"], "array");
     }
 
     #[test]

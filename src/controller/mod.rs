@@ -1,4 +1,5 @@
 //! kube-runtime wiring: watch, observe, execute plans, write status.
+mod analysis;
 mod reconcile;
 pub mod replicaset;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -20,6 +22,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// serin's ReplicaSets, from one label-selected watch.
     pub replica_sets: Store<ReplicaSet>,
+    /// For metric providers; connection pools are shared across Releases.
+    pub http: reqwest::Client,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +43,15 @@ pub const FIELD_MANAGER: &str = "serin";
 pub async fn run(client: Client, namespace: Option<String>, concurrency: u16) {
     let (replica_sets, rs_writer) = reflector::store();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let rs_stream = watcher(scoped::<ReplicaSet>(&client, &namespace), owned)
+    let rs_stream = watcher(scoped::<ReplicaSet>(&client, &namespace), owned.clone())
         .default_backoff()
         .modify(strip_managed_fields)
         .reflect(rs_writer)
+        .touched_objects();
+
+    // Analysis Jobs: watched only to reconcile their Release when one finishes.
+    let job_stream = watcher(scoped::<Job>(&client, &namespace), owned.clone())
+        .default_backoff()
         .touched_objects();
 
     let (releases, release_writer) = reflector::store();
@@ -60,9 +69,11 @@ pub async fn run(client: Client, namespace: Option<String>, concurrency: u16) {
         recorder: Recorder::new(client.clone(), reporter),
         client,
         replica_sets,
+        http: reqwest::Client::new(),
     });
     Controller::for_stream(release_stream, releases)
         .owns_stream(rs_stream)
+        .owns_stream(job_stream)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile::reconcile, error_policy, context)

@@ -9,9 +9,9 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, FIELD_MANAGER, replicaset};
+use super::{Context, Error, FIELD_MANAGER, analysis, replicaset};
 use crate::api::Release;
-use crate::plan::{self, Action};
+use crate::plan::{self, Action, Observed};
 
 pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // Planning on a partial cache would re-create ReplicaSets that exist.
@@ -30,7 +30,22 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Reque
         .filter_map(|rs| replicaset::observe(rs))
         .collect();
 
-    let plan = plan::plan(&release, &observed, Timestamp::now());
+    let now = Timestamp::now();
+    let analysis = match plan::analysis_target(&release) {
+        Some(revision) => Some(analysis::advance(&ctx, &release, &revision, now).await?),
+        None => None,
+    };
+    let plan = plan::plan(&Observed {
+        release: &release,
+        replica_sets: &observed,
+        analysis,
+        now,
+    });
+    tracing::debug!(
+        release = %release.name_any(), %namespace, phase = ?plan.status.phase, actions = ?plan.actions,
+        requeue_after = ?plan.requeue_after, analysis = ?plan.status.analysis.as_ref().map(|a| (a.phase, &a.message)),
+        "planned"
+    );
 
     let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     for action in &plan.actions {
@@ -53,14 +68,19 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Reque
             tracing::warn!(%error, reason = transition.reason, "could not record event");
         }
     }
+    let releases = Api::<Release>::namespaced(ctx.client.clone(), &namespace);
     if release.status.as_ref() != Some(&plan.status) {
         let status = json!({ "apiVersion": "serin.dev/v1alpha1", "kind": "Release", "status": plan.status });
-        Api::<Release>::namespaced(ctx.client.clone(), &namespace)
-            .patch_status(
-                &release.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(status),
-            )
+        let apply = PatchParams::apply(FIELD_MANAGER).force();
+        releases
+            .patch_status(&release.name_any(), &apply, &Patch::Apply(status))
+            .await?;
+    }
+    if release.status.as_ref().is_some_and(|s| s.control.is_some()) {
+        // The request was acted on in this round; consume it.
+        let consumed = json!({ "status": { "control": null } });
+        releases
+            .patch_status(&release.name_any(), &PatchParams::default(), &Patch::Merge(consumed))
             .await?;
     }
     Ok(match plan.requeue_after {

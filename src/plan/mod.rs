@@ -13,9 +13,11 @@ mod tests;
 
 use std::time::Duration;
 
-use crate::api::ReleaseStatus;
+use k8s_openapi::jiff::Timestamp;
 
-pub use release::plan;
+use crate::api::{AnalysisStatus, Release, ReleaseStatus};
+
+pub use release::{analysis_target, plan, reason};
 pub use selector::selector_string;
 
 /// One ReplicaSet of a Release, as observed.
@@ -33,6 +35,35 @@ pub struct RevisionState {
     pub available: i32,
     /// The ReplicaSet controller has observed the latest spec, so the counts are current.
     pub synced: bool,
+}
+
+/// Everything one planning round looks at.
+pub struct Observed<'a> {
+    pub release: &'a Release,
+    pub replica_sets: &'a [RevisionState],
+    /// The analysis of the current revision, when [`analysis_target`] asked for one.
+    pub analysis: Option<AnalysisInput>,
+    pub now: Timestamp,
+}
+
+/// The analysis of the current revision after this round's measurements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalysisInput {
+    pub status: AnalysisStatus,
+    pub verdict: Verdict,
+    /// When the next measurement falls due.
+    pub next_due: Option<Duration>,
+}
+
+/// What the analysis says about the rollout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Running,
+    Successful,
+    Failed(String),
+    Inconclusive(String),
+    /// The analysis cannot run as written (unknown template, missing arg, bad CEL).
+    Invalid(String),
 }
 
 /// What the controller must do to move the Release along.

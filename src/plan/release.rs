@@ -9,8 +9,8 @@ use super::conditions::{self, DEGRADED, PROGRESSING, READY};
 use super::revision::revision_of;
 use super::rolling::{self, Pods, RollingInput};
 use super::selector::{matches, selector_string};
-use super::{Action, Plan, RevisionState, Transition};
-use crate::api::{Phase, Release, ReleaseSpec, ReleaseStatus};
+use super::{Action, AnalysisInput, Observed, Plan, RevisionState, Transition, Verdict};
+use crate::api::{AnalysisPhase, MeasurementPhase, Phase, Release, ReleaseSpec, ReleaseStatus};
 
 /// Reasons shown on conditions and events; part of the product's interface.
 pub mod reason {
@@ -22,17 +22,35 @@ pub mod reason {
     pub const ROLLED_BACK: &str = "RolledBack";
     pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
     pub const AS_EXPECTED: &str = "AsExpected";
+    pub const ANALYSIS_FAILED: &str = "AnalysisFailed";
+    pub const INCONCLUSIVE_ANALYSIS: &str = "InconclusiveAnalysis";
+    pub const WAITING_FOR_ANALYSIS: &str = "WaitingForAnalysis";
 }
 
-/// Decides what to do for `release`, given its ReplicaSets, at time `now`.
-pub fn plan(release: &Release, replica_sets: &[RevisionState], now: Timestamp) -> Plan {
+/// Decides what to do for a Release, given its ReplicaSets and analysis.
+pub fn plan(observed: &Observed) -> Plan {
+    let release = observed.release;
     let previous = release.status.clone().unwrap_or_default();
-    let mut round = Round::new(release, replica_sets, &previous, now);
+    let mut round = Round::new(release, observed.replica_sets, &previous, observed.now);
+    round.analysis = observed.analysis.as_ref();
     match validate(&release.spec) {
         Err(message) => round.invalid(message),
         Ok((max_surge, max_unavailable)) => round.decide(max_surge, max_unavailable),
     }
     round.finish()
+}
+
+/// The revision whose analysis should run now, if any: a rollout with analysis
+/// configured, away from an existing stable revision, not paused, and not rolled
+/// back (unless a person asked for a retry).
+pub fn analysis_target(release: &Release) -> Option<String> {
+    release.spec.strategy.rolling.as_ref()?.analysis.as_ref()?;
+    let status = release.status.as_ref()?;
+    let revision = revision_of(&release.spec.template);
+    let retry = status.control.as_ref().is_some_and(|c| c.retry);
+    let rolled_back = status.failed_revision.as_ref() == Some(&revision);
+    let stable = status.stable_revision.as_ref()?;
+    (*stable != revision && !release.spec.paused && (retry || !rolled_back)).then_some(revision)
 }
 
 /// Checks what the CRD schema cannot, and resolves the rolling bounds.
@@ -75,6 +93,7 @@ struct Round<'a> {
     /// Every other ReplicaSet, oldest first.
     old: Vec<&'a RevisionState>,
     synced: bool,
+    analysis: Option<&'a AnalysisInput>,
     status: ReleaseStatus,
     actions: Vec<Action>,
     events: Vec<Transition>,
@@ -107,6 +126,7 @@ impl<'a> Round<'a> {
             ready_replicas: replica_sets.iter().map(|rs| rs.ready).sum(),
             available_replicas: replica_sets.iter().map(|rs| rs.available).sum(),
             selector: Some(selector_string(&spec.selector)),
+            analysis: previous.analysis.clone(),
             ..Default::default()
         };
         Round {
@@ -118,6 +138,7 @@ impl<'a> Round<'a> {
             new,
             old,
             synced: replica_sets.iter().all(|rs| rs.synced),
+            analysis: None,
             status,
             actions: Vec::new(),
             events: Vec::new(),
@@ -135,13 +156,22 @@ impl<'a> Round<'a> {
         self.old.iter().copied().find(|rs| &rs.revision == stable)
     }
 
-    fn complete(&self) -> bool {
+    /// The new revision runs `replicas` available pods.
+    fn new_available(&self) -> bool {
         let desired = self.desired();
+        self.new
+            .is_some_and(|n| n.replicas == desired && n.available >= desired)
+    }
+
+    fn analysis_passed(&self) -> bool {
+        self.analysis.is_none_or(|a| a.verdict == Verdict::Successful)
+    }
+
+    fn complete(&self) -> bool {
         self.synced
-            && self
-                .new
-                .is_some_and(|n| n.replicas == desired && n.available >= desired)
+            && self.new_available()
             && self.old.iter().all(|rs| rs.replicas == 0 && rs.status_replicas == 0)
+            && self.analysis_passed()
     }
 
     fn invalid(&mut self, message: String) {
@@ -170,6 +200,15 @@ impl<'a> Round<'a> {
                 .find(|rs| rs.replicas > 0)
                 .map(|rs| rs.revision.clone());
         }
+        let retry = self.previous.control.as_ref().is_some_and(|c| c.retry);
+        if retry {
+            self.event(
+                false,
+                "Retried",
+                format!("Retrying revision {} as requested", self.revision),
+            );
+            self.status.failed_revision = None;
+        }
         if self.previous.current_revision.as_ref() != Some(&self.revision) {
             let from = self.previous.current_revision.as_deref().unwrap_or("none");
             self.event(
@@ -181,6 +220,16 @@ impl<'a> Round<'a> {
         if self.status.failed_revision.is_some() {
             return self.roll_back(self.rollback_reason());
         }
+        if let Some(analysis) = self.analysis {
+            self.measurement_events(analysis);
+            self.status.analysis = Some(analysis.status.clone());
+            match &analysis.verdict {
+                Verdict::Invalid(message) => return self.invalid(message.clone()),
+                Verdict::Failed(message) => return self.start_roll_back(reason::ANALYSIS_FAILED, message.clone()),
+                Verdict::Inconclusive(message) => return self.inconclusive(message.clone()),
+                Verdict::Running | Verdict::Successful => {}
+            }
+        }
         if self.complete() {
             return self.completed();
         }
@@ -188,42 +237,30 @@ impl<'a> Round<'a> {
         if self.spec.paused && rollout {
             return self.paused();
         }
-        // Progress deadline, counted from the start (or resumption) of this rollout.
+        // Progress deadline: the new revision must be available within it, counted
+        // from the start (or resumption, or retry) of this rollout.
         let started = match &self.previous.rollout_start_time {
-            Some(t) if self.previous.current_revision.as_ref() == Some(&self.revision) => t.0,
+            Some(t) if self.previous.current_revision.as_ref() == Some(&self.revision) && !retry => t.0,
             _ => self.now,
         };
         let deadline = Duration::from_secs(self.spec.progress_deadline_seconds.max(0) as u64);
         let elapsed = self.now.duration_since(started).unsigned_abs();
-        let expired = rollout && elapsed >= deadline;
+        let pending = rollout && !self.new_available();
+        let expired = pending && elapsed >= deadline;
         if rollout {
             self.status.rollout_start_time = Some(Time(started));
         }
         if expired && self.stable().is_some() {
-            self.status.failed_revision = Some(self.revision.clone());
-            self.event(
-                true,
-                reason::ROLLED_BACK,
-                format!(
-                    "Revision {} was not available within progressDeadlineSeconds ({}s); rolling back to revision {}",
-                    self.revision,
-                    deadline.as_secs(),
-                    self.status.stable_revision.as_deref().unwrap_or_default()
-                ),
-            );
-            return self.roll_back(reason::PROGRESS_DEADLINE_EXCEEDED);
+            let message = format!("not available within progressDeadlineSeconds ({}s)", deadline.as_secs());
+            return self.start_roll_back(reason::PROGRESS_DEADLINE_EXCEEDED, message);
         }
-        if rollout && !expired {
-            self.requeue_after = Some(deadline - elapsed);
+        if pending && !expired {
+            self.requeue_at(deadline - elapsed);
+        }
+        if let Some(due) = self.analysis.and_then(|a| a.next_due) {
+            self.requeue_at(due);
         }
         self.roll(max_surge, max_unavailable);
-        let (updated, available) = self.new.map_or((0, 0), |n| (n.replicas, n.available));
-        let old: i32 = self.old.iter().map(|rs| rs.replicas).sum();
-        let progress = format!(
-            "Rolling out revision {}: {available} of {} updated replicas available, {old} old replicas remain",
-            self.revision,
-            self.desired().max(updated)
-        );
         if expired {
             // First revision: there is nothing to roll back to.
             let message = format!(
@@ -231,21 +268,88 @@ impl<'a> Round<'a> {
                 self.revision,
                 deadline.as_secs()
             );
-            self.set_conditions(
-                Phase::Degraded,
-                reason::PROGRESS_DEADLINE_EXCEEDED,
-                message,
-                true,
-                Some(reason::PROGRESS_DEADLINE_EXCEEDED),
+            let why = reason::PROGRESS_DEADLINE_EXCEEDED;
+            self.set_conditions(Phase::Degraded, why, message, true, Some(why));
+        } else if self.new_available() && !self.analysis_passed() {
+            let message = format!(
+                "Revision {}: all {} replicas available; waiting for analysis to pass",
+                self.revision,
+                self.desired()
             );
+            self.set_conditions(Phase::Progressing, reason::WAITING_FOR_ANALYSIS, message, true, None);
         } else {
-            self.set_conditions(Phase::Progressing, reason::ROLLING_UPDATE, progress, true, None);
+            let (updated, available) = self.new.map_or((0, 0), |n| (n.replicas, n.available));
+            let old: i32 = self.old.iter().map(|rs| rs.replicas).sum();
+            let message = format!(
+                "Rolling out revision {}: {available} of {} updated replicas available, {old} old replicas remain",
+                self.revision,
+                self.desired().max(updated)
+            );
+            self.set_conditions(Phase::Progressing, reason::ROLLING_UPDATE, message, true, None);
         }
+    }
+
+    /// Events for measurements that did not succeed, and for a passed analysis.
+    fn measurement_events(&mut self, analysis: &AnalysisInput) {
+        let before = self
+            .previous
+            .analysis
+            .as_ref()
+            .filter(|a| a.revision == analysis.status.revision);
+        for metric in &analysis.status.metrics {
+            let seen = before
+                .and_then(|b| b.metrics.iter().find(|m| m.name == metric.name))
+                .map_or(0, |m| m.count);
+            let Some(last) = metric.measurements.last().filter(|_| metric.count > seen) else {
+                continue;
+            };
+            if last.phase != MeasurementPhase::Successful {
+                let value = last.value.as_deref().unwrap_or("no value");
+                let note = format!("Metric {:?} measured {:?}: {value}", metric.name, last.phase);
+                self.event(true, "AnalysisMeasurement", note);
+            }
+        }
+        let passed_before = before.is_some_and(|b| b.phase == AnalysisPhase::Successful);
+        if analysis.verdict == Verdict::Successful && !passed_before {
+            self.event(
+                false,
+                "AnalysisSuccessful",
+                format!("Analysis of revision {} passed", self.revision),
+            );
+        }
+    }
+
+    fn requeue_at(&mut self, after: Duration) {
+        self.requeue_after = Some(self.requeue_after.map_or(after, |r| r.min(after)));
+    }
+
+    /// Marks the current revision failed and starts restoring the stable one.
+    fn start_roll_back(&mut self, why: &'static str, cause: String) {
+        self.status.failed_revision = Some(self.revision.clone());
+        let stable = self.status.stable_revision.as_deref().unwrap_or_default();
+        let note = format!(
+            "Revision {} {why}: {cause}; rolling back to revision {stable}",
+            self.revision
+        );
+        self.event(true, reason::ROLLED_BACK, note);
+        self.roll_back(why);
+    }
+
+    /// An inconclusive analysis holds the rollout where it stands for a person.
+    fn inconclusive(&mut self, cause: String) {
+        if self.previous.phase != Some(Phase::Paused) {
+            self.event(true, reason::INCONCLUSIVE_ANALYSIS, cause.clone());
+        }
+        let message = format!(
+            "Rollout of revision {} paused: {cause}. Retry, or change the template, to go on",
+            self.revision
+        );
+        self.set_conditions(Phase::Paused, reason::INCONCLUSIVE_ANALYSIS, message, false, None);
     }
 
     fn rollback_reason(&self) -> &'static str {
         // Keep the reason recorded when the rollback started.
-        const ROLLBACK_REASONS: [&str; 1] = [reason::PROGRESS_DEADLINE_EXCEEDED];
+        const ROLLBACK_REASONS: [&str; 2] = [reason::PROGRESS_DEADLINE_EXCEEDED, reason::ANALYSIS_FAILED];
         conditions::get(&self.previous.conditions, DEGRADED)
             .filter(|c| c.status == "True")
             .and_then(|c| ROLLBACK_REASONS.into_iter().find(|r| *r == c.reason))
@@ -276,8 +380,20 @@ impl<'a> Round<'a> {
         } else {
             format!("restoring revision {to} to {desired} available replicas")
         };
+        let cause = match why {
+            reason::ANALYSIS_FAILED => self
+                .status
+                .analysis
+                .as_ref()
+                .and_then(|a| a.message.clone())
+                .unwrap_or_else(|| "analysis failed".into()),
+            _ => format!(
+                "not available within progressDeadlineSeconds ({}s)",
+                self.spec.progress_deadline_seconds
+            ),
+        };
         let message = format!(
-            "Rolled back revision {} ({why}); {state}. Change the template, or retry, to roll out again",
+            "Rolled back revision {} ({why}: {cause}); {state}. Change the template, or retry, to roll out again",
             self.revision
         );
         self.set_conditions(Phase::Degraded, why, message, false, Some(why));

@@ -162,6 +162,7 @@ mod tests {
             let strategy = RollingStrategy {
                 max_surge,
                 max_unavailable,
+                ..Default::default()
             };
             assert_eq!(bounds(&strategy, desired), want, "{strategy:?} of {desired}");
         }
@@ -171,12 +172,12 @@ mod tests {
     fn bounds_name_the_bad_field() {
         let strategy = RollingStrategy {
             max_surge: Some(Int(-1)),
-            max_unavailable: None,
+            ..Default::default()
         };
         assert!(bounds(&strategy, 10).unwrap_err().starts_with("maxSurge"));
         let strategy = RollingStrategy {
-            max_surge: None,
             max_unavailable: Some(Percent("x".into())),
+            ..Default::default()
         };
         assert!(bounds(&strategy, 10).unwrap_err().starts_with("maxUnavailable"));
     }

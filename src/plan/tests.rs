@@ -6,8 +6,8 @@ use proptest::prelude::*;
 
 use super::conditions::{DEGRADED, READY, get};
 use super::revision::revision_of;
-use super::{Action, Plan, RevisionState, plan};
-use crate::api::{Phase, Release};
+use super::{Action, AnalysisInput, Observed, Plan, RevisionState, Verdict, analysis_target, plan};
+use crate::api::{AnalysisPhase, AnalysisStatus, Control, Phase, Release};
 
 fn release(replicas: i32, image: &str, strategy: serde_json::Value) -> Release {
     serde_json::from_value(serde_json::json!({
@@ -51,7 +51,17 @@ impl Cluster {
     }
 
     fn plan(&self, release: &mut Release) -> Plan {
-        let plan = plan(release, &self.replica_sets, self.now);
+        self.plan_with(release, None)
+    }
+
+    fn plan_with(&self, release: &mut Release, analysis: Option<AnalysisInput>) -> Plan {
+        let observed = Observed {
+            release,
+            replica_sets: &self.replica_sets,
+            analysis,
+            now: self.now,
+        };
+        let plan = plan(&observed);
         release.status = Some(plan.status.clone());
         plan
     }
@@ -362,6 +372,161 @@ fn a_settled_release_plans_nothing_and_keeps_its_status() {
     let again = cluster.plan(&mut r);
     assert!(again.actions.is_empty() && again.events.is_empty() && again.requeue_after.is_none());
     assert_eq!(Some(again.status), before, "unchanged status means no write");
+}
+
+fn analysis(revision: &str, verdict: Verdict, message: Option<&str>) -> AnalysisInput {
+    let phase = match &verdict {
+        Verdict::Successful => AnalysisPhase::Successful,
+        Verdict::Failed(_) => AnalysisPhase::Failed,
+        Verdict::Inconclusive(_) => AnalysisPhase::Inconclusive,
+        _ => AnalysisPhase::Running,
+    };
+    AnalysisInput {
+        status: AnalysisStatus {
+            revision: revision.into(),
+            phase,
+            message: message.map(Into::into),
+            started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::from_second(0).unwrap()),
+            metrics: Vec::new(),
+        },
+        verdict,
+        next_due: Some(Duration::from_secs(5)),
+    }
+}
+
+/// A healthy v1 with analysis configured, and the template changed to v2.
+fn analysed_rollout() -> (Release, Cluster, String, String) {
+    let metrics = serde_json::json!([{ "name": "errors", "provider": { "web": { "url": "http://x" } } }]);
+    let strategy =
+        serde_json::json!({ "rolling": { "maxSurge": 1, "maxUnavailable": 0, "analysis": { "metrics": metrics } } });
+    let mut r = release(3, "web:1", strategy);
+    let mut cluster = Cluster::new();
+    cluster.run(&mut r, 10);
+    let v1 = revision(&r);
+    r.spec.template.spec.as_mut().unwrap().containers[0].image = Some("web:2".into());
+    let v2 = revision(&r);
+    (r, cluster, v1, v2)
+}
+
+#[test]
+fn analysis_runs_only_for_a_rollout_away_from_a_stable_revision() {
+    let (mut r, _, _, v2) = analysed_rollout();
+    assert_eq!(analysis_target(&r), Some(v2.clone()));
+    r.spec.paused = true;
+    assert_eq!(analysis_target(&r), None, "not while paused");
+    r.spec.paused = false;
+    r.status.as_mut().unwrap().failed_revision = Some(v2.clone());
+    assert_eq!(analysis_target(&r), None, "not for a rolled-back revision");
+    r.status.as_mut().unwrap().control = Some(Control { retry: true });
+    assert_eq!(analysis_target(&r), Some(v2), "unless a person retries");
+    let no_analysis = release(3, "web:1", serde_json::json!({ "rolling": {} }));
+    assert_eq!(analysis_target(&no_analysis), None);
+}
+
+#[test]
+fn a_rollout_waits_for_its_analysis_and_completes_when_it_passes() {
+    let (mut r, mut cluster, v1, v2) = analysed_rollout();
+    for _ in 0..20 {
+        let plan = cluster.plan_with(&mut r, Some(analysis(&v2, Verdict::Running, None)));
+        cluster.apply(&plan);
+        cluster.settle(1);
+    }
+    let plan = cluster.plan_with(&mut r, Some(analysis(&v2, Verdict::Running, None)));
+    let status = r.status.as_ref().unwrap();
+    assert_eq!(status.phase, Some(Phase::Progressing));
+    assert_eq!(
+        condition_reason(&r, READY),
+        ("False".into(), "WaitingForAnalysis".into())
+    );
+    assert_eq!(
+        status.stable_revision.as_ref(),
+        Some(&v1),
+        "not promoted before the analysis passes"
+    );
+    assert_eq!(
+        plan.requeue_after,
+        Some(Duration::from_secs(5)),
+        "requeue when the next measurement is due"
+    );
+    assert_eq!((cluster.replicas_of(&v1), cluster.replicas_of(&v2)), (0, 3));
+
+    let plan = cluster.plan_with(&mut r, Some(analysis(&v2, Verdict::Successful, None)));
+    assert!(plan.events.iter().any(|e| e.reason == "AnalysisSuccessful"));
+    assert_eq!(r.status.as_ref().unwrap().phase, Some(Phase::Healthy));
+    assert_eq!(r.status.as_ref().unwrap().stable_revision.as_ref(), Some(&v2));
+}
+
+#[test]
+fn a_failed_analysis_rolls_back_naming_the_metric_and_a_retry_tries_again() {
+    let (mut r, mut cluster, v1, v2) = analysed_rollout();
+    let first = cluster.plan_with(&mut r, Some(analysis(&v2, Verdict::Running, None)));
+    cluster.apply(&first);
+    cluster.settle(1);
+    let why = "metric \"errors\" failed: 1 of 1 measurements failed (limit 0); last value 0.42";
+    let plan = cluster.plan_with(&mut r, Some(analysis(&v2, Verdict::Failed(why.into()), Some(why))));
+    cluster.apply(&plan);
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.reason == "RolledBack" && e.note.contains("0.42"))
+    );
+    cluster.settle(1);
+    cluster.run(&mut r, 5);
+    let status = r.status.as_ref().unwrap();
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    assert_eq!(condition_reason(&r, DEGRADED), ("True".into(), "AnalysisFailed".into()));
+    assert!(
+        status.message.as_ref().unwrap().contains("last value 0.42"),
+        "{:?}",
+        status.message
+    );
+    assert_eq!(status.failed_revision.as_ref(), Some(&v2));
+    assert_eq!((cluster.replicas_of(&v1), cluster.replicas_of(&v2)), (3, 0));
+
+    r.status.as_mut().unwrap().control = Some(Control { retry: true });
+    let retried = cluster.plan_with(&mut r, Some(analysis(&v2, Verdict::Running, None)));
+    assert!(retried.events.iter().any(|e| e.reason == "Retried"));
+    assert_eq!(retried.status.failed_revision, None);
+    assert_eq!(retried.status.phase, Some(Phase::Progressing));
+    assert!(!retried.actions.is_empty(), "the rollout moves again");
+}
+
+#[test]
+fn an_inconclusive_analysis_holds_the_rollout_for_a_person() {
+    let (mut r, mut cluster, _, v2) = analysed_rollout();
+    let why = "metric \"errors\" inconclusive: 2 of 1 allowed";
+    let plan = cluster.plan_with(
+        &mut r,
+        Some(analysis(&v2, Verdict::Inconclusive(why.into()), Some(why))),
+    );
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status.phase, Some(Phase::Paused));
+    assert_eq!(
+        condition_reason(&r, READY),
+        ("False".into(), "InconclusiveAnalysis".into())
+    );
+    cluster.apply(&plan);
+    let again = cluster.plan_with(
+        &mut r,
+        Some(analysis(&v2, Verdict::Inconclusive(why.into()), Some(why))),
+    );
+    assert!(again.events.is_empty(), "no repeated events while held");
+}
+
+#[test]
+fn an_invalid_analysis_starts_nothing() {
+    let (mut r, cluster, _, v2) = analysed_rollout();
+    let plan = cluster.plan_with(
+        &mut r,
+        Some(analysis(
+            &v2,
+            Verdict::Invalid("AnalysisTemplate \"x\" not found".into()),
+            None,
+        )),
+    );
+    assert!(plan.actions.is_empty());
+    assert_eq!(condition_reason(&r, DEGRADED), ("True".into(), "InvalidSpec".into()));
+    assert!(plan.status.message.unwrap().contains("not found"));
 }
 
 proptest! {

@@ -1,4 +1,5 @@
 //! Helpers shared by the e2e tests: a client, per-test namespaces, polling waits.
+pub mod metrics;
 pub mod operator;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -69,7 +70,19 @@ impl Drop for TestNamespace {
 }
 
 /// Polls `check` until it returns Some, or panics after `limit` naming `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match poll_until(limit, check).await {
+        Some(value) => value,
+        None => panic!("timed out after {limit:?} waiting for {what}"),
+    }
+}
+
+/// Polls `check` until it returns Some, or gives None after `limit`.
+pub async fn poll_until<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -77,12 +90,11 @@ where
     let deadline = Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -8,7 +8,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serin::api::Release;
 
-use super::wait_for;
+use super::{poll_until, wait_for};
 
 /// Installs serin's CRDs from crds/ (as a user would) and waits until they serve.
 pub async fn install_crds(client: &Client) {
@@ -75,7 +75,8 @@ pub fn releases(client: &Client, ns: &str) -> Api<Release> {
     Api::namespaced(client.clone(), ns)
 }
 
-/// Polls until the Release has a condition `type_` with `status` (and reason, if given).
+/// Polls until the Release has a condition `type_` with `status` (and reason,
+/// if given); on timeout, panics showing the status it last saw.
 pub async fn wait_condition(
     api: &Api<Release>,
     name: &str,
@@ -84,19 +85,24 @@ pub async fn wait_condition(
     reason: Option<&str>,
     limit: Duration,
 ) -> Release {
-    wait_for(
-        &format!("release {name} {type_}={status} {reason:?}"),
-        limit,
-        || async {
-            let release = api.get(name).await.ok()?;
-            let status_ok = release
-                .status
-                .as_ref()?
-                .conditions
-                .iter()
-                .any(|c| c.type_ == type_ && c.status == status && reason.is_none_or(|r| c.reason == r));
-            status_ok.then_some(release)
-        },
-    )
-    .await
+    let found = poll_until(limit, || async {
+        let release = api.get(name).await.ok()?;
+        let matched = release
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == status && reason.is_none_or(|r| c.reason == r));
+        matched.then_some(release)
+    })
+    .await;
+    match found {
+        Some(release) => release,
+        None => {
+            let last = api.get(name).await.ok().and_then(|r| r.status);
+            panic!(
+                "timed out after {limit:?} waiting for release {name} {type_}={status} {reason:?}; status: {last:#?}"
+            )
+        }
+    }
 }

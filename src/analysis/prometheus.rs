@@ -1,0 +1,328 @@
+//! The Prometheus provider: an instant query whose samples are the measurement.
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ProviderError;
+use super::web::{describe_url, header_map, number, send};
+
+/// Prometheus's error text can quote much of the query; keep messages short.
+const MAX_ERROR_CHARS: usize = 300;
+
+/// Credentials resolved from Secrets by the caller. Debug shows only which are set.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub bearer_token: Option<String>,
+    /// Username and password.
+    pub basic: Option<(String, String)>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
+            .field("basic", &self.basic.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Runs an instant query: GET {address}/api/v1/query?query=..., with `timeout`
+/// applied to the whole request, including reading the response.
+///
+/// Returns a scalar as a number and a vector as an array of numbers (one per
+/// sample, in response order); NaN and ±Inf become null, which the judge reads as
+/// no data. String and matrix results, non-2xx answers, a status other than
+/// "success", timeouts and connection errors are Err, with a short message that
+/// names the address (without userinfo) and never a header value or credential.
+pub async fn query(
+    http: &reqwest::Client,
+    address: &str,
+    query: &str,
+    timeout: Duration,
+    headers: &[(String, String)],
+    credentials: &Credentials,
+) -> Result<Value, ProviderError> {
+    let base = Url::parse(address).map_err(|e| ProviderError(format!("invalid Prometheus address: {e}")))?;
+    let target = format!("prometheus at {}", describe_url(&base));
+    // Joined as text so a path prefix (a Prometheus behind a proxy) is kept.
+    let mut url = Url::parse(&format!("{}/api/v1/query", base.as_str().trim_end_matches('/')))
+        .map_err(|e| ProviderError(format!("invalid Prometheus address: {e}")))?;
+    url.query_pairs_mut().append_pair("query", query);
+
+    let mut builder = http.get(url).headers(header_map(headers)?);
+    builder = match credentials {
+        Credentials {
+            bearer_token: Some(_),
+            basic: Some(_),
+        } => {
+            return Err(ProviderError("set a bearer token or basic auth, not both".into()));
+        }
+        // Both helpers mark the Authorization header sensitive.
+        Credentials {
+            bearer_token: Some(token),
+            ..
+        } => builder.bearer_auth(token),
+        Credentials {
+            basic: Some((user, password)),
+            ..
+        } => builder.basic_auth(user, Some(password)),
+        Credentials { .. } => builder,
+    };
+
+    let (status, body) = send(builder, timeout, &target).await?;
+    let answer: Option<Answer> = serde_json::from_slice(&body).ok();
+    if !status.is_success() {
+        let detail = answer.map(|a| format!(": {}", a.error_text())).unwrap_or_default();
+        return Err(ProviderError(format!("{target}: HTTP {status}{detail}")));
+    }
+    let answer = answer.ok_or_else(|| ProviderError(format!("{target}: the answer is not Prometheus API JSON")))?;
+    if answer.status != "success" {
+        return Err(ProviderError(format!(
+            "{target}: query failed: {}",
+            answer.error_text()
+        )));
+    }
+    let data = answer
+        .data
+        .ok_or_else(|| ProviderError(format!("{target}: the answer has no data")))?;
+    result(&data).map_err(|e| ProviderError(format!("{target}: {e}")))
+}
+
+/// The fields of the Prometheus HTTP API envelope that matter here.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    status: String,
+    data: Option<Data>,
+    error_type: Option<String>,
+    error: Option<String>,
+}
+
+impl Answer {
+    fn error_text(&self) -> String {
+        let text = match (&self.error_type, &self.error) {
+            (Some(kind), Some(error)) => format!("{kind}: {error}"),
+            (None, Some(error)) => error.clone(),
+            (Some(kind), None) => kind.clone(),
+            (None, None) => format!("status {:?}", self.status),
+        };
+        if text.chars().count() > MAX_ERROR_CHARS {
+            format!("{}…", text.chars().take(MAX_ERROR_CHARS).collect::<String>())
+        } else {
+            text
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Data {
+    result_type: String,
+    result: Value,
+}
+
+/// A scalar is `[time, "value"]`; a vector is a list of `{metric, value: [time, "value"]}`.
+fn result(data: &Data) -> Result<Value, String> {
+    match data.result_type.as_str() {
+        "scalar" => sample_value(&data.result),
+        "vector" => data
+            .result
+            .as_array()
+            .ok_or("the vector result is not a list")?
+            .iter()
+            .map(|sample| match sample.get("value") {
+                Some(value) => sample_value(value),
+                None if sample.get("histogram").is_some() => Err("native histogram samples are not supported".into()),
+                None => Err("a vector sample has no value".into()),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        other => Err(format!(
+            "{other} results are not supported: use a query that returns a scalar or vector"
+        )),
+    }
+}
+
+/// Prometheus sends values as strings, so NaN and ±Inf survive JSON ("NaN", "+Inf").
+fn sample_value(pair: &Value) -> Result<Value, String> {
+    pair.get(1)
+        .and_then(Value::as_str)
+        .and_then(|text| text.parse::<f64>().ok())
+        .map(number)
+        .ok_or_else(|| "a sample value is not a number".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::web::test_server::{Answer, json, refused, serve};
+    use super::*;
+    use serde_json::json;
+
+    const T: Duration = Duration::from_secs(5);
+
+    fn client() -> reqwest::Client {
+        // No proxy from the environment: the test server is local.
+        reqwest::Client::builder().no_proxy().build().unwrap()
+    }
+
+    fn success(result_type: &str, result: Value) -> Answer {
+        json(
+            200,
+            json!({"status": "success", "data": {"resultType": result_type, "result": result}}),
+        )
+    }
+
+    fn vector(values: &[&str]) -> Answer {
+        let samples: Vec<Value> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| json!({"metric": {"pod": format!("p{i}")}, "value": [1700000000.123, v]}))
+            .collect();
+        success("vector", Value::Array(samples))
+    }
+
+    async fn run(base: &str, credentials: &Credentials) -> Result<Value, ProviderError> {
+        query(&client(), base, "sum(rate(x[1m]))", T, &[], credentials).await
+    }
+
+    #[tokio::test]
+    async fn scalar_is_a_number_and_the_query_is_encoded() {
+        let (base, mut requests) = serve(success("scalar", json!([1700000000.5, "0.25"]))).await;
+        assert_eq!(run(&base, &Credentials::default()).await, Ok(json!(0.25)));
+        let received = requests.recv().await.unwrap();
+        assert_eq!(received.method, "GET");
+        assert_eq!(received.target, "/api/v1/query?query=sum%28rate%28x%5B1m%5D%29%29");
+        assert_eq!(received.header("authorization"), None);
+    }
+
+    #[tokio::test]
+    async fn vector_is_a_list_in_response_order() {
+        let (base, _) = serve(vector(&["3", "1.5", "2"])).await;
+        assert_eq!(run(&base, &Credentials::default()).await, Ok(json!([3.0, 1.5, 2.0])));
+    }
+
+    #[tokio::test]
+    async fn empty_vector_is_an_empty_list() {
+        let (base, _) = serve(vector(&[])).await;
+        assert_eq!(run(&base, &Credentials::default()).await, Ok(json!([])));
+    }
+
+    #[tokio::test]
+    async fn nan_and_infinities_are_null() {
+        let (base, _) = serve(vector(&["NaN", "+Inf", "-Inf", "1"])).await;
+        assert_eq!(
+            run(&base, &Credentials::default()).await,
+            Ok(json!([null, null, null, 1.0]))
+        );
+        let (base, _) = serve(success("scalar", json!([1.0, "NaN"]))).await;
+        assert_eq!(run(&base, &Credentials::default()).await, Ok(Value::Null));
+    }
+
+    #[tokio::test]
+    async fn matrix_and_string_results_are_errors() {
+        let (base, _) = serve(success("matrix", json!([{"metric": {}, "values": [[1, "1"]]}]))).await;
+        let err = run(&base, &Credentials::default()).await.unwrap_err();
+        assert!(err.0.contains("matrix results are not supported"), "{err}");
+        let (base, _) = serve(success("string", json!([1, "hello"]))).await;
+        assert!(run(&base, &Credentials::default()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn prometheus_error_is_reported_with_its_text() {
+        let body = json!({"status": "error", "errorType": "bad_data", "error": "1:5: parse error: unexpected"});
+        let (base, _) = serve(json(400, body.clone())).await;
+        let err = run(&base, &Credentials::default()).await.unwrap_err();
+        assert!(
+            err.0.contains("HTTP 400") && err.0.contains("bad_data: 1:5: parse error"),
+            "{err}"
+        );
+        // Some proxies answer 200 with the error envelope.
+        let (base, _) = serve(json(200, body)).await;
+        let err = run(&base, &Credentials::default()).await.unwrap_err();
+        assert!(err.0.contains("query failed: bad_data"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn http_500_is_an_error() {
+        let (base, _) = serve(super::super::web::test_server::text(500, "oops")).await;
+        let err = run(&base, &Credentials::default()).await.unwrap_err();
+        assert!(err.0.contains("HTTP 500") && err.0.contains(&base), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_times_out() {
+        let (base, _) = serve(Answer::Hang).await;
+        let credentials = Credentials {
+            bearer_token: Some("t0ken".into()),
+            basic: None,
+        };
+        let err = query(&client(), &base, "up", Duration::from_millis(200), &[], &credentials)
+            .await
+            .unwrap_err();
+        assert!(err.0.contains("timed out"), "{err}");
+        assert!(!err.0.contains("t0ken"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_an_error() {
+        let base = refused().await;
+        let err = run(&base, &Credentials::default()).await.unwrap_err();
+        assert!(err.0.contains("cannot connect") && err.0.contains(&base), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bearer_token_is_sent_but_never_shown() {
+        let (base, mut requests) = serve(json(500, json!({"status": "error", "error": "boom"}))).await;
+        let credentials = Credentials {
+            bearer_token: Some("s3cret-t0ken".into()),
+            basic: None,
+        };
+        let hs = vec![("X-Scope-OrgID".to_owned(), "tenant-1".to_owned())];
+        let err = query(&client(), &base, "up", T, &hs, &credentials).await.unwrap_err();
+        let received = requests.recv().await.unwrap();
+        assert_eq!(received.header("authorization"), Some("Bearer s3cret-t0ken"));
+        assert_eq!(received.header("x-scope-orgid"), Some("tenant-1"));
+        assert!(!err.0.contains("s3cret-t0ken") && !err.0.contains("tenant-1"), "{err}");
+        let debug = format!("{credentials:?}");
+        assert!(
+            !debug.contains("s3cret-t0ken") && debug.contains("<redacted>"),
+            "{debug}"
+        );
+    }
+
+    #[tokio::test]
+    async fn basic_auth_is_sent_but_never_shown() {
+        let (base, mut requests) = serve(vector(&["1"])).await;
+        let credentials = Credentials {
+            bearer_token: None,
+            basic: Some(("admin".into(), "pa55word".into())),
+        };
+        assert_eq!(run(&base, &credentials).await, Ok(json!([1.0])));
+        let received = requests.recv().await.unwrap();
+        // base64("admin:pa55word")
+        assert_eq!(received.header("authorization"), Some("Basic YWRtaW46cGE1NXdvcmQ="));
+        let debug = format!("{credentials:?}");
+        assert!(!debug.contains("admin") && !debug.contains("pa55word"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn address_userinfo_and_path_prefix() {
+        let (base, mut requests) = serve(vector(&["1"])).await;
+        let address = format!("{}/prom/", base.replace("http://", "http://u:addr-s3cret@"));
+        assert_eq!(run(&address, &Credentials::default()).await, Ok(json!([1.0])));
+        assert!(
+            requests
+                .recv()
+                .await
+                .unwrap()
+                .target
+                .starts_with("/prom/api/v1/query?query=")
+        );
+        let refused = refused().await.replace("http://", "http://u:addr-s3cret@");
+        let err = run(&refused, &Credentials::default()).await.unwrap_err();
+        assert!(!err.0.contains("addr-s3cret"), "{err}");
+    }
+}

@@ -1,0 +1,705 @@
+//! `{{args.NAME}}` substitution, escaped for where the value lands.
+//!
+//! Arg values may come from a Release or a Secret, so they are data, never
+//! syntax: each renderer escapes a value so it cannot change the structure of
+//! the query, URL, header or document it lands in. Only the template is
+//! scanned for placeholders, so a value that itself reads `{{args.other}}` is
+//! inserted as text, not expanded. Error messages name args, never their
+//! values (a value may be a secret).
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+pub type Args = BTreeMap<String, String>;
+
+/// The arg names a text refers to, each once, in order of first use (for
+/// "missing arg" validation before anything runs). Malformed placeholders are
+/// left to the renderers to report.
+pub fn referenced(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut at = 0;
+    while let Some(offset) = text[at..].find("{{") {
+        let start = at + offset;
+        match parse_at(text, start) {
+            Parsed::Placeholder(p) => {
+                if !names.iter().any(|n| n == p.name) {
+                    names.push(p.name.to_string());
+                }
+                at = p.end;
+            }
+            Parsed::Malformed | Parsed::NotOurs => at = start + 1,
+        }
+    }
+    names
+}
+
+/// PromQL: every placeholder must sit inside a string literal, e.g.
+/// `{revision="{{args.hash}}"}`. In `"..."` and `'...'` the value is escaped as
+/// literal content (backslash, the quote, and every control character), so it
+/// can neither end the string nor add operators. A raw `` `...` `` string has no
+/// escapes, so its values must not contain a backtick. A placeholder outside a
+/// literal is an Err naming it.
+pub fn promql(query: &str, args: &Args) -> Result<String, String> {
+    let placeholders = scan(query)?;
+    if placeholders.is_empty() {
+        return Ok(query.to_string());
+    }
+    let lexed = lex_promql(query)?;
+    render(query, &placeholders, args, |p, value| {
+        if lexed.escaped.contains(&p.start) {
+            // `"\{{args.x}}"` would let the template's backslash pair up with
+            // the escape we add and end the string.
+            return Err(format!(
+                "placeholder {} follows a backslash in the PromQL query",
+                p.text
+            ));
+        }
+        let literal = lexed
+            .literals
+            .iter()
+            .find(|l| l.open < p.start && p.end <= l.close)
+            .ok_or_else(|| {
+                format!(
+                    "placeholder {} is outside a string literal in the PromQL query; quote it, e.g. label=\"{}\"",
+                    p.text, p.text
+                )
+            })?;
+        match literal.quote {
+            '`' if value.contains('`') => Err(format!(
+                "arg {:?} contains a backtick, which cannot appear in the raw string around {}",
+                p.name, p.text
+            )),
+            '`' => Ok(value.to_string()),
+            quote => Ok(escape_quoted(value, quote)),
+        }
+    })
+}
+
+/// URL: values are percent-encoded, keeping only RFC 3986 unreserved
+/// characters, so a value cannot add path segments, query params or fragments.
+pub fn url(url: &str, args: &Args) -> Result<String, String> {
+    render(url, &scan(url)?, args, |_, value| {
+        Ok(utf8_percent_encode(value, URL_ENCODED).to_string())
+    })
+}
+
+/// Header values: substituted verbatim, but a value with CR, LF or NUL is an
+/// Err (header injection).
+pub fn header_value(value: &str, args: &Args) -> Result<String, String> {
+    render(value, &scan(value)?, args, |p, v| {
+        if v.contains(['\r', '\n', '\0']) {
+            Err(format!(
+                "arg {:?} contains CR, LF or NUL, which cannot go into a header value ({})",
+                p.name, p.text
+            ))
+        } else {
+            Ok(v.to_string())
+        }
+    })
+}
+
+/// Every string leaf of a JSON tree (a Job spec, a JSON body) gets values
+/// verbatim; keys and structure are left as they are, so the tree's shape
+/// cannot change whatever the values hold.
+pub fn json_tree(value: &serde_json::Value, args: &Args) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(s) => Value::String(text(s, args)?),
+        Value::Array(items) => Value::Array(items.iter().map(|v| json_tree(v, args)).collect::<Result<_, _>>()?),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), json_tree(v, args)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        Value::Null | Value::Bool(_) | Value::Number(_) => value.clone(),
+    })
+}
+
+/// A non-JSON text body: verbatim substitution.
+pub fn text(text: &str, args: &Args) -> Result<String, String> {
+    render(text, &scan(text)?, args, |_, value| Ok(value.to_string()))
+}
+
+/// Everything but RFC 3986 unreserved characters (ALPHA / DIGIT / - . _ ~).
+const URL_ENCODED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// One `{{args.NAME}}` in a template: byte range and name.
+struct Placeholder<'a> {
+    start: usize,
+    end: usize,
+    name: &'a str,
+    /// The placeholder as written, for messages.
+    text: &'a str,
+}
+
+enum Parsed<'a> {
+    Placeholder(Placeholder<'a>),
+    /// Starts like `{{args` but is not a valid placeholder.
+    Malformed,
+    /// Some other `{{`: not ours, left alone.
+    NotOurs,
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+}
+
+fn trim_blanks(s: &str) -> &str {
+    s.trim_start_matches([' ', '\t'])
+}
+
+/// Parses a placeholder at `start`, where `text` has `{{`.
+fn parse_at(text: &str, start: usize) -> Parsed<'_> {
+    let inner = trim_blanks(&text[start + 2..]);
+    let Some(after_args) = inner.strip_prefix("args") else {
+        return Parsed::NotOurs;
+    };
+    // `{{argsfoo}}` is someone else's syntax; `{{args}}`, `{{args .x}}` are typos of ours.
+    if after_args.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+        return Parsed::NotOurs;
+    }
+    let Some(name_on) = after_args.strip_prefix('.') else {
+        return Parsed::Malformed;
+    };
+    let name_len = name_on.find(|c: char| !is_name_char(c)).unwrap_or(name_on.len());
+    let name = &name_on[..name_len];
+    let Some(rest) = trim_blanks(&name_on[name_len..]).strip_prefix("}}") else {
+        return Parsed::Malformed;
+    };
+    if name.is_empty() {
+        return Parsed::Malformed;
+    }
+    let end = text.len() - rest.len();
+    Parsed::Placeholder(Placeholder {
+        start,
+        end,
+        name,
+        text: &text[start..end],
+    })
+}
+
+/// All placeholders of a template, in order; Err for a malformed one.
+fn scan(text: &str) -> Result<Vec<Placeholder<'_>>, String> {
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(offset) = text[at..].find("{{") {
+        let start = at + offset;
+        match parse_at(text, start) {
+            Parsed::Placeholder(p) => {
+                at = p.end;
+                found.push(p);
+            }
+            Parsed::Malformed => {
+                let shown: String = text[start..].chars().take(40).collect();
+                return Err(format!(
+                    "malformed placeholder at {shown:?}: write {{{{args.NAME}}}}, NAME of letters, digits, '_', '.', '-'"
+                ));
+            }
+            // `start + 1` is a char boundary: `{` is one byte.
+            Parsed::NotOurs => at = start + 1,
+        }
+    }
+    Ok(found)
+}
+
+/// Replaces each placeholder with `value_for(placeholder, value)`.
+fn render(
+    template: &str,
+    placeholders: &[Placeholder<'_>],
+    args: &Args,
+    mut value_for: impl FnMut(&Placeholder<'_>, &str) -> Result<String, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut at = 0;
+    for p in placeholders {
+        let value = args
+            .get(p.name)
+            .ok_or_else(|| format!("unknown arg {{{{args.{}}}}}", p.name))?;
+        out.push_str(&template[at..p.start]);
+        out.push_str(&value_for(p, value)?);
+        at = p.end;
+    }
+    out.push_str(&template[at..]);
+    Ok(out)
+}
+
+/// String literals of a PromQL query, by byte offsets of their quotes.
+struct Literal {
+    open: usize,
+    close: usize,
+    quote: char,
+}
+
+struct Lexed {
+    literals: Vec<Literal>,
+    /// Offsets of characters escaped by a backslash inside literals.
+    escaped: Vec<usize>,
+}
+
+/// Finds string literals the way the PromQL lexer does: `"..."` and `'...'`
+/// with backslash escapes and no raw newline, `` `...` `` raw, and `#` comments
+/// to the end of the line (quotes in a comment start nothing).
+fn lex_promql(query: &str) -> Result<Lexed, String> {
+    let mut lexed = Lexed {
+        literals: Vec::new(),
+        escaped: Vec::new(),
+    };
+    let mut chars = query.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '#' => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' | '\'' | '`' => {
+                let close = loop {
+                    match chars.next() {
+                        None => return Err(format!("unterminated string literal at byte {i} of the PromQL query")),
+                        Some((j, q)) if q == c => break j,
+                        Some((_, '\\')) if c != '`' => {
+                            if let Some((k, _)) = chars.next() {
+                                lexed.escaped.push(k);
+                            }
+                        }
+                        Some((_, '\n')) if c != '`' => {
+                            return Err(format!("unterminated string literal at byte {i} of the PromQL query"));
+                        }
+                        Some(_) => {}
+                    }
+                };
+                lexed.literals.push(Literal {
+                    open: i,
+                    close,
+                    quote: c,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(lexed)
+}
+
+/// Escapes `value` as the content of a PromQL string quoted with `quote`.
+/// Only the enclosing quote is escaped: PromQL rejects `\'` inside `"..."` and
+/// the reverse. `\u` takes exactly four digits, so template text after the
+/// value cannot extend an escape.
+fn escape_quoted(value: &str, quote: char) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use percent_encoding::percent_decode_str;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn args(pairs: &[(&str, &str)]) -> Args {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn referenced_table() {
+        let cases: &[(&str, &[&str])] = &[
+            ("", &[]),
+            ("no placeholders", &[]),
+            ("{{args.a}}", &["a"]),
+            ("{{ args.a }} and {{args.b}} and {{args.a}}", &["a", "b"]),
+            ("{{\targs.x-y_z.1\t}}", &["x-y_z.1"]),
+            ("{{{args.a}}}", &["a"]),
+            ("{{ other }} {{args.}} {{args.a b}} {{args}}", &[]),
+            ("{{argsfoo}} {{args.ok}}", &["ok"]),
+            ("{{args.a}}{{args.b}}", &["a", "b"]),
+            ("é{{args.ü}}{{args.a}}", &["a"]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(referenced(text), want.to_vec(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn text_table() {
+        let a = args(&[("a", "1"), ("b", "two words"), ("x.y-z_0", "dotted"), ("e", "")]);
+        let ok: &[(&str, &str)] = &[
+            ("", ""),
+            ("plain", "plain"),
+            ("{{args.a}}", "1"),
+            ("<{{ args.a }}|{{args.b}}>", "<1|two words>"),
+            ("{{args.x.y-z_0}}", "dotted"),
+            ("[{{args.e}}]", "[]"),
+            ("{{{args.a}}}", "{1}"),
+            ("{{ not ours }} {{args.a}}", "{{ not ours }} 1"),
+            ("{{argsfoo}}", "{{argsfoo}}"),
+            ("{{", "{{"),
+            ("}}{{args.a}}}}", "}}1}}"),
+        ];
+        for (template, want) in ok {
+            assert_eq!(text(template, &a).as_deref(), Ok(*want), "{template:?}");
+        }
+        let err: &[(&str, &str)] = &[
+            ("{{args.missing}}", "unknown arg {{args.missing}}"),
+            ("{{args.}}", "malformed placeholder"),
+            ("{{args.a b}}", "malformed placeholder"),
+            ("{{args.a}", "malformed placeholder"),
+            ("{{args}}", "malformed placeholder"),
+            ("{{ args .a }}", "malformed placeholder"),
+            ("{{args.a!}}", "malformed placeholder"),
+        ];
+        for (template, want) in err {
+            let got = text(template, &a).unwrap_err();
+            assert!(got.contains(want), "{template:?}: {got:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn values_are_never_expanded() {
+        let a = args(&[("a", "{{args.b}}"), ("b", "secret")]);
+        assert_eq!(text("{{args.a}}", &a).as_deref(), Ok("{{args.b}}"));
+        assert_eq!(header_value("{{args.a}}", &a).as_deref(), Ok("{{args.b}}"));
+    }
+
+    #[test]
+    fn promql_table() {
+        let a = args(&[
+            ("rev", "abc123"),
+            ("quote", "a\"b"),
+            ("single", "it's"),
+            ("back", "a`b"),
+            ("slash", "a\\b"),
+            ("ctl", "a\nb\r\t\u{0}\u{7f}\u{85}"),
+            ("svc", "web"),
+        ]);
+        let ok: &[(&str, &str)] = &[
+            ("up", "up"),
+            ("up{job=\"{{args.svc}}\"}", "up{job=\"web\"}"),
+            ("up{job=\"{{ args.svc }}-{{args.rev}}\"}", "up{job=\"web-abc123\"}"),
+            ("up{a=\"{{args.quote}}\"}", "up{a=\"a\\\"b\"}"),
+            ("up{a=\"{{args.single}}\"}", "up{a=\"it's\"}"),
+            ("up{a='{{args.single}}'}", "up{a='it\\'s'}"),
+            ("up{a='{{args.quote}}'}", "up{a='a\"b'}"),
+            ("up{a=\"{{args.slash}}\"}", "up{a=\"a\\\\b\"}"),
+            ("up{a=\"{{args.ctl}}\"}", "up{a=\"a\\nb\\r\\t\\u0000\\u007f\\u0085\"}"),
+            ("up{a=`{{args.rev}}`}", "up{a=`abc123`}"),
+            ("up{a=`{{args.quote}}`}", "up{a=`a\"b`}"),
+            // Escapes in the template before the placeholder are kept.
+            ("up{a=\"\\\"{{args.rev}}\"}", "up{a=\"\\\"abc123\"}"),
+            // Quotes inside a comment start nothing.
+            (
+                "up{a=\"{{args.rev}}\"} # it's \"fine\"",
+                "up{a=\"abc123\"} # it's \"fine\"",
+            ),
+            // `{{` that is not ours is left alone, even outside a literal.
+            (
+                "up{a=\"{{args.rev}}\"} # {{ not ours }}",
+                "up{a=\"abc123\"} # {{ not ours }}",
+            ),
+        ];
+        for (query, want) in ok {
+            assert_eq!(promql(query, &a).as_deref(), Ok(*want), "{query:?}");
+        }
+        let err: &[(&str, &str)] = &[
+            (
+                "up{job={{args.svc}}}",
+                "placeholder {{args.svc}} is outside a string literal",
+            ),
+            (
+                "up > {{ args.rev }}",
+                "placeholder {{ args.rev }} is outside a string literal",
+            ),
+            ("up # {{args.rev}}", "outside a string literal"),
+            ("up{a=\"x\"} + {{args.rev}} + up{b=\"y\"}", "outside a string literal"),
+            ("up{a=`{{args.back}}`}", "arg \"back\" contains a backtick"),
+            ("up{a=\"{{args.nope}}\"}", "unknown arg {{args.nope}}"),
+            ("up{a=\"{{args.rev}}}", "unterminated string literal"),
+            ("up{a=\"{{args.rev}}\nb\"}", "unterminated string literal"),
+            ("up{a=\"\\{{args.rev}}\"}", "follows a backslash"),
+            ("up{a=\"{{args.}}\"}", "malformed placeholder"),
+        ];
+        for (query, want) in err {
+            let got = promql(query, &a).unwrap_err();
+            assert!(got.contains(want), "{query:?}: {got:?} should contain {want:?}");
+        }
+        // Messages name args, never values (a value may be a secret).
+        let got = promql("up{a=`{{args.back}}`}", &a).unwrap_err();
+        assert!(!got.contains("a`b"), "{got}");
+    }
+
+    #[test]
+    fn url_table() {
+        let a = args(&[
+            ("app", "web"),
+            ("path", "a/b"),
+            ("hostile", "x?admin=1&y=2#frag"),
+            ("space", "a b+c%"),
+            ("unreserved", "AZaz09-._~"),
+            ("utf8", "é"),
+        ]);
+        let ok: &[(&str, &str)] = &[
+            ("http://svc/api/{{args.app}}", "http://svc/api/web"),
+            ("http://svc/{{args.path}}/x", "http://svc/a%2Fb/x"),
+            (
+                "http://svc/?q={{args.hostile}}",
+                "http://svc/?q=x%3Fadmin%3D1%26y%3D2%23frag",
+            ),
+            ("http://svc/{{args.space}}", "http://svc/a%20b%2Bc%25"),
+            ("http://svc/{{args.unreserved}}", "http://svc/AZaz09-._~"),
+            ("http://svc/{{args.utf8}}", "http://svc/%C3%A9"),
+            ("http://{{args.app}}.ns:8080/", "http://web.ns:8080/"),
+        ];
+        for (template, want) in ok {
+            assert_eq!(url(template, &a).as_deref(), Ok(*want), "{template:?}");
+        }
+        assert_eq!(
+            url("http://svc/{{args.x}}", &a),
+            Err("unknown arg {{args.x}}".to_string())
+        );
+        assert!(url("http://svc/{{args.x", &a).unwrap_err().contains("malformed"));
+    }
+
+    #[test]
+    fn header_value_table() {
+        let a = args(&[
+            ("token", "Bearer abc"),
+            ("cr", "a\rb"),
+            ("lf", "a\nSet-Cookie: x"),
+            ("nul", "a\0"),
+            ("tab", "a\tb"),
+        ]);
+        assert_eq!(header_value("{{args.token}}", &a).as_deref(), Ok("Bearer abc"));
+        assert_eq!(header_value("x-{{ args.tab }}", &a).as_deref(), Ok("x-a\tb"));
+        assert_eq!(header_value("static", &a).as_deref(), Ok("static"));
+        for name in ["cr", "lf", "nul"] {
+            let got = header_value(&format!("v={{{{args.{name}}}}}"), &a).unwrap_err();
+            assert!(got.contains(&format!("arg {name:?} contains CR, LF or NUL")), "{got}");
+            assert!(!got.contains("Set-Cookie"), "{got}");
+        }
+        assert_eq!(
+            header_value("{{args.none}}", &a),
+            Err("unknown arg {{args.none}}".to_string())
+        );
+    }
+
+    #[test]
+    fn json_tree_table() {
+        let a = args(&[("image", "app:v2"), ("hostile", "\", \"injected\": \"1"), ("n", "3")]);
+        let template = json!({
+            "template": {"spec": {"containers": [{
+                "image": "registry/{{args.image}}",
+                "args": ["--n={{args.n}}", "{{args.hostile}}", 5, true, null],
+                "{{args.image}}": "keys are left alone",
+            }]}}
+        });
+        let want = json!({
+            "template": {"spec": {"containers": [{
+                "image": "registry/app:v2",
+                "args": ["--n=3", "\", \"injected\": \"1", 5, true, null],
+                "{{args.image}}": "keys are left alone",
+            }]}}
+        });
+        assert_eq!(json_tree(&template, &a), Ok(want));
+        assert_eq!(json_tree(&json!(7), &a), Ok(json!(7)));
+        assert_eq!(
+            json_tree(&json!({"a": ["{{args.missing}}"]}), &a),
+            Err("unknown arg {{args.missing}}".to_string())
+        );
+        assert!(json_tree(&json!("{{args.}}"), &a).unwrap_err().contains("malformed"));
+    }
+
+    /// A piece of a PromQL query, as the PromQL lexer splits it: string
+    /// literals (decoded) and everything else.
+    #[derive(Debug, PartialEq)]
+    enum Piece {
+        Code(String),
+        Literal { quote: char, value: String },
+    }
+
+    /// Test-only tokenizer: splits a query into code and decoded string
+    /// literals, panicking on anything the PromQL lexer would reject.
+    fn tokenize(query: &str) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        let mut code = String::new();
+        let mut chars = query.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '#' => {
+                    code.push(c);
+                    while let Some(&n) = chars.peek() {
+                        if n == '\n' {
+                            break;
+                        }
+                        code.push(n);
+                        chars.next();
+                    }
+                }
+                '"' | '\'' | '`' => {
+                    pieces.push(Piece::Code(std::mem::take(&mut code)));
+                    let mut value = String::new();
+                    loop {
+                        let n = chars.next().expect("unterminated literal");
+                        if n == c {
+                            break;
+                        }
+                        if c == '`' {
+                            value.push(n);
+                            continue;
+                        }
+                        assert_ne!(n, '\n', "raw newline in a quoted literal");
+                        if n != '\\' {
+                            value.push(n);
+                            continue;
+                        }
+                        let e = chars.next().expect("dangling backslash");
+                        match e {
+                            'a' => value.push('\u{7}'),
+                            'b' => value.push('\u{8}'),
+                            'f' => value.push('\u{c}'),
+                            'n' => value.push('\n'),
+                            'r' => value.push('\r'),
+                            't' => value.push('\t'),
+                            'v' => value.push('\u{b}'),
+                            '\\' => value.push('\\'),
+                            'u' => {
+                                let hex: String = (0..4).map(|_| chars.next().expect("short \\u")).collect();
+                                let code = u32::from_str_radix(&hex, 16).expect("hex");
+                                value.push(char::from_u32(code).expect("scalar"));
+                            }
+                            e if e == c => value.push(e),
+                            e => panic!("escape \\{e} is invalid in a {c}-quoted PromQL string"),
+                        }
+                    }
+                    pieces.push(Piece::Literal { quote: c, value });
+                }
+                c => code.push(c),
+            }
+        }
+        pieces.push(Piece::Code(code));
+        pieces
+    }
+
+    const QUERY: &str = r#"sum(rate(http_requests_total{revision="{{args.rev}}",code=~"5.."}[1m]))"#;
+
+    /// Renders QUERY with `value` and checks that it differs from the template
+    /// only inside the revision literal, which decodes back to `value`.
+    fn assert_structure_kept(value: &str) {
+        let rendered = promql(QUERY, &args(&[("rev", value)])).expect("renders");
+        let want_text = QUERY.replace("{{args.rev}}", &escape_quoted(value, '"'));
+        assert_eq!(rendered, want_text);
+        let template = tokenize(QUERY);
+        let output = tokenize(&rendered);
+        assert_eq!(template.len(), output.len(), "{rendered}");
+        for (t, o) in template.iter().zip(&output) {
+            match (t, o) {
+                (Piece::Literal { value: tv, .. }, Piece::Literal { quote, value: ov }) if tv == "{{args.rev}}" => {
+                    assert_eq!(*quote, '"');
+                    assert_eq!(ov, value);
+                }
+                (t, o) => assert_eq!(t, o, "{rendered}"),
+            }
+        }
+    }
+
+    #[test]
+    fn promql_hostile_values_keep_structure() {
+        for value in [
+            "x\"} or vector(1) #",
+            "\"} + on() vector(1000)",
+            "{{args.other}}",
+            "{{args.rev}}",
+            "\\\"",
+            "\\",
+            "a\nb",
+            "a\r\n# comment\nb",
+            "'",
+            "`",
+            "\u{0}\u{1b}[2J\u{7f}\u{9f}",
+            "é😀\u{2028}",
+            "",
+        ] {
+            assert_structure_kept(value);
+        }
+    }
+
+    #[test]
+    fn promql_single_and_raw_literals_keep_structure() {
+        let query = "up{a='{{args.v}}', b=`{{args.v}}`}";
+        for value in ["x'} or vector(1) #", "\\'", "a\nb", "\"", "{{args.v}}"] {
+            let rendered = promql(query, &args(&[("v", value)])).expect("renders");
+            let pieces = tokenize(&rendered);
+            assert_eq!(
+                pieces,
+                vec![
+                    Piece::Code("up{a=".into()),
+                    Piece::Literal {
+                        quote: '\'',
+                        value: value.into()
+                    },
+                    Piece::Code(", b=".into()),
+                    Piece::Literal {
+                        quote: '`',
+                        value: value.into()
+                    },
+                    Piece::Code("}".into()),
+                ],
+                "{rendered}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn promql_any_value_keeps_structure(value in any::<String>()) {
+            assert_structure_kept(&value);
+        }
+
+        #[test]
+        fn promql_any_value_in_single_quotes_decodes(value in any::<String>()) {
+            let rendered = promql("up{a='{{args.v}}'}", &args(&[("v", &value)])).expect("renders");
+            let pieces = tokenize(&rendered);
+            prop_assert_eq!(pieces, vec![
+                Piece::Code("up{a=".into()),
+                Piece::Literal { quote: '\'', value: value.clone() },
+                Piece::Code("}".into()),
+            ]);
+        }
+
+        #[test]
+        fn url_any_value_stays_in_its_segment(value in any::<String>()) {
+            let (prefix, suffix) = ("https://svc.example/api/v1/", "/errors?window=5m&x=1#top");
+            let template = format!("{prefix}{{{{args.app}}}}{suffix}");
+            let rendered = url(&template, &args(&[("app", &value)])).expect("renders");
+            let encoded = rendered
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(suffix))
+                .expect("template text kept");
+            prop_assert!(
+                encoded.chars().all(|c| c.is_ascii_alphanumeric() || "-._~%".contains(c)),
+                "{}", encoded
+            );
+            prop_assert!(!encoded.contains(['/', '?', '#', '&']));
+            let decoded = percent_decode_str(encoded).decode_utf8().expect("utf-8");
+            prop_assert_eq!(decoded.as_ref(), value.as_str());
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Runs the analysis of a revision: resolves templates and args, takes the
+//! measurements that are due, and sums them up for the planner. What a result
+//! means and when a metric is due are decided by the pure `analysis` modules.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Resource, ResourceExt};
+
+use super::{Context, Error, FIELD_MANAGER, replicaset::RELEASE_LABEL};
+use crate::analysis::prometheus::{self, Credentials};
+use crate::analysis::template::{self, Args};
+use crate::analysis::{condition, run, web};
+use crate::api::{
+    AnalysisPhase, AnalysisStatus, AnalysisTemplate, Arg, ClusterAnalysisTemplate, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    Measurement, MeasurementPhase, Metric, MetricStatus, Release, RolloutAnalysis,
+};
+use crate::plan::{AnalysisInput, Verdict};
+
+/// A metric ready to measure: templates rendered, credentials read.
+struct Resolved {
+    metric: Metric,
+    credentials: Credentials,
+}
+
+/// Takes the measurements of `revision` that are due at `now`.
+pub async fn advance(ctx: &Context, release: &Release, revision: &str, now: Timestamp) -> Result<AnalysisInput, Error> {
+    let status = release.status.clone().unwrap_or_default();
+    let retry = status.control.as_ref().is_some_and(|c| c.retry);
+    let mut analysis = status
+        .analysis
+        .filter(|a| a.revision == revision && !retry)
+        .unwrap_or_else(|| AnalysisStatus {
+            revision: revision.to_string(),
+            phase: AnalysisPhase::Running,
+            message: None,
+            started_at: Time(now),
+            metrics: Vec::new(),
+        });
+    let Some(spec) = release.spec.strategy.rolling.as_ref().and_then(|r| r.analysis.as_ref()) else {
+        return Ok(input(analysis, Verdict::Successful, None));
+    };
+    let metrics = match resolve(ctx, release, spec, revision, &status.stable_revision).await? {
+        Ok(metrics) => metrics,
+        Err(message) => return Ok(input(analysis, Verdict::Invalid(message), None)),
+    };
+
+    // Keep the statuses of configured metrics only, in spec order.
+    let mut statuses: Vec<MetricStatus> = metrics
+        .iter()
+        .map(|r| {
+            analysis
+                .metrics
+                .iter()
+                .find(|s| s.name == r.metric.name)
+                .cloned()
+                .unwrap_or_else(|| run::new_status(&r.metric))
+        })
+        .collect();
+    let started_at = analysis.started_at.0;
+    let measuring = metrics
+        .iter()
+        .zip(statuses.iter_mut())
+        .map(|(resolved, status)| async move {
+            if let Some(measurement) = measure_if_due(ctx, release, resolved, status, started_at, now).await? {
+                run::record(&resolved.metric, status, measurement);
+            }
+            Ok::<_, Error>(())
+        });
+    for result in futures::future::join_all(measuring).await {
+        result?;
+    }
+
+    let plain: Vec<Metric> = metrics.iter().map(|r| r.metric.clone()).collect();
+    let (phase, message) = run::overall(&plain, &statuses);
+    let next_due = metrics
+        .iter()
+        .zip(&statuses)
+        .filter(|(_, s)| s.job.is_none()) // a running Job reports back through its watch
+        .filter_map(|(r, s)| run::next_due(&r.metric, Some(s), started_at))
+        .map(|due| Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO))
+        .min();
+    analysis.metrics = statuses;
+    analysis.phase = phase;
+    analysis.message = message.clone();
+    let verdict = match phase {
+        AnalysisPhase::Running => Verdict::Running,
+        AnalysisPhase::Successful => Verdict::Successful,
+        AnalysisPhase::Failed => Verdict::Failed(message.unwrap_or_default()),
+        AnalysisPhase::Inconclusive => Verdict::Inconclusive(message.unwrap_or_default()),
+    };
+    Ok(input(analysis, verdict, next_due))
+}
+
+fn input(status: AnalysisStatus, verdict: Verdict, next_due: Option<Duration>) -> AnalysisInput {
+    AnalysisInput {
+        status,
+        verdict,
+        next_due,
+    }
+}
+
+/// Reads templates and args. The outer Err is an API failure (retried); the
+/// inner Err is a spec problem, shown as InvalidSpec.
+async fn resolve(
+    ctx: &Context,
+    release: &Release,
+    spec: &RolloutAnalysis,
+    revision: &str,
+    stable: &Option<String>,
+) -> Result<Result<Vec<Resolved>, String>, Error> {
+    let namespace = release.namespace().unwrap_or_default();
+    let mut builtins = Args::new();
+    builtins.insert("release.name".into(), release.name_any());
+    builtins.insert("release.namespace".into(), namespace.clone());
+    builtins.insert("revision.canary".into(), revision.to_string());
+    builtins.insert("revision.stable".into(), stable.clone().unwrap_or_default());
+
+    let mut sources: Vec<(String, Vec<Arg>, Vec<Metric>)> = Vec::new();
+    for reference in &spec.templates {
+        let name = &reference.template_name;
+        let found = if reference.cluster_scope {
+            Api::<ClusterAnalysisTemplate>::all(ctx.client.clone())
+                .get_opt(name)
+                .await?
+                .map(|t| (t.spec.args, t.spec.metrics))
+        } else {
+            let api = Api::<AnalysisTemplate>::namespaced(ctx.client.clone(), &namespace);
+            api.get_opt(name).await?.map(|t| (t.spec.args, t.spec.metrics))
+        };
+        let kind = if reference.cluster_scope {
+            "ClusterAnalysisTemplate"
+        } else {
+            "AnalysisTemplate"
+        };
+        let Some((args, metrics)) = found else {
+            return Ok(Err(format!("{kind} {name:?} not found")));
+        };
+        sources.push((format!("{kind} {name:?}"), args, metrics));
+    }
+    if !spec.metrics.is_empty() {
+        sources.push((
+            "spec.strategy.rolling.analysis".into(),
+            Vec::new(),
+            spec.metrics.clone(),
+        ));
+    }
+
+    let mut resolved = Vec::new();
+    for (source, template_args, metrics) in sources {
+        let mut args = builtins.clone();
+        // Template defaults first; the Release's args override them.
+        for arg in template_args.iter().chain(&spec.args) {
+            if let Some(value) = arg_value(ctx, &namespace, arg).await? {
+                args.insert(arg.name.clone(), value);
+            }
+        }
+        for arg in &template_args {
+            if !args.contains_key(&arg.name) {
+                return Ok(Err(format!(
+                    "arg {:?} of {source} has no value: set it in spec.strategy.rolling.analysis.args",
+                    arg.name
+                )));
+            }
+        }
+        for metric in metrics {
+            if resolved.iter().any(|r: &Resolved| r.metric.name == metric.name) {
+                return Ok(Err(format!("metric {:?} is defined twice", metric.name)));
+            }
+            match render(ctx, &namespace, &metric, &args).await? {
+                Ok(r) => resolved.push(r),
+                Err(e) => return Ok(Err(format!("metric {:?} in {source}: {e}", metric.name))),
+            }
+        }
+    }
+    if resolved.is_empty() {
+        return Ok(Err("spec.strategy.rolling.analysis has no metrics".into()));
+    }
+    Ok(Ok(resolved))
+}
+
+/// An arg's value: literal, or read from a Secret in the Release's namespace.
+async fn arg_value(ctx: &Context, namespace: &str, arg: &Arg) -> Result<Option<String>, Error> {
+    if let Some(value) = &arg.value {
+        return Ok(Some(value.clone()));
+    }
+    match &arg.value_from {
+        Some(from) => secret_value(ctx, namespace, &from.secret_key_ref.name, &from.secret_key_ref.key).await,
+        None => Ok(None),
+    }
+}
+
+async fn secret_value(ctx: &Context, namespace: &str, name: &str, key: &str) -> Result<Option<String>, Error> {
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await?;
+    let bytes = secret.and_then(|s| s.data).and_then(|mut d| d.remove(key));
+    Ok(bytes.and_then(|b| String::from_utf8(b.0).ok()))
+}
+
+/// Checks a metric and renders its provider with `args`.
+async fn render(
+    ctx: &Context,
+    namespace: &str,
+    metric: &Metric,
+    args: &Args,
+) -> Result<Result<Resolved, String>, Error> {
+    let checks = || -> Result<Metric, String> {
+        for expression in metric.success_condition.iter().chain(&metric.failure_condition) {
+            condition::check(expression).map_err(|e| format!("condition {expression:?}: {e}"))?;
+        }
+        run::interval(metric)?;
+        run::initial_delay(metric)?;
+        run::timeout(metric)?;
+        let mut metric = metric.clone();
+        let provider = &mut metric.provider;
+        if let Some(p) = &mut provider.prometheus {
+            p.address = template::url(&p.address, args)?;
+            p.query = template::promql(&p.query, args)?;
+            for h in &mut p.headers {
+                h.value = template::header_value(&h.value, args)?;
+            }
+        }
+        if let Some(w) = &mut provider.web {
+            w.url = template::url(&w.url, args)?;
+            for h in &mut w.headers {
+                h.value = template::header_value(&h.value, args)?;
+            }
+            if let Some(body) = &w.body {
+                w.body = Some(match serde_json::from_str::<serde_json::Value>(body) {
+                    Ok(json) => template::json_tree(&json, args)?.to_string(),
+                    Err(_) => template::text(body, args)?,
+                });
+            }
+        }
+        if let Some(j) = &mut provider.job {
+            let spec = serde_json::to_value(&j.spec).map_err(|e| e.to_string())?;
+            j.spec = serde_json::from_value(template::json_tree(&spec, args)?).map_err(|e| e.to_string())?;
+        }
+        Ok(metric)
+    };
+    let metric = match checks() {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut credentials = Credentials::default();
+    if let Some(auth) = metric
+        .provider
+        .prometheus
+        .as_ref()
+        .and_then(|p| p.authentication.as_ref())
+    {
+        if let Some(r) = &auth.bearer_token {
+            match secret_value(ctx, namespace, &r.name, &r.key).await? {
+                Some(token) => credentials.bearer_token = Some(token),
+                None => return Ok(Err(format!("Secret {:?} has no key {:?}", r.name, r.key))),
+            }
+        }
+        if let Some(name) = &auth.basic_auth_secret {
+            let user = secret_value(ctx, namespace, name, "username").await?;
+            let password = secret_value(ctx, namespace, name, "password").await?;
+            match (user, password) {
+                (Some(u), Some(p)) => credentials.basic = Some((u, p)),
+                _ => return Ok(Err(format!("Secret {name:?} needs keys \"username\" and \"password\""))),
+            }
+        }
+    }
+    Ok(Ok(Resolved { metric, credentials }))
+}
+
+fn headers(list: &[crate::api::Header]) -> Vec<(String, String)> {
+    list.iter().map(|h| (h.name.clone(), h.value.clone())).collect()
+}
+
+/// Measures a metric when it is due (or reads back its running Job).
+async fn measure_if_due(
+    ctx: &Context,
+    release: &Release,
+    resolved: &Resolved,
+    status: &mut MetricStatus,
+    started_at: Timestamp,
+    now: Timestamp,
+) -> Result<Option<Measurement>, Error> {
+    let metric = &resolved.metric;
+    if let Some(job) = status.job.clone() {
+        return job_outcome(ctx, release, status, &job).await;
+    }
+    if run::next_due(metric, Some(status), started_at).is_none_or(|due| due > now) {
+        return Ok(None);
+    }
+    let provider = &metric.provider;
+    let timeout = run::timeout(metric).unwrap_or(run::DEFAULT_TIMEOUT);
+    let result = if let Some(p) = &provider.prometheus {
+        let headers = headers(&p.headers);
+        prometheus::query(
+            &ctx.http,
+            &p.address,
+            &p.query,
+            timeout,
+            &headers,
+            &resolved.credentials,
+        )
+        .await
+    } else if let Some(w) = &provider.web {
+        let method = w.method.as_deref().unwrap_or("GET");
+        let headers = headers(&w.headers);
+        web::request(
+            &ctx.http,
+            method,
+            &w.url,
+            &headers,
+            w.body.as_deref(),
+            w.json_path.as_deref(),
+            timeout,
+        )
+        .await
+    } else if let Some(job) = &provider.job {
+        status.job = Some(start_job(ctx, release, metric, status.count + 1, &job.spec).await?);
+        return Ok(None);
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(match result {
+        Ok(value) => judged(metric, &value),
+        Err(error) => measurement(MeasurementPhase::Error, Some(error.0)),
+    }))
+}
+
+fn judged(metric: &Metric, value: &serde_json::Value) -> Measurement {
+    match condition::judge(metric, value) {
+        Ok(phase) => measurement(phase, Some(value.to_string())),
+        Err(error) => measurement(MeasurementPhase::Error, Some(error)),
+    }
+}
+
+fn measurement(phase: MeasurementPhase, value: Option<String>) -> Measurement {
+    Measurement {
+        phase,
+        value,
+        finished_at: Time(Timestamp::now()),
+    }
+}
+
+/// Starts a Job for one measurement, owned by the Release so it never outlives it.
+async fn start_job(
+    ctx: &Context,
+    release: &Release,
+    metric: &Metric,
+    number: i32,
+    spec: &k8s_openapi::api::batch::v1::JobSpec,
+) -> Result<String, Error> {
+    let release_name = release.name_any();
+    let name = job_name(&release_name, &metric.name, number);
+    let job = Job {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            namespace: release.namespace(),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+                (RELEASE_LABEL.to_string(), release_name),
+            ])),
+            owner_references: release.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        spec: Some(spec.clone()),
+        status: None,
+    };
+    let api = Api::<Job>::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, &job).await {
+        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(name),
+        other => other.map(|_| name).map_err(Error::from),
+    }
+}
+
+/// `<release>-<metric>-<n>`, cut to the 63 characters a Job name may have.
+fn job_name(release: &str, metric: &str, number: i32) -> String {
+    let suffix = format!("-{number}");
+    let mut base: String = format!("{release}-{metric}").chars().take(63 - suffix.len()).collect();
+    while base.ends_with('-') {
+        base.pop();
+    }
+    format!("{}{suffix}", base.to_lowercase())
+}
+
+/// Reads a measurement Job: Successful when complete, Failed when failed; the Job
+/// is deleted once read so runs do not pile up.
+async fn job_outcome(
+    ctx: &Context,
+    release: &Release,
+    status: &mut MetricStatus,
+    name: &str,
+) -> Result<Option<Measurement>, Error> {
+    let api = Api::<Job>::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
+    let Some(job) = api.get_opt(name).await? else {
+        status.job = None;
+        return Ok(Some(measurement(
+            MeasurementPhase::Error,
+            Some(format!("Job {name} disappeared")),
+        )));
+    };
+    let conditions = job.status.and_then(|s| s.conditions).unwrap_or_default();
+    let finished = conditions
+        .iter()
+        .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"));
+    let Some(finished) = finished else { return Ok(None) };
+    let phase = if finished.type_ == "Complete" {
+        MeasurementPhase::Successful
+    } else {
+        MeasurementPhase::Failed
+    };
+    let value = match &finished.reason {
+        Some(reason) => format!("Job {}: {reason}", finished.type_),
+        None => format!("Job {}", finished.type_),
+    };
+    status.job = None;
+    match api.delete(name, &DeleteParams::background()).await {
+        Err(kube::Error::Api(s)) if s.is_not_found() => {}
+        other => {
+            other?;
+        }
+    }
+    Ok(Some(measurement(phase, Some(value))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_name;
+
+    #[test]
+    fn job_names_fit_63_characters() {
+        assert_eq!(job_name("web", "smoke", 1), "web-smoke-1");
+        let long = job_name(&"a".repeat(50), &"b".repeat(50), 12);
+        assert_eq!(long.len(), 63);
+        assert!(long.ends_with("-12"));
+    }
+}
