@@ -1,7 +1,8 @@
 //! Measurements on the cluster KUBECONFIG points at (`make bench`):
 //! 1. a 10-replica rolling update by serin, against a Deployment with the same
 //!    maxSurge/maxUnavailable on the same cluster, as a time ratio;
-//! 2. the controller's resident memory with 100 Releases.
+//! 2. the controller's resident memory with 100 Releases;
+//! 3. the controller's CPU and memory with 100 analyses measuring every second.
 //!
 //! Figures, not pass/fail: they are printed, one per line.
 use std::time::{Duration, Instant};
@@ -123,6 +124,67 @@ async fn release_rollout(client: &Client, ns: &str) -> Duration {
     total / ROUNDS as u32
 }
 
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11..13)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0 // USER_HZ
+}
+
+/// Rolls all 100 Releases to a new template whose analysis never finishes
+/// (a huge count) and measures the controller while the analyses run.
+async fn analyses_cost(client: &Client, ns: &str, count: usize, pid: u32, prometheus: &str) -> (f64, u64) {
+    let api: Api<Release> = Api::namespaced(client.clone(), ns);
+    let analysis = json!({ "metrics": [{
+        "name": "up", "interval": "1s", "count": 1_000_000, "successCondition": "result[0] < 0.05",
+        "provider": { "prometheus": { "address": prometheus, "query": "sum(up{job=\"prometheus\"}) * 0" } }
+    }] });
+    for i in 0..count {
+        let patch = json!({ "spec": {
+            "template": { "spec": { "containers": [{ "name": "app", "image": "app:2" }] } },
+            "strategy": { "rolling": { "analysis": analysis } }
+        } });
+        api.patch(&format!("app-{i}"), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+    poll(Duration::from_secs(300), || {
+        let api = api.clone();
+        async move {
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
+            let measuring = list.iter().filter(|r| {
+                let metrics = r
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.analysis.as_ref())
+                    .map(|a| a.metrics.clone());
+                metrics.and_then(|m| m.first().map(|m| m.count >= 3)).unwrap_or(false)
+            });
+            measuring.count() == count
+        }
+    })
+    .await;
+    let window = Duration::from_secs(30);
+    let (cpu_before, started) = (cpu_seconds(pid), Instant::now());
+    tokio::time::sleep(window).await;
+    let cpu = (cpu_seconds(pid) - cpu_before) / started.elapsed().as_secs_f64();
+    (cpu, rss_kib(pid))
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -203,6 +265,13 @@ async fn main() {
 
     let (idle, loaded) = controller_rss_with_releases(&client, ns, 100, pid).await;
     println!("controller RSS: {idle} KiB with no Releases, {loaded} KiB with 100 Healthy Releases (200 pods)");
+
+    let prometheus = std::env::var("SERIN_PROMETHEUS_URL").unwrap_or_else(|_| "http://127.0.0.1:19090".into());
+    let (cpu, rss) = analyses_cost(&client, ns, 100, pid, &prometheus).await;
+    println!(
+        "100 analyses at a 1 s interval (Prometheus queries): controller CPU {:.1}% of one core, RSS {rss} KiB",
+        cpu * 100.0
+    );
 
     controller.kill().await.ok();
     namespaces.delete(ns, &DeleteParams::background()).await.ok();
