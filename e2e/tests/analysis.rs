@@ -297,6 +297,27 @@ async fn an_unknown_template_is_invalid_and_nothing_is_scaled() {
     assert!(status.message.unwrap().contains("\"missing\" not found"));
     assert_eq!(status.phase, Some(Phase::Degraded));
     assert_eq!(status.updated_replicas, 0, "the new revision was not started");
+
+    // The template appears, but one of its args has no value anywhere.
+    let template: AnalysisTemplate = from_json(json!({
+        "apiVersion": "serin.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": { "name": "missing" },
+        "spec": {
+            "args": [{ "name": "service" }],
+            "metrics": [{ "name": "m", "provider": { "web": { "url": "http://127.0.0.1:1/{{args.service}}" } } }]
+        }
+    }));
+    Api::<AnalysisTemplate>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &template)
+        .await
+        .unwrap();
+    let message = wait_for("the missing arg to be reported", Duration::from_secs(20), || async {
+        let message = api.get("web").await.ok()?.status?.message?;
+        message.contains("arg \"service\"").then_some(message)
+    })
+    .await;
+    assert!(message.contains("has no value"), "{message}");
+    assert_eq!(api.get("web").await.unwrap().status.unwrap().updated_replicas, 0);
 }
 
 /// A Prometheus process for one test: same binary and settings as the test bed's.

@@ -25,6 +25,9 @@ use crate::plan::{AnalysisInput, Verdict};
 struct Resolved {
     metric: Metric,
     credentials: Credentials,
+    /// Values read from Secrets: scrubbed from anything shown (a provider's
+    /// error may quote the query a secret arg went into).
+    secrets: Vec<String>,
 }
 
 /// Takes the measurements of `revision` that are due at `now`.
@@ -153,9 +156,13 @@ async fn resolve(
     let mut resolved = Vec::new();
     for (source, template_args, metrics) in sources {
         let mut args = builtins.clone();
+        let mut secrets = Vec::new();
         // Template defaults first; the Release's args override them.
         for arg in template_args.iter().chain(&spec.args) {
             if let Some(value) = arg_value(ctx, &namespace, arg).await? {
+                if arg.value_from.is_some() {
+                    secrets.push(value.clone());
+                }
                 args.insert(arg.name.clone(), value);
             }
         }
@@ -172,7 +179,10 @@ async fn resolve(
                 return Ok(Err(format!("metric {:?} is defined twice", metric.name)));
             }
             match render(ctx, &namespace, &metric, &args).await? {
-                Ok(r) => resolved.push(r),
+                Ok(mut r) => {
+                    r.secrets.extend(secrets.iter().cloned());
+                    resolved.push(r)
+                }
                 Err(e) => return Ok(Err(format!("metric {:?} in {source}: {e}", metric.name))),
             }
         }
@@ -269,7 +279,13 @@ async fn render(
             }
         }
     }
-    Ok(Ok(Resolved { metric, credentials }))
+    let mut secrets: Vec<String> = credentials.bearer_token.iter().cloned().collect();
+    secrets.extend(credentials.basic.iter().flat_map(|(u, p)| [u.clone(), p.clone()]));
+    Ok(Ok(Resolved {
+        metric,
+        credentials,
+        secrets,
+    }))
 }
 
 fn headers(list: &[crate::api::Header]) -> Vec<(String, String)> {
@@ -324,10 +340,19 @@ async fn measure_if_due(
     } else {
         return Ok(None);
     };
-    Ok(Some(match result {
+    let mut measured = match result {
         Ok(value) => judged(metric, &value),
         Err(error) => measurement(MeasurementPhase::Error, Some(error.0)),
-    }))
+    };
+    measured.value = measured.value.map(|v| redact(v, &resolved.secrets));
+    Ok(Some(measured))
+}
+
+fn redact(mut text: String, secrets: &[String]) -> String {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret.as_str(), "<redacted>");
+    }
+    text
 }
 
 fn judged(metric: &Metric, value: &serde_json::Value) -> Measurement {
@@ -433,6 +458,15 @@ async fn job_outcome(
 #[cfg(test)]
 mod tests {
     use super::job_name;
+
+    #[test]
+    fn secret_values_are_scrubbed_from_what_is_shown() {
+        let shown = super::redact(
+            "parse error near \"s3cr3t\" in query".into(),
+            &["s3cr3t".into(), String::new()],
+        );
+        assert_eq!(shown, "parse error near \"<redacted>\" in query");
+    }
 
     #[test]
     fn job_names_fit_63_characters() {

@@ -27,6 +27,9 @@ pub mod reason {
     pub const WAITING_FOR_ANALYSIS: &str = "WaitingForAnalysis";
 }
 
+/// How soon an analysis that refers to missing objects is looked at again.
+const INVALID_ANALYSIS_RECHECK: Duration = Duration::from_secs(10);
+
 /// Decides what to do for a Release, given its ReplicaSets and analysis.
 pub fn plan(observed: &Observed) -> Plan {
     let release = observed.release;
@@ -224,7 +227,11 @@ impl<'a> Round<'a> {
             self.measurement_events(analysis);
             self.status.analysis = Some(analysis.status.clone());
             match &analysis.verdict {
-                Verdict::Invalid(message) => return self.invalid(message.clone()),
+                Verdict::Invalid(message) => {
+                    // Templates and Secrets are not watched: look again in a while.
+                    self.requeue_at(INVALID_ANALYSIS_RECHECK);
+                    return self.invalid(message.clone());
+                }
                 Verdict::Failed(message) => return self.start_roll_back(reason::ANALYSIS_FAILED, message.clone()),
                 Verdict::Inconclusive(message) => return self.inconclusive(message.clone()),
                 Verdict::Running | Verdict::Successful => {}

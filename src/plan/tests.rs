@@ -527,6 +527,11 @@ fn an_invalid_analysis_starts_nothing() {
     assert!(plan.actions.is_empty());
     assert_eq!(condition_reason(&r, DEGRADED), ("True".into(), "InvalidSpec".into()));
     assert!(plan.status.message.unwrap().contains("not found"));
+    assert_eq!(
+        plan.requeue_after,
+        Some(Duration::from_secs(10)),
+        "missing objects are looked for again"
+    );
 }
 
 proptest! {
