@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use serin::api::{AnalysisPhase, AnalysisTemplate, Phase, Release};
 
 use crate::support::metrics::{ERROR_RATIO_QUERY, MetricsSource};
-use crate::support::operator::{ControllerProcess, install_crds, releases, wait_condition};
-use crate::support::{TestNamespace, client, from_json, wait_for};
+use crate::support::operator::{releases, setup, wait_condition};
+use crate::support::{from_json, wait_for};
 
 fn release_with_analysis(analysis: Value) -> Release {
     from_json(json!({
@@ -42,21 +42,46 @@ fn prometheus_metric(address: &str, interval: &str, failure_limit: i32, count: O
     })
 }
 
+fn v2_template() -> Value {
+    json!({ "spec": { "containers": [{ "name": "web", "image": "example.com/web:2" }] } })
+}
+
+/// The revision serin will give `release` once its template moves to v2, so a
+/// test can export metrics for it before the analysis starts.
+fn v2_revision(release: &Release) -> String {
+    let mut template = serde_json::to_value(&release.spec.template).unwrap();
+    json_patch_merge(&mut template, &v2_template());
+    serin::plan::revision::revision_of(&serde_json::from_value(template).unwrap())
+}
+
+fn json_patch_merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                json_patch_merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
 /// Creates the Release at v1, waits for Ready, moves the template to v2 and
 /// returns v2's revision once serin reports it.
 async fn roll_to_v2(api: &Api<Release>, release: &Release) -> String {
     api.create(&PostParams::default(), release).await.unwrap();
     wait_condition(api, "web", "Ready", "True", None, Duration::from_secs(30)).await;
-    let patch = json!({ "spec": { "template": { "spec": { "containers": [{ "name": "web", "image": "example.com/web:2" }] } } } });
+    let patch = json!({ "spec": { "template": v2_template() } });
     let v1 = api.get("web").await.unwrap().status.unwrap().current_revision.unwrap();
     api.patch("web", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    wait_for("serin to see v2", Duration::from_secs(10), || async {
+    let v2 = wait_for("serin to see v2", Duration::from_secs(10), || async {
         let current = api.get("web").await.ok()?.status?.current_revision?;
         (current != v1).then_some(current)
     })
-    .await
+    .await;
+    assert_eq!(v2, v2_revision(release), "tests predict the revision");
+    v2
 }
 
 fn prometheus_url() -> String {
@@ -65,15 +90,13 @@ fn prometheus_url() -> String {
 
 #[tokio::test]
 async fn good_metrics_let_the_rollout_complete() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-good").await;
-    let _controller = ControllerProcess::start(&ns.name).await;
+    let (client, ns, _controller) = setup("analysis-good").await;
     let source = MetricsSource::start(&ns.name).await;
     let api = releases(&client, &ns.name);
     let metric = prometheus_metric(&prometheus_url(), "1s", 0, Some(3));
-    let v2 = roll_to_v2(&api, &release_with_analysis(json!({ "metrics": [metric] }))).await;
-    source.set_error_ratio(&v2, 0.01);
+    let release = release_with_analysis(json!({ "metrics": [metric] }));
+    source.set_error_ratio(&v2_revision(&release), 0.01);
+    let v2 = roll_to_v2(&api, &release).await;
 
     let release = wait_condition(&api, "web", "Ready", "True", None, Duration::from_secs(40)).await;
     let status = release.status.unwrap();
@@ -91,16 +114,14 @@ async fn good_metrics_let_the_rollout_complete() {
 
 #[tokio::test]
 async fn a_bad_error_ratio_rolls_back_within_the_failure_window() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-bad").await;
-    let _controller = ControllerProcess::start(&ns.name).await;
+    let (client, ns, _controller) = setup("analysis-bad").await;
     let source = MetricsSource::start(&ns.name).await;
     let api = releases(&client, &ns.name);
     let (interval, failure_limit) = (2, 1);
     let metric = prometheus_metric(&prometheus_url(), &format!("{interval}s"), failure_limit, None);
-    let v2 = roll_to_v2(&api, &release_with_analysis(json!({ "metrics": [metric] }))).await;
-    source.set_error_ratio(&v2, 0.5);
+    let release = release_with_analysis(json!({ "metrics": [metric] }));
+    source.set_error_ratio(&v2_revision(&release), 0.5);
+    let v2 = roll_to_v2(&api, &release).await;
     let bad_since = Instant::now();
 
     let release = wait_condition(
@@ -133,10 +154,7 @@ async fn a_bad_error_ratio_rolls_back_within_the_failure_window() {
 
 #[tokio::test]
 async fn a_prometheus_outage_stops_promotion_degrades_and_a_retry_recovers() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-outage").await;
-    let _controller = ControllerProcess::start(&ns.name).await;
+    let (client, ns, _controller) = setup("analysis-outage").await;
     let source = MetricsSource::start(&ns.name).await;
     // A Prometheus of this test's own, so stopping it leaves other tests alone.
     let mut prometheus = OwnPrometheus::start(&ns.name, source.target_file()).await;
@@ -144,8 +162,9 @@ async fn a_prometheus_outage_stops_promotion_degrades_and_a_retry_recovers() {
     // Enough measurements to still be running when Prometheus goes away.
     let mut metric = prometheus_metric(&prometheus.url, "1s", 0, Some(12));
     metric["consecutiveErrorLimit"] = json!(2);
-    let v2 = roll_to_v2(&api, &release_with_analysis(json!({ "metrics": [metric] }))).await;
-    source.set_error_ratio(&v2, 0.0);
+    let release = release_with_analysis(json!({ "metrics": [metric] }));
+    source.set_error_ratio(&v2_revision(&release), 0.0);
+    let v2 = roll_to_v2(&api, &release).await;
     wait_for("a successful measurement", Duration::from_secs(20), || async {
         let analysis = api.get("web").await.ok()?.status?.analysis?;
         (analysis.metrics.first()?.successful > 0).then_some(())
@@ -185,10 +204,7 @@ async fn a_prometheus_outage_stops_promotion_degrades_and_a_retry_recovers() {
 
 #[tokio::test]
 async fn the_web_provider_gates_a_rollout_on_a_json_endpoint() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-web").await;
-    let _controller = ControllerProcess::start(&ns.name).await;
+    let (client, ns, _controller) = setup("analysis-web").await;
     let source = MetricsSource::start(&ns.name).await;
     let api = releases(&client, &ns.name);
     let metric = json!({
@@ -204,19 +220,19 @@ async fn the_web_provider_gates_a_rollout_on_a_json_endpoint() {
             "timeout": "2s"
         } }
     });
-    let v2 = roll_to_v2(&api, &release_with_analysis(json!({ "metrics": [metric] }))).await;
-    source.set_error_ratio(&v2, 0.0);
+    let release = release_with_analysis(json!({ "metrics": [metric] }));
+    source.set_error_ratio(&v2_revision(&release), 0.0);
+    let v2 = roll_to_v2(&api, &release).await;
     let release = wait_condition(&api, "web", "Ready", "True", None, Duration::from_secs(30)).await;
-    let metric = &release.status.unwrap().analysis.unwrap().metrics[0];
-    assert!(metric.successful >= 2, "{metric:?}");
+    let status = release.status.unwrap();
+    assert_eq!(status.stable_revision, Some(v2));
+    let metric = &status.analysis.unwrap().metrics[0];
+    assert!(metric.successful >= 1 && metric.count >= 2, "{metric:?}");
 }
 
 #[tokio::test]
 async fn job_checks_pass_when_the_job_completes_and_roll_back_when_it_fails() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-job").await;
-    let _controller = ControllerProcess::start(&ns.name).await;
+    let (client, ns, _controller) = setup("analysis-job").await;
     // One template, used twice: the label on the Job's pods decides its fate.
     let template: AnalysisTemplate = from_json(json!({
         "apiVersion": "serin.dev/v1alpha1", "kind": "AnalysisTemplate",
@@ -277,10 +293,7 @@ async fn job_checks_pass_when_the_job_completes_and_roll_back_when_it_fails() {
 
 #[tokio::test]
 async fn an_unknown_template_is_invalid_and_nothing_is_scaled() {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-invalid").await;
-    let _controller = ControllerProcess::start(&ns.name).await;
+    let (client, ns, _controller) = setup("analysis-invalid").await;
     let api = releases(&client, &ns.name);
     let analysis = json!({ "templates": [{ "templateName": "missing" }] });
     roll_to_v2(&api, &release_with_analysis(analysis)).await;

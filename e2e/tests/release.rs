@@ -11,7 +11,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use serin::api::{Phase, Release};
 
-use crate::support::operator::{ControllerProcess, install_crds, releases, wait_condition};
+use crate::support::operator::{ControllerProcess, install_crds, releases, setup, wait_condition};
 use crate::support::{TestNamespace, client, from_json, wait_for};
 
 fn manifest(replicas: i32, image: &str, rolling: Value, extra_spec: Value) -> Release {
@@ -32,15 +32,6 @@ fn manifest(replicas: i32, image: &str, rolling: Value, extra_spec: Value) -> Re
         spec.extend(extra.clone());
     }
     from_json(release)
-}
-
-/// Everything a test needs: namespace, CRDs, its own controller.
-async fn setup(test: &str) -> (Client, TestNamespace, ControllerProcess) {
-    let client = client().await;
-    install_crds(&client).await;
-    let ns = TestNamespace::new(&client, test).await;
-    let controller = ControllerProcess::start(&ns.name).await;
-    (client, ns, controller)
 }
 
 async fn set_template(api: &Api<Release>, template: Value) {
@@ -78,11 +69,14 @@ struct BoundsSampler {
 }
 
 impl BoundsSampler {
-    fn start(api: Api<ReplicaSet>, max_total: i32, min_available: i32) -> Self {
+    /// Starts watching; returns once the watch holds the namespace's current state.
+    async fn start(api: Api<ReplicaSet>, max_total: i32, min_available: i32) -> Self {
         let violations = Arc::new(Mutex::new(Vec::new()));
         let samples = Arc::new(Mutex::new(0));
         let (v, s) = (violations.clone(), samples.clone());
+        let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
+            let mut synced = Some(synced_tx);
             let mut state: BTreeMap<String, (i32, i32)> = BTreeMap::new();
             let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
             while let Some(Ok(event)) = events.next().await {
@@ -93,7 +87,16 @@ impl BoundsSampler {
                     watcher::Event::Delete(rs) => {
                         state.remove(rs.metadata.name.as_deref().unwrap_or_default());
                     }
-                    _ => continue,
+                    watcher::Event::InitDone => {
+                        if let Some(tx) = synced.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    watcher::Event::Init => {}
+                }
+                // Judge only whole states: not halfway through the initial list.
+                if synced.is_some() {
+                    continue;
                 }
                 let total: i32 = state.values().map(|c| c.0).sum();
                 let available: i32 = state.values().map(|c| c.1).sum();
@@ -105,6 +108,7 @@ impl BoundsSampler {
                 }
             }
         });
+        synced_rx.await.expect("the ReplicaSet watch lists the namespace");
         Self {
             violations,
             samples,
@@ -153,7 +157,7 @@ async fn a_rolling_update_keeps_its_bounds_and_trims_history() {
 
     let rs_api = replica_sets(&client, &ns.name);
     // 25% of 10: surge rounds up to 3, unavailable down to 2.
-    let sampler = BoundsSampler::start(rs_api.clone(), 13, 8);
+    let sampler = BoundsSampler::start(rs_api.clone(), 13, 8).await;
     for version in 2..=3 {
         let image = format!("example.com/web:{version}");
         set_template(
@@ -357,7 +361,7 @@ async fn a_rollout_finishes_correctly_when_the_controller_is_killed_midway() {
     wait_condition(&api, "web", "Ready", "True", None, Duration::from_secs(30)).await;
 
     let rs_api = replica_sets(&client, &ns.name);
-    let sampler = BoundsSampler::start(rs_api.clone(), 12, 10);
+    let sampler = BoundsSampler::start(rs_api.clone(), 12, 10).await;
     // Slow pods (1 s to Ready) keep the rollout in flight long enough to interrupt it.
     set_template(
         &api,

@@ -13,10 +13,17 @@ use super::{Context, Error, FIELD_MANAGER, analysis, replicaset};
 use crate::api::Release;
 use crate::plan::{self, Action, Observed};
 
-pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // Planning on a partial cache would re-create ReplicaSets that exist.
     ctx.replica_sets.wait_until_ready().await?;
-    let namespace = release.namespace().ok_or(Error::MissingNamespace)?;
+    let namespace = cached.namespace().ok_or(Error::MissingNamespace)?;
+    let releases = Api::<Release>::namespaced(ctx.client.clone(), &namespace);
+    // Read the Release fresh: the cache can lag behind this controller's own
+    // last status write, and a decision on a stale status (a measurement taken
+    // twice, a Job read after it was deleted) would be wrong.
+    let Some(release) = releases.get_opt(&cached.name_any()).await? else {
+        return Ok(Requeue::await_change());
+    };
     let uid = release.uid();
     let observed: Vec<_> = ctx
         .replica_sets
@@ -68,7 +75,6 @@ pub async fn reconcile(release: Arc<Release>, ctx: Arc<Context>) -> Result<Reque
             tracing::warn!(%error, reason = transition.reason, "could not record event");
         }
     }
-    let releases = Api::<Release>::namespaced(ctx.client.clone(), &namespace);
     if release.status.as_ref() != Some(&plan.status) {
         let status = json!({ "apiVersion": "serin.dev/v1alpha1", "kind": "Release", "status": plan.status });
         let apply = PatchParams::apply(FIELD_MANAGER).force();

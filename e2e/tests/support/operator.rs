@@ -8,7 +8,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serin::api::Release;
 
-use super::{poll_until, wait_for};
+use super::{TestNamespace, client, poll_until, wait_for};
 
 /// Installs serin's CRDs from crds/ (as a user would) and waits until they serve.
 pub async fn install_crds(client: &Client) {
@@ -69,6 +69,15 @@ impl ControllerProcess {
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
     }
+}
+
+/// Everything a test needs: namespace, CRDs, its own controller.
+pub async fn setup(test: &str) -> (Client, TestNamespace, ControllerProcess) {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::new(&client, test).await;
+    let controller = ControllerProcess::start(&ns.name).await;
+    (client, ns, controller)
 }
 
 pub fn releases(client: &Client, ns: &str) -> Api<Release> {
