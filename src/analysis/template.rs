@@ -13,27 +13,6 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub type Args = BTreeMap<String, String>;
 
-/// The arg names a text refers to, each once, in order of first use (for
-/// "missing arg" validation before anything runs). Malformed placeholders are
-/// left to the renderers to report.
-pub fn referenced(text: &str) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    let mut at = 0;
-    while let Some(offset) = text[at..].find("{{") {
-        let start = at + offset;
-        match parse_at(text, start) {
-            Parsed::Placeholder(p) => {
-                if !names.iter().any(|n| n == p.name) {
-                    names.push(p.name.to_string());
-                }
-                at = p.end;
-            }
-            Parsed::Malformed | Parsed::NotOurs => at = start + 1,
-        }
-    }
-    names
-}
-
 /// PromQL: every placeholder must sit inside a string literal, e.g.
 /// `{revision="{{args.hash}}"}`. In `"..."` and `'...'` the value is escaped as
 /// literal content (backslash, the quote, and every control character), so it
@@ -318,25 +297,6 @@ mod tests {
 
     fn args(pairs: &[(&str, &str)]) -> Args {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn referenced_table() {
-        let cases: &[(&str, &[&str])] = &[
-            ("", &[]),
-            ("no placeholders", &[]),
-            ("{{args.a}}", &["a"]),
-            ("{{ args.a }} and {{args.b}} and {{args.a}}", &["a", "b"]),
-            ("{{\targs.x-y_z.1\t}}", &["x-y_z.1"]),
-            ("{{{args.a}}}", &["a"]),
-            ("{{ other }} {{args.}} {{args.a b}} {{args}}", &[]),
-            ("{{argsfoo}} {{args.ok}}", &["ok"]),
-            ("{{args.a}}{{args.b}}", &["a", "b"]),
-            ("é{{args.ü}}{{args.a}}", &["a"]),
-        ];
-        for (text, want) in cases {
-            assert_eq!(referenced(text), want.to_vec(), "{text:?}");
-        }
     }
 
     #[test]
