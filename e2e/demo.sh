@@ -38,8 +38,11 @@ follow() {
   local generation
   generation=$(kubectl -n "$ns" get release web -o jsonpath='{.metadata.generation}')
   for _ in $(seq 180); do
+    if [ "$(kubectl -n "$ns" get release web -o jsonpath='{.status.observedGeneration}/{.status.conditions[?(@.type=="Ready")].status}')" = "$generation/True" ]; then
+      readout "$1: done"
+      return 0
+    fi
     readout "$1"
-    [ "$(kubectl -n "$ns" get release web -o jsonpath='{.status.observedGeneration}/{.status.conditions[?(@.type=="Ready")].status}')" = "$generation/True" ] && return 0
     sleep 1
   done
   die "the Release did not become Ready; see $log"
