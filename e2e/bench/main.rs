@@ -47,8 +47,36 @@ where
     }
 }
 
+/// Creates `object`, waits until it is done with generation 1, then changes its
+/// template ROUNDS times and returns the mean time until `done` holds again.
+async fn mean_rollout<K>(api: Api<K>, object: &K, done: fn(&K, i64) -> bool) -> Duration
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    api.create(&PostParams::default(), object).await.unwrap();
+    let complete = |generation: i64| {
+        let api = api.clone();
+        move || {
+            let api = api.clone();
+            async move { api.get("web").await.is_ok_and(|o| done(&o, generation)) }
+        }
+    };
+    poll(Duration::from_secs(60), complete(1)).await;
+    let mut total = Duration::ZERO;
+    for round in 1..=ROUNDS {
+        let started = Instant::now();
+        let patch = json!({ "spec": { "template": template(&format!("web:{round}")) } });
+        let changed = api
+            .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        poll(Duration::from_secs(120), complete(changed.meta().generation.unwrap())).await;
+        total += started.elapsed();
+    }
+    total / ROUNDS as u32
+}
+
 async fn deployment_rollout(client: &Client, ns: &str) -> Duration {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": { "name": "web" },
         "spec": {
@@ -57,38 +85,17 @@ async fn deployment_rollout(client: &Client, ns: &str) -> Duration {
         }
     }))
     .unwrap();
-    api.create(&PostParams::default(), &deployment).await.unwrap();
-    let complete = |generation: i64| {
-        let api = api.clone();
-        move || {
-            let api = api.clone();
-            async move {
-                let Ok(d) = api.get("web").await else { return false };
-                let s = d.status.unwrap_or_default();
-                s.observed_generation == Some(generation)
-                    && s.updated_replicas == Some(REPLICAS)
-                    && s.available_replicas == Some(REPLICAS)
-                    && s.replicas == Some(REPLICAS)
-            }
-        }
-    };
-    poll(Duration::from_secs(60), complete(1)).await;
-    let mut total = Duration::ZERO;
-    for round in 1..=ROUNDS {
-        let started = Instant::now();
-        let patch = json!({ "spec": { "template": template(&format!("web:{round}")) } });
-        let d = api
-            .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
-        poll(Duration::from_secs(120), complete(d.metadata.generation.unwrap())).await;
-        total += started.elapsed();
-    }
-    total / ROUNDS as u32
+    mean_rollout(Api::namespaced(client.clone(), ns), &deployment, |d, generation| {
+        let s = d.status.clone().unwrap_or_default();
+        s.observed_generation == Some(generation)
+            && s.updated_replicas == Some(REPLICAS)
+            && s.available_replicas == Some(REPLICAS)
+            && s.replicas == Some(REPLICAS)
+    })
+    .await
 }
 
 async fn release_rollout(client: &Client, ns: &str) -> Duration {
-    let api: Api<Release> = Api::namespaced(client.clone(), ns);
     let release: Release = serde_json::from_value(json!({
         "apiVersion": "serin.dev/v1alpha1", "kind": "Release", "metadata": { "name": "web" },
         "spec": {
@@ -97,31 +104,11 @@ async fn release_rollout(client: &Client, ns: &str) -> Duration {
         }
     }))
     .unwrap();
-    api.create(&PostParams::default(), &release).await.unwrap();
-    let complete = |generation: i64| {
-        let api = api.clone();
-        move || {
-            let api = api.clone();
-            async move {
-                let Ok(r) = api.get("web").await else { return false };
-                let s = r.status.unwrap_or_default();
-                s.observed_generation == Some(generation) && s.phase == Some(Phase::Healthy)
-            }
-        }
-    };
-    poll(Duration::from_secs(60), complete(1)).await;
-    let mut total = Duration::ZERO;
-    for round in 1..=ROUNDS {
-        let started = Instant::now();
-        let patch = json!({ "spec": { "template": template(&format!("web:{round}")) } });
-        let r = api
-            .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
-        poll(Duration::from_secs(120), complete(r.metadata.generation.unwrap())).await;
-        total += started.elapsed();
-    }
-    total / ROUNDS as u32
+    mean_rollout(Api::namespaced(client.clone(), ns), &release, |r, generation| {
+        let s = r.status.clone().unwrap_or_default();
+        s.observed_generation == Some(generation) && s.phase == Some(Phase::Healthy)
+    })
+    .await
 }
 
 /// CPU seconds (user + system) the process has used.
