@@ -16,10 +16,10 @@ use crate::analysis::prometheus::{self, Credentials};
 use crate::analysis::template::{self, Args};
 use crate::analysis::{condition, run, web};
 use crate::api::{
-    AnalysisPhase, AnalysisStatus, AnalysisTemplate, Arg, ClusterAnalysisTemplate, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    Measurement, MeasurementPhase, Metric, MetricStatus, Release, RolloutAnalysis,
+    AnalysisStatus, AnalysisTemplate, Arg, ClusterAnalysisTemplate, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Measurement,
+    MeasurementPhase, Metric, MetricStatus, Release, RolloutAnalysis,
 };
-use crate::plan::{AnalysisInput, Verdict};
+use crate::plan::{self, AnalysisInput, Verdict};
 
 /// A metric ready to measure: templates rendered, credentials read.
 struct Resolved {
@@ -33,17 +33,7 @@ struct Resolved {
 /// Takes the measurements of `revision` that are due at `now`.
 pub async fn advance(ctx: &Context, release: &Release, revision: &str, now: Timestamp) -> Result<AnalysisInput, Error> {
     let status = release.status.clone().unwrap_or_default();
-    let retry = status.control.as_ref().is_some_and(|c| c.retry);
-    let mut analysis = status
-        .analysis
-        .filter(|a| a.revision == revision && !retry)
-        .unwrap_or_else(|| AnalysisStatus {
-            revision: revision.to_string(),
-            phase: AnalysisPhase::Running,
-            message: None,
-            started_at: Time(now),
-            metrics: Vec::new(),
-        });
+    let mut analysis = plan::analysis_to_continue(release, revision, now);
     let Some(spec) = release.spec.strategy.rolling.as_ref().and_then(|r| r.analysis.as_ref()) else {
         return Ok(input(analysis, Verdict::Successful, None));
     };
@@ -90,13 +80,7 @@ pub async fn advance(ctx: &Context, release: &Release, revision: &str, now: Time
     analysis.metrics = statuses;
     analysis.phase = phase;
     analysis.message = message.clone();
-    let verdict = match phase {
-        AnalysisPhase::Running => Verdict::Running,
-        AnalysisPhase::Successful => Verdict::Successful,
-        AnalysisPhase::Failed => Verdict::Failed(message.unwrap_or_default()),
-        AnalysisPhase::Inconclusive => Verdict::Inconclusive(message.unwrap_or_default()),
-    };
-    Ok(input(analysis, verdict, next_due))
+    Ok(input(analysis, Verdict::of(phase, message), next_due))
 }
 
 fn input(status: AnalysisStatus, verdict: Verdict, next_due: Option<Duration>) -> AnalysisInput {

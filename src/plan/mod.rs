@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{AnalysisStatus, Release, ReleaseStatus};
+use crate::api::{AnalysisPhase, AnalysisStatus, Release, ReleaseStatus};
 
-pub use release::{analysis_target, plan, reason};
+pub use release::{analysis_target, analysis_to_continue, plan, reason};
 pub use selector::selector_string;
 
 /// One ReplicaSet of a Release, as observed.
@@ -64,6 +64,18 @@ pub enum Verdict {
     Inconclusive(String),
     /// The analysis cannot run as written (unknown template, missing arg, bad CEL).
     Invalid(String),
+}
+
+impl Verdict {
+    /// The verdict of an analysis phase and its message.
+    pub fn of(phase: AnalysisPhase, message: Option<String>) -> Self {
+        match phase {
+            AnalysisPhase::Running => Verdict::Running,
+            AnalysisPhase::Successful => Verdict::Successful,
+            AnalysisPhase::Failed => Verdict::Failed(message.unwrap_or_default()),
+            AnalysisPhase::Inconclusive => Verdict::Inconclusive(message.unwrap_or_default()),
+        }
+    }
 }
 
 /// What the controller must do to move the Release along.

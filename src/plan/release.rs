@@ -10,7 +10,7 @@ use super::revision::revision_of;
 use super::rolling::{self, Pods, RollingInput};
 use super::selector::{matches, selector_string};
 use super::{Action, AnalysisInput, Observed, Plan, RevisionState, Transition, Verdict};
-use crate::api::{AnalysisPhase, MeasurementPhase, Phase, Release, ReleaseSpec, ReleaseStatus};
+use crate::api::{AnalysisPhase, AnalysisStatus, MeasurementPhase, Phase, Release, ReleaseSpec, ReleaseStatus};
 
 /// Reasons shown on conditions and events; part of the product's interface.
 pub mod reason {
@@ -84,6 +84,23 @@ fn validate(spec: &ReleaseSpec) -> Result<(i32, i32), String> {
         return Err("spec.selector does not match spec.template.metadata.labels".into());
     }
     rolling::bounds(rolling, spec.replicas).map_err(|e| format!("spec.strategy.rolling: {e}"))
+}
+
+/// The analysis of `revision` to carry on with: the recorded one, or a fresh one
+/// when the revision changed or a person asked for a retry.
+pub fn analysis_to_continue(release: &Release, revision: &str, now: Timestamp) -> AnalysisStatus {
+    let status = release.status.as_ref();
+    let retry = status.and_then(|s| s.control.as_ref()).is_some_and(|c| c.retry);
+    status
+        .and_then(|s| s.analysis.clone())
+        .filter(|a| a.revision == revision && !retry)
+        .unwrap_or_else(|| AnalysisStatus {
+            revision: revision.to_string(),
+            phase: AnalysisPhase::Running,
+            message: None,
+            started_at: Time(now),
+            metrics: Vec::new(),
+        })
 }
 
 struct Round<'a> {

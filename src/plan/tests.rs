@@ -6,7 +6,9 @@ use proptest::prelude::*;
 
 use super::conditions::{DEGRADED, READY, get};
 use super::revision::revision_of;
-use super::{Action, AnalysisInput, Observed, Plan, RevisionState, Verdict, analysis_target, plan};
+use super::{
+    Action, AnalysisInput, Observed, Plan, RevisionState, Verdict, analysis_target, analysis_to_continue, plan,
+};
 use crate::api::{AnalysisPhase, AnalysisStatus, Control, Phase, Release};
 
 fn release(replicas: i32, image: &str, strategy: serde_json::Value) -> Release {
@@ -421,6 +423,37 @@ fn analysis_runs_only_for_a_rollout_away_from_a_stable_revision() {
     assert_eq!(analysis_target(&r), Some(v2), "unless a person retries");
     let no_analysis = release(3, "web:1", serde_json::json!({ "rolling": {} }));
     assert_eq!(analysis_target(&no_analysis), None);
+}
+
+#[test]
+fn an_analysis_carries_on_for_its_revision_and_restarts_on_a_new_one_or_a_retry() {
+    let (mut r, cluster, _, v2) = analysed_rollout();
+    let mut recorded = analysis(&v2, Verdict::Running, None).status;
+    recorded.metrics.push(crate::analysis::run::new_status(
+        &serde_json::from_value(serde_json::json!({ "name": "errors", "provider": { "web": { "url": "http://x" } } }))
+            .unwrap(),
+    ));
+    r.status.as_mut().unwrap().analysis = Some(recorded.clone());
+    assert_eq!(
+        analysis_to_continue(&r, &v2, cluster.now),
+        recorded,
+        "same revision: carry on"
+    );
+
+    let fresh = analysis_to_continue(&r, "other", cluster.now);
+    assert_eq!(
+        (fresh.revision.as_str(), fresh.metrics.len()),
+        ("other", 0),
+        "new revision: start over"
+    );
+    assert_eq!(fresh.started_at.0, cluster.now);
+
+    r.status.as_mut().unwrap().control = Some(Control { retry: true });
+    let retried = analysis_to_continue(&r, &v2, cluster.now);
+    assert!(
+        retried.metrics.is_empty() && retried.started_at.0 == cluster.now,
+        "retry: start over"
+    );
 }
 
 #[test]
