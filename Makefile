@@ -31,6 +31,8 @@ e2e:
 
 # Figures on the current cluster: rollout time against a Deployment, controller RSS.
 bench:
+	kubectl apply --server-side -f crds/ >/dev/null
+	kubectl wait --for=condition=Established --timeout=30s -f crds/ >/dev/null
 	cargo bench --features e2e --bench cluster
 
 crds:
