@@ -11,7 +11,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use serin::api::{Phase, Release};
 
-use crate::support::operator::{ControllerProcess, install_crds, releases, setup, wait_condition};
+use crate::support::operator::{ControllerProcess, install_crds, is_ready, releases, setup, wait_condition};
 use crate::support::{TestNamespace, client, from_json, wait_for};
 
 fn manifest(replicas: i32, image: &str, rolling: Value, extra_spec: Value) -> Release {
@@ -172,11 +172,9 @@ async fn a_rolling_update_keeps_its_bounds_and_trims_history() {
             || async {
                 let release = api.get("web").await.ok()?;
                 let status = release.status?;
-                let ready = status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                (ready && status.observed_generation == generation && status.stable_revision == status.current_revision)
+                (is_ready(&status)
+                    && status.observed_generation == generation
+                    && status.stable_revision == status.current_revision)
                     .then_some(())
             },
         )
@@ -283,11 +281,7 @@ async fn a_never_ready_revision_is_rolled_back_after_the_deadline_and_a_good_one
         || async {
             let release = api.get("web").await.ok()?;
             let status = release.status?;
-            let ready = status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            (ready
+            (is_ready(&status)
                 && status.current_revision != Some(bad.clone())
                 && status.current_revision != Some(stable_revision.clone()))
             .then_some(status)

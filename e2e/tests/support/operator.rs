@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use serin::api::Release;
+use serin::api::{Release, ReleaseStatus};
 
 use super::{TestNamespace, client, poll_until, wait_for};
 
@@ -78,6 +78,14 @@ pub async fn setup(test: &str) -> (Client, TestNamespace, ControllerProcess) {
     let ns = TestNamespace::new(&client, test).await;
     let controller = ControllerProcess::start(&ns.name).await;
     (client, ns, controller)
+}
+
+/// The Release's Ready condition is True.
+pub fn is_ready(status: &ReleaseStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 pub fn releases(client: &Client, ns: &str) -> Api<Release> {
