@@ -58,8 +58,12 @@ pub fn timeout(metric: &Metric) -> Result<Duration, String> {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn parse_duration(metric: &str, field: &str, text: &str) -> Result<Duration, String> {
-    let invalid =
-        |why: &str| format!("metric {metric:?}: {field} {text:?} is not a duration like \"30s\" or \"1m30s\": {why}");
+    duration(text).map_err(|e| format!("metric {metric:?}: {field} {e}"))
+}
+
+/// Parses a duration like "30s" or "1m30s", refusing text that could overflow kube's parser.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let invalid = |why: &str| format!("{text:?} is not a duration like \"30s\" or \"1m30s\": {why}");
     let longest_digits = text
         .split(|c: char| !c.is_ascii_digit())
         .map(str::len)

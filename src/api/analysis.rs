@@ -278,6 +278,9 @@ pub struct MetricStatus {
 pub struct AnalysisStatus {
     /// The revision analysed; results reset when it changes.
     pub revision: String,
+    /// For a canary analysis step: the step's index; results reset when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
     pub phase: AnalysisPhase,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

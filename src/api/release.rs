@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{AnalysisStatus, RolloutAnalysis};
+use super::canary::CanaryStrategy;
 use super::int_or_percent::IntOrPercent;
 use super::schema::{stripped_label_selector, stripped_pod_template};
 
@@ -28,6 +29,8 @@ use super::schema::{stripped_label_selector, stripped_pod_template};
     ),
     printcolumn(name = "Strategy", type_ = "string", json_path = ".status.strategy"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Step", type_ = "integer", json_path = ".status.currentStepIndex"),
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight"),
     printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Current", type_ = "integer", json_path = ".status.replicas"),
     printcolumn(name = "Up-to-date", type_ = "integer", json_path = ".status.updatedReplicas"),
@@ -99,10 +102,9 @@ pub struct Strategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::reserved_object")]
     pub blue_green: Option<serde_json::Value>,
-    /// Reserved for the canary strategy.
+    /// Shift traffic to the new revision step by step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::schema::reserved_object")]
-    pub canary: Option<serde_json::Value>,
+    pub canary: Option<CanaryStrategy>,
 }
 
 impl Strategy {
@@ -184,6 +186,15 @@ pub struct ReleaseStatus {
     /// The analysis of the revision being rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStatus>,
+    /// Canary: index of the step being carried out; the number of steps once promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step_index: Option<i32>,
+    /// Canary: percent of traffic the canary revision receives now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<i32>,
+    /// Canary: where the steps stand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
     /// Requests from a person, written through the status subresource so GitOps
     /// tools never see the spec change. The controller acts on them and clears them:
     /// `kubectl patch release NAME --subresource=status --type=merge -p '{"status":{"control":{"retry":true}}}'`
@@ -195,9 +206,35 @@ pub struct ReleaseStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Control {
-    /// Try the current revision again after a rollback or an inconclusive analysis.
+    /// Try the current revision again after a rollback, an abort or an inconclusive analysis.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retry: bool,
+    /// Canary: finish the current step now (a pause without duration waits for this).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promote: bool,
+    /// Canary: skip the remaining steps and promote the canary to stable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promote_full: bool,
+    /// Send all traffic back to the stable revision and scale the canary down.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abort: bool,
+}
+
+/// Where a canary's steps stand.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// The revision these steps belong to.
+    pub revision: String,
+    /// When the current step started: pause durations and the progress deadline count from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// The analysis of the current step, when it is an analysis step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_analysis: Option<AnalysisStatus>,
+    /// After a promotion, when the previous stable revision scales down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// Where a Release stands, at a glance.

@@ -19,7 +19,7 @@ use crate::api::{
     AnalysisStatus, AnalysisTemplate, Arg, ClusterAnalysisTemplate, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Measurement,
     MeasurementPhase, Metric, MetricStatus, Release, RolloutAnalysis,
 };
-use crate::plan::{self, AnalysisInput, Verdict};
+use crate::plan::{AnalysisInput, AnalysisRequest, AnalysisSlot, Verdict};
 
 /// A metric ready to measure: templates rendered, credentials read.
 struct Resolved {
@@ -30,14 +30,23 @@ struct Resolved {
     secrets: Vec<String>,
 }
 
-/// Takes the measurements of `revision` that are due at `now`.
-pub async fn advance(ctx: &Context, release: &Release, revision: &str, now: Timestamp) -> Result<AnalysisInput, Error> {
+/// Takes the measurements of an analysis that are due at `now`.
+pub async fn advance(
+    ctx: &Context,
+    release: &Release,
+    request: &AnalysisRequest<'_>,
+    now: Timestamp,
+) -> Result<AnalysisInput, Error> {
     let status = release.status.clone().unwrap_or_default();
-    let mut analysis = plan::analysis_to_continue(release, revision, now);
-    let Some(spec) = release.spec.strategy.rolling.as_ref().and_then(|r| r.analysis.as_ref()) else {
-        return Ok(input(analysis, Verdict::Successful, None));
+    let mut analysis = request.status.clone();
+    let spec = request.spec;
+    let revision = analysis.revision.clone();
+    let origin = match request.slot {
+        AnalysisSlot::Background if release.spec.strategy.canary.is_some() => "spec.strategy.canary.analysis".into(),
+        AnalysisSlot::Background => "spec.strategy.rolling.analysis".into(),
+        AnalysisSlot::Step(index) => format!("spec.strategy.canary.steps[{index}].analysis"),
     };
-    let metrics = match resolve(ctx, release, spec, revision, &status.stable_revision).await? {
+    let metrics = match resolve(ctx, release, spec, &origin, &revision, &status.stable_revision).await? {
         Ok(metrics) => metrics,
         Err(message) => return Ok(input(analysis, Verdict::Invalid(message), None)),
     };
@@ -59,7 +68,9 @@ pub async fn advance(ctx: &Context, release: &Release, revision: &str, now: Time
         .iter()
         .zip(statuses.iter_mut())
         .map(|(resolved, status)| async move {
-            if let Some(measurement) = measure_if_due(ctx, release, resolved, status, started_at, now).await? {
+            if let Some(measurement) =
+                measure_if_due(ctx, release, request.slot, resolved, status, started_at, now).await?
+            {
                 run::record(&resolved.metric, status, measurement);
             }
             Ok::<_, Error>(())
@@ -97,6 +108,7 @@ async fn resolve(
     ctx: &Context,
     release: &Release,
     spec: &RolloutAnalysis,
+    origin: &str,
     revision: &str,
     stable: &Option<String>,
 ) -> Result<Result<Vec<Resolved>, String>, Error> {
@@ -130,11 +142,7 @@ async fn resolve(
         sources.push((format!("{kind} {name:?}"), args, metrics));
     }
     if !spec.metrics.is_empty() {
-        sources.push((
-            "spec.strategy.rolling.analysis".into(),
-            Vec::new(),
-            spec.metrics.clone(),
-        ));
+        sources.push((origin.to_string(), Vec::new(), spec.metrics.clone()));
     }
 
     let mut resolved = Vec::new();
@@ -280,6 +288,7 @@ fn headers(list: &[crate::api::Header]) -> Vec<(String, String)> {
 async fn measure_if_due(
     ctx: &Context,
     release: &Release,
+    slot: AnalysisSlot,
     resolved: &Resolved,
     status: &mut MetricStatus,
     started_at: Timestamp,
@@ -319,7 +328,11 @@ async fn measure_if_due(
         )
         .await
     } else if let Some(job) = &provider.job {
-        status.job = Some(start_job(ctx, release, metric, status.count + 1, &job.spec).await?);
+        let key = match slot {
+            AnalysisSlot::Background => metric.name.clone(),
+            AnalysisSlot::Step(index) => format!("step{index}-{}", metric.name),
+        };
+        status.job = Some(start_job(ctx, release, &key, status.count + 1, &job.spec).await?);
         return Ok(None);
     } else {
         return Ok(None);
@@ -358,12 +371,12 @@ fn measurement(phase: MeasurementPhase, value: Option<String>) -> Measurement {
 async fn start_job(
     ctx: &Context,
     release: &Release,
-    metric: &Metric,
+    key: &str,
     number: i32,
     spec: &k8s_openapi::api::batch::v1::JobSpec,
 ) -> Result<String, Error> {
     let release_name = release.name_any();
-    let name = job_name(&release_name, &metric.name, number);
+    let name = job_name(&release_name, key, number);
     let job = Job {
         metadata: kube::api::ObjectMeta {
             name: Some(name.clone()),

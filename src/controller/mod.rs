@@ -2,6 +2,7 @@
 mod analysis;
 mod reconcile;
 pub mod replicaset;
+mod traffic;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub enum Error {
     MissingNamespace,
     #[error("the ReplicaSet cache is gone: {0}")]
     CacheGone(#[from] reflector::store::WriterDropped),
+    #[error("traffic routing: {0}")]
+    Traffic(String),
 }
 
 /// Field manager of every write serin makes.

@@ -9,9 +9,9 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, FIELD_MANAGER, analysis, replicaset};
+use super::{Context, Error, FIELD_MANAGER, analysis, replicaset, traffic};
 use crate::api::Release;
-use crate::plan::{self, Action, Observed};
+use crate::plan::{self, Action, AnalysisSlot, Observed};
 
 pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // Planning on a partial cache would re-create ReplicaSets that exist.
@@ -38,14 +38,21 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
         .collect();
 
     let now = Timestamp::now();
-    let analysis = match plan::analysis_target(&release) {
-        Some(revision) => Some(analysis::advance(&ctx, &release, &revision, now).await?),
-        None => None,
-    };
+    let (mut analysis, mut step_analysis) = (None, None);
+    for request in plan::analyses_due(&release, now) {
+        let input = analysis::advance(&ctx, &release, &request, now).await?;
+        match request.slot {
+            AnalysisSlot::Background => analysis = Some(input),
+            AnalysisSlot::Step(_) => step_analysis = Some(input),
+        }
+    }
+    let (traffic, router) = traffic::observe(&ctx, &release).await?;
     let plan = plan::plan(&Observed {
         release: &release,
         replica_sets: &observed,
         analysis,
+        step_analysis,
+        traffic,
         now,
     });
     tracing::debug!(
@@ -55,8 +62,13 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
     );
 
     let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    // In order: the plan puts route and Service changes before the scaling they make safe.
     for action in &plan.actions {
-        apply(&replica_sets, &release, action).await?;
+        match action {
+            Action::Select { service, revision } => traffic::select(&ctx, &release, service, revision).await?,
+            Action::SetWeight { canary } => traffic::set_weight(router.as_deref(), *canary).await?,
+            _ => apply(&replica_sets, &release, action).await?,
+        }
     }
     let reference = release.object_ref(&());
     for transition in &plan.events {
@@ -133,5 +145,6 @@ async fn apply(api: &Api<ReplicaSet>, release: &Release, action: &Action) -> Res
             Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
             other => other.map(|_| ()).map_err(Error::from),
         },
+        Action::Select { .. } | Action::SetWeight { .. } => Ok(()), // Applied by the caller.
     }
 }

@@ -3,6 +3,8 @@
 //! The controller observes a Release and its ReplicaSets, calls [`plan`], and
 //! executes the returned actions; every rollout decision is made here, where a
 //! unit test reaches it in microseconds.
+mod analyses;
+mod canary;
 pub mod conditions;
 mod release;
 pub mod revision;
@@ -17,7 +19,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{AnalysisPhase, AnalysisStatus, Release, ReleaseStatus};
 
-pub use release::{analysis_target, analysis_to_continue, plan, reason};
+pub use analyses::{AnalysisRequest, AnalysisSlot, analyses_due};
+pub use release::{plan, reason};
 pub use selector::selector_string;
 
 /// One ReplicaSet of a Release, as observed.
@@ -41,9 +44,27 @@ pub struct RevisionState {
 pub struct Observed<'a> {
     pub release: &'a Release,
     pub replica_sets: &'a [RevisionState],
-    /// The analysis of the current revision, when [`analysis_target`] asked for one.
+    /// The background analysis of the current revision, when [`analyses_due`] asked for one.
     pub analysis: Option<AnalysisInput>,
+    /// The analysis of the current canary step, when [`analyses_due`] asked for one.
+    pub step_analysis: Option<AnalysisInput>,
+    /// The canary's Services and router, as observed; default for other strategies.
+    pub traffic: Traffic,
     pub now: Timestamp,
+}
+
+/// What a canary's Services and traffic router show now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// The revision the stable Service selects (its `serin.dev/revision` selector).
+    pub stable_service: Option<String>,
+    /// The revision the canary Service selects.
+    pub canary_service: Option<String>,
+    /// Percent the router sends to the canary Service. None without a router,
+    /// or when its objects are not set up yet.
+    pub canary_weight: Option<i32>,
+    /// Why the Services or routes cannot be driven; nothing is switched until fixed.
+    pub problem: Option<String>,
 }
 
 /// The analysis of the current revision after this round's measurements.
@@ -94,6 +115,15 @@ pub enum Action {
     /// Trim revision history.
     Delete {
         name: String,
+    },
+    /// Point a Service's `serin.dev/revision` selector at a revision.
+    Select {
+        service: String,
+        revision: String,
+    },
+    /// Send `canary` percent of traffic to the canary Service, the rest to the stable one.
+    SetWeight {
+        canary: i32,
     },
 }
 

@@ -9,8 +9,10 @@ use super::conditions::{self, DEGRADED, PROGRESSING, READY};
 use super::revision::revision_of;
 use super::rolling::{self, Pods, RollingInput};
 use super::selector::{matches, selector_string};
-use super::{Action, AnalysisInput, Observed, Plan, RevisionState, Transition, Verdict};
-use crate::api::{AnalysisPhase, AnalysisStatus, MeasurementPhase, Phase, Release, ReleaseSpec, ReleaseStatus};
+use super::{Action, AnalysisInput, Observed, Plan, RevisionState, Traffic, Transition, Verdict};
+use crate::api::{
+    AnalysisPhase, CanaryStrategy, MeasurementPhase, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy,
+};
 
 /// Reasons shown on conditions and events; part of the product's interface.
 pub mod reason {
@@ -25,10 +27,13 @@ pub mod reason {
     pub const ANALYSIS_FAILED: &str = "AnalysisFailed";
     pub const INCONCLUSIVE_ANALYSIS: &str = "InconclusiveAnalysis";
     pub const WAITING_FOR_ANALYSIS: &str = "WaitingForAnalysis";
+    pub const ABORTED: &str = "Aborted";
+    pub const CANARY_PAUSE_STEP: &str = "CanaryPauseStep";
+    pub const CANARY_STEP: &str = "CanaryStep";
 }
 
-/// How soon an analysis that refers to missing objects is looked at again.
-const INVALID_ANALYSIS_RECHECK: Duration = Duration::from_secs(10);
+/// How soon an analysis, Service or route that refers to missing objects is looked at again.
+pub(super) const INVALID_RECHECK: Duration = Duration::from_secs(10);
 
 /// Decides what to do for a Release, given its ReplicaSets and analysis.
 pub fn plan(observed: &Observed) -> Plan {
@@ -36,38 +41,51 @@ pub fn plan(observed: &Observed) -> Plan {
     let previous = release.status.clone().unwrap_or_default();
     let mut round = Round::new(release, observed.replica_sets, &previous, observed.now);
     round.analysis = observed.analysis.as_ref();
+    round.step_analysis = observed.step_analysis.as_ref();
+    round.traffic = &observed.traffic;
     match validate(&release.spec) {
         Err(message) => round.invalid(message),
-        Ok((max_surge, max_unavailable)) => round.decide(max_surge, max_unavailable),
+        Ok(Validated::Rolling { bounds }) => round.decide(bounds),
+        Ok(Validated::Canary { strategy, bounds }) => round.decide_canary(strategy, bounds),
     }
     round.finish()
 }
 
-/// The revision whose analysis should run now, if any: a rollout with analysis
-/// configured, away from an existing stable revision, not paused, and not rolled
-/// back (unless a person asked for a retry).
-pub fn analysis_target(release: &Release) -> Option<String> {
-    release.spec.strategy.rolling.as_ref()?.analysis.as_ref()?;
-    let status = release.status.as_ref()?;
-    let revision = revision_of(&release.spec.template);
-    let retry = status.control.as_ref().is_some_and(|c| c.retry);
-    let rolled_back = status.failed_revision.as_ref() == Some(&revision);
-    let stable = status.stable_revision.as_ref()?;
-    (*stable != revision && !release.spec.paused && (retry || !rolled_back)).then_some(revision)
+/// A spec that passed validation, with what validation resolved.
+enum Validated<'a> {
+    Rolling {
+        bounds: (i32, i32),
+    },
+    Canary {
+        strategy: &'a CanaryStrategy,
+        bounds: (i32, i32),
+    },
 }
 
-/// Checks what the CRD schema cannot, and resolves the rolling bounds.
-fn validate(spec: &ReleaseSpec) -> Result<(i32, i32), String> {
-    let Some(rolling) = &spec.strategy.rolling else {
-        return Err(format!(
-            "spec.strategy.{} is not supported by this version of serin; use spec.strategy.rolling",
-            if spec.strategy.canary.is_some() {
-                "canary"
-            } else {
-                "blueGreen"
-            }
-        ));
-    };
+/// Checks what the CRD schema cannot, and resolves the surge bounds.
+fn validate(spec: &ReleaseSpec) -> Result<Validated<'_>, String> {
+    validate_selector(spec)?;
+    if let Some(rolling) = &spec.strategy.rolling {
+        let bounds = rolling::bounds(rolling, spec.replicas).map_err(|e| format!("spec.strategy.rolling: {e}"))?;
+        return Ok(Validated::Rolling { bounds });
+    }
+    if let Some(canary) = &spec.strategy.canary {
+        let surge = RollingStrategy {
+            max_surge: canary.max_surge.clone(),
+            max_unavailable: canary.max_unavailable.clone(),
+            analysis: None,
+        };
+        let bounds = rolling::bounds(&surge, spec.replicas).map_err(|e| format!("spec.strategy.canary: {e}"))?;
+        super::canary::validate(canary)?;
+        return Ok(Validated::Canary {
+            strategy: canary,
+            bounds,
+        });
+    }
+    Err("spec.strategy.blueGreen is not supported by this version of serin; use rolling or canary".into())
+}
+
+fn validate_selector(spec: &ReleaseSpec) -> Result<(), String> {
     let selector = &spec.selector;
     if selector.match_labels.as_ref().is_none_or(|l| l.is_empty())
         && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty())
@@ -83,42 +101,47 @@ fn validate(spec: &ReleaseSpec) -> Result<(i32, i32), String> {
     if !matches(selector, &labels) {
         return Err("spec.selector does not match spec.template.metadata.labels".into());
     }
-    rolling::bounds(rolling, spec.replicas).map_err(|e| format!("spec.strategy.rolling: {e}"))
+    Ok(())
 }
 
-/// The analysis of `revision` to carry on with: the recorded one, or a fresh one
-/// when the revision changed or a person asked for a retry.
-pub fn analysis_to_continue(release: &Release, revision: &str, now: Timestamp) -> AnalysisStatus {
-    let status = release.status.as_ref();
-    let retry = status.and_then(|s| s.control.as_ref()).is_some_and(|c| c.retry);
-    status
-        .and_then(|s| s.analysis.clone())
-        .filter(|a| a.revision == revision && !retry)
-        .unwrap_or_else(|| AnalysisStatus {
-            revision: revision.to_string(),
-            phase: AnalysisPhase::Running,
-            message: None,
-            started_at: Time(now),
-            metrics: Vec::new(),
-        })
+/// What a round's analyses mean for it.
+pub(super) enum Judgement {
+    /// Carry on with the rollout.
+    Go,
+    /// A verdict decided the round (invalid or inconclusive analysis); nothing moves.
+    Held,
+    /// The analysis failed with this message: roll back.
+    Failed(String),
 }
 
-struct Round<'a> {
-    spec: &'a ReleaseSpec,
-    name: String,
-    previous: &'a ReleaseStatus,
-    now: Timestamp,
-    revision: String,
-    new: Option<&'a RevisionState>,
+/// One planning round's inputs, and the plan it builds.
+pub(super) struct Round<'a> {
+    pub(super) spec: &'a ReleaseSpec,
+    pub(super) name: String,
+    pub(super) previous: &'a ReleaseStatus,
+    pub(super) now: Timestamp,
+    pub(super) revision: String,
+    pub(super) new: Option<&'a RevisionState>,
     /// Every other ReplicaSet, oldest first.
-    old: Vec<&'a RevisionState>,
-    synced: bool,
-    analysis: Option<&'a AnalysisInput>,
-    status: ReleaseStatus,
-    actions: Vec<Action>,
-    events: Vec<Transition>,
-    requeue_after: Option<Duration>,
+    pub(super) old: Vec<&'a RevisionState>,
+    pub(super) synced: bool,
+    pub(super) analysis: Option<&'a AnalysisInput>,
+    pub(super) step_analysis: Option<&'a AnalysisInput>,
+    pub(super) traffic: &'a Traffic,
+    pub(super) status: ReleaseStatus,
+    pub(super) actions: Vec<Action>,
+    pub(super) events: Vec<Transition>,
+    pub(super) requeue_after: Option<Duration>,
+    /// A person asked for an abort in this round.
+    pub(super) aborted_now: bool,
 }
+
+static NO_TRAFFIC: Traffic = Traffic {
+    stable_service: None,
+    canary_service: None,
+    canary_weight: None,
+    problem: None,
+};
 
 impl<'a> Round<'a> {
     fn new(
@@ -149,6 +172,16 @@ impl<'a> Round<'a> {
             analysis: previous.analysis.clone(),
             ..Default::default()
         };
+        let status = if spec.strategy.canary.is_some() {
+            ReleaseStatus {
+                current_step_index: previous.current_step_index,
+                canary_weight: previous.canary_weight,
+                canary: previous.canary.clone(),
+                ..status
+            }
+        } else {
+            status
+        };
         Round {
             spec,
             name: release.metadata.name.clone().unwrap_or_default(),
@@ -159,19 +192,22 @@ impl<'a> Round<'a> {
             old,
             synced: replica_sets.iter().all(|rs| rs.synced),
             analysis: None,
+            step_analysis: None,
+            traffic: &NO_TRAFFIC,
             status,
             actions: Vec::new(),
             events: Vec::new(),
             requeue_after: None,
+            aborted_now: false,
         }
     }
 
-    fn desired(&self) -> i32 {
+    pub(super) fn desired(&self) -> i32 {
         self.spec.replicas
     }
 
     /// The stable ReplicaSet, if it still exists and is not the current one.
-    fn stable(&self) -> Option<&'a RevisionState> {
+    pub(super) fn stable(&self) -> Option<&'a RevisionState> {
         let stable = self.status.stable_revision.as_ref()?;
         self.old.iter().copied().find(|rs| &rs.revision == stable)
     }
@@ -194,7 +230,7 @@ impl<'a> Round<'a> {
             && self.analysis_passed()
     }
 
-    fn invalid(&mut self, message: String) {
+    pub(super) fn invalid(&mut self, message: String) {
         let changed = conditions::get(&self.previous.conditions, DEGRADED)
             .is_none_or(|c| c.reason != reason::INVALID_SPEC || c.message != message);
         if changed {
@@ -210,7 +246,10 @@ impl<'a> Round<'a> {
         );
     }
 
-    fn decide(&mut self, max_surge: i32, max_unavailable: i32) {
+    /// What every strategy does first: adopt a stable revision when status was
+    /// lost, act on retry and abort requests, and note a new rollout. Returns
+    /// whether this round retries.
+    pub(super) fn begin(&mut self) -> bool {
         if self.status.stable_revision.is_none() {
             // Status lost or never written: the newest running old revision is stable.
             self.status.stable_revision = self
@@ -237,22 +276,65 @@ impl<'a> Round<'a> {
                 format!("Rolling out revision {} (from {from})", self.revision),
             );
         }
-        if self.status.failed_revision.is_some() {
-            return self.roll_back(self.rollback_reason());
+        let abort = self.previous.control.as_ref().is_some_and(|c| c.abort);
+        let in_flight = self
+            .status
+            .stable_revision
+            .as_ref()
+            .is_some_and(|s| *s != self.revision);
+        if abort && in_flight && self.status.failed_revision.is_none() {
+            self.status.failed_revision = Some(self.revision.clone());
+            let stable = self.status.stable_revision.as_deref().unwrap_or_default();
+            let note = format!(
+                "Revision {} aborted by request; rolling back to revision {stable}",
+                self.revision
+            );
+            self.event(true, reason::ABORTED, note);
+            self.aborted_now = true;
         }
+        retry
+    }
+
+    /// Records this round's analyses, and what their verdicts mean for the round.
+    pub(super) fn judge_analyses(&mut self) -> Judgement {
         if let Some(analysis) = self.analysis {
             self.measurement_events(analysis);
             self.status.analysis = Some(analysis.status.clone());
+        }
+        if let Some(analysis) = self.step_analysis {
+            self.measurement_events(analysis);
+            if let Some(canary) = self.status.canary.as_mut() {
+                canary.step_analysis = Some(analysis.status.clone());
+            }
+        }
+        for analysis in [self.analysis, self.step_analysis].into_iter().flatten() {
             match &analysis.verdict {
                 Verdict::Invalid(message) => {
                     // Templates and Secrets are not watched: look again in a while.
-                    self.requeue_at(INVALID_ANALYSIS_RECHECK);
-                    return self.invalid(message.clone());
+                    self.requeue_at(INVALID_RECHECK);
+                    self.invalid(message.clone());
+                    return Judgement::Held;
                 }
-                Verdict::Failed(message) => return self.start_roll_back(reason::ANALYSIS_FAILED, message.clone()),
-                Verdict::Inconclusive(message) => return self.inconclusive(message.clone()),
+                Verdict::Failed(message) => return Judgement::Failed(message.clone()),
+                Verdict::Inconclusive(message) => {
+                    self.inconclusive(message.clone());
+                    return Judgement::Held;
+                }
                 Verdict::Running | Verdict::Successful => {}
             }
+        }
+        Judgement::Go
+    }
+
+    fn decide(&mut self, (max_surge, max_unavailable): (i32, i32)) {
+        let retry = self.begin();
+        if self.status.failed_revision.is_some() {
+            return self.roll_back(self.rollback_reason());
+        }
+        match self.judge_analyses() {
+            Judgement::Go => {}
+            Judgement::Held => return,
+            Judgement::Failed(cause) => return self.start_roll_back(reason::ANALYSIS_FAILED, cause),
         }
         if self.complete() {
             return self.completed();
@@ -314,7 +396,7 @@ impl<'a> Round<'a> {
     }
 
     /// Events for measurements that did not succeed, and for a passed analysis.
-    fn measurement_events(&mut self, analysis: &AnalysisInput) {
+    pub(super) fn measurement_events(&mut self, analysis: &AnalysisInput) {
         let before = self
             .previous
             .analysis
@@ -343,12 +425,19 @@ impl<'a> Round<'a> {
         }
     }
 
-    fn requeue_at(&mut self, after: Duration) {
+    pub(super) fn requeue_at(&mut self, after: Duration) {
         self.requeue_after = Some(self.requeue_after.map_or(after, |r| r.min(after)));
     }
 
     /// Marks the current revision failed and starts restoring the stable one.
-    fn start_roll_back(&mut self, why: &'static str, cause: String) {
+    pub(super) fn start_roll_back(&mut self, why: &'static str, cause: String) {
+        self.mark_failed(why, cause);
+        self.roll_back(why);
+    }
+
+    /// Marks the current revision failed: it is not tried again until the
+    /// template changes or a person retries.
+    pub(super) fn mark_failed(&mut self, why: &'static str, cause: String) {
         self.status.failed_revision = Some(self.revision.clone());
         let stable = self.status.stable_revision.as_deref().unwrap_or_default();
         let note = format!(
@@ -356,11 +445,10 @@ impl<'a> Round<'a> {
             self.revision
         );
         self.event(true, reason::ROLLED_BACK, note);
-        self.roll_back(why);
     }
 
     /// An inconclusive analysis holds the rollout where it stands for a person.
-    fn inconclusive(&mut self, cause: String) {
+    pub(super) fn inconclusive(&mut self, cause: String) {
         if self.previous.phase != Some(Phase::Paused) {
             self.event(true, reason::INCONCLUSIVE_ANALYSIS, cause.clone());
         }
@@ -371,9 +459,16 @@ impl<'a> Round<'a> {
         self.set_conditions(Phase::Paused, reason::INCONCLUSIVE_ANALYSIS, message, false, None);
     }
 
-    fn rollback_reason(&self) -> &'static str {
+    pub(super) fn rollback_reason(&self) -> &'static str {
+        if self.aborted_now {
+            return reason::ABORTED;
+        }
         // Keep the reason recorded when the rollback started.
-        const ROLLBACK_REASONS: [&str; 2] = [reason::PROGRESS_DEADLINE_EXCEEDED, reason::ANALYSIS_FAILED];
+        const ROLLBACK_REASONS: [&str; 3] = [
+            reason::PROGRESS_DEADLINE_EXCEEDED,
+            reason::ANALYSIS_FAILED,
+            reason::ABORTED,
+        ];
         conditions::get(&self.previous.conditions, DEGRADED)
             .filter(|c| c.status == "True")
             .and_then(|c| ROLLBACK_REASONS.into_iter().find(|r| *r == c.reason))
@@ -381,7 +476,7 @@ impl<'a> Round<'a> {
     }
 
     /// Restore the stable revision to full size first, then scale everything else to 0.
-    fn roll_back(&mut self, why: &'static str) {
+    pub(super) fn roll_back(&mut self, why: &'static str) {
         let desired = self.desired();
         let stable = self.stable();
         let stable_available = stable.is_some_and(|s| s.available >= desired);
@@ -404,13 +499,15 @@ impl<'a> Round<'a> {
         } else {
             format!("restoring revision {to} to {desired} available replicas")
         };
+        let step_analysis = self.status.canary.as_ref().and_then(|c| c.step_analysis.as_ref());
         let cause = match why {
-            reason::ANALYSIS_FAILED => self
-                .status
-                .analysis
-                .as_ref()
+            reason::ANALYSIS_FAILED => [self.status.analysis.as_ref(), step_analysis]
+                .into_iter()
+                .flatten()
+                .find(|a| a.phase == AnalysisPhase::Failed)
                 .and_then(|a| a.message.clone())
                 .unwrap_or_else(|| "analysis failed".into()),
+            reason::ABORTED => "aborted by request".into(),
             _ => format!(
                 "not available within progressDeadlineSeconds ({}s)",
                 self.spec.progress_deadline_seconds
@@ -423,7 +520,7 @@ impl<'a> Round<'a> {
         self.set_conditions(Phase::Degraded, why, message, false, Some(why));
     }
 
-    fn completed(&mut self) {
+    pub(super) fn completed(&mut self) {
         if self.status.stable_revision.as_ref() != Some(&self.revision) {
             self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
         }
@@ -434,7 +531,7 @@ impl<'a> Round<'a> {
         self.trim_history();
     }
 
-    fn paused(&mut self) {
+    pub(super) fn paused(&mut self) {
         if self.previous.phase != Some(Phase::Paused) {
             self.event(
                 false,
@@ -483,34 +580,38 @@ impl<'a> Round<'a> {
                     available: rs.available,
                 })
                 .collect(),
+            old_floor: 0,
         };
         let output = rolling::step(&input);
-        match self.new {
-            Some(new) => self.scale(new, output.new_replicas),
-            None => {
-                let number = self.old.iter().map(|rs| rs.number).max().unwrap_or(0) + 1;
-                self.event(
-                    false,
-                    "ScalingReplicaSet",
-                    format!(
-                        "Created replica set {}-{} with {} replicas",
-                        self.name, self.revision, output.new_replicas
-                    ),
-                );
-                self.actions.push(Action::Create {
-                    revision: self.revision.clone(),
-                    number,
-                    replicas: output.new_replicas,
-                });
-            }
-        }
+        self.scale_new(output.new_replicas);
         let old = self.old.clone();
         for (rs, replicas) in old.into_iter().zip(output.old_replicas) {
             self.scale(rs, replicas);
         }
     }
 
-    fn scale(&mut self, rs: &RevisionState, replicas: i32) {
+    /// Scales the current revision's ReplicaSet, creating it first if needed.
+    pub(super) fn scale_new(&mut self, replicas: i32) {
+        if let Some(new) = self.new {
+            return self.scale(new, replicas);
+        }
+        let number = self.old.iter().map(|rs| rs.number).max().unwrap_or(0) + 1;
+        self.event(
+            false,
+            "ScalingReplicaSet",
+            format!(
+                "Created replica set {}-{} with {replicas} replicas",
+                self.name, self.revision
+            ),
+        );
+        self.actions.push(Action::Create {
+            revision: self.revision.clone(),
+            number,
+            replicas,
+        });
+    }
+
+    pub(super) fn scale(&mut self, rs: &RevisionState, replicas: i32) {
         if rs.replicas == replicas {
             return;
         }
@@ -530,7 +631,7 @@ impl<'a> Round<'a> {
     }
 
     /// Deletes the oldest idle ReplicaSets beyond revisionHistoryLimit.
-    fn trim_history(&mut self) {
+    pub(super) fn trim_history(&mut self) {
         let idle: Vec<_> = self
             .old
             .iter()
@@ -543,12 +644,19 @@ impl<'a> Round<'a> {
             .extend(idle.into_iter().take(excess).map(|name| Action::Delete { name }));
     }
 
-    fn event(&mut self, warning: bool, reason: &'static str, note: String) {
+    pub(super) fn event(&mut self, warning: bool, reason: &'static str, note: String) {
         self.events.push(Transition { warning, reason, note });
     }
 
     /// Sets phase, message and the three conditions together so they never disagree.
-    fn set_conditions(&mut self, phase: Phase, why: &str, message: String, progressing: bool, degraded: Option<&str>) {
+    pub(super) fn set_conditions(
+        &mut self,
+        phase: Phase,
+        why: &str,
+        message: String,
+        progressing: bool,
+        degraded: Option<&str>,
+    ) {
         let generation = self.status.observed_generation;
         let now = Time(self.now);
         let list = &mut self.status.conditions;

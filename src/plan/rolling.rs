@@ -33,8 +33,12 @@ pub struct RollingInput {
     /// Absolute count, as resolved by [`bounds`]; never 0 together with `max_surge`.
     pub max_unavailable: i32,
     pub new: Pods,
-    /// Oldest first.
+    /// In the order they are scaled down: oldest first.
     pub old: Vec<Pods>,
+    /// Replicas the old ReplicaSets keep between them; the new one grows to
+    /// `desired - old_floor`. 0 for a full rollout; a canary's stable share otherwise.
+    /// A canary that must shrink swaps roles with stable rather than start above its target.
+    pub old_floor: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,15 +83,20 @@ pub fn step(input: &RollingInput) -> RollingOutput {
     let new = input.new.sanitized();
     let mut old: Vec<Pods> = input.old.iter().map(|p| p.sanitized()).collect();
 
-    let total = i64::from(new.replicas) + old.iter().map(|p| i64::from(p.replicas)).sum::<i64>();
+    let old_total: i64 = old.iter().map(|p| i64::from(p.replicas)).sum();
+    let total = i64::from(new.replicas) + old_total;
+    let old_floor = i64::from(input.old_floor.clamp(0, desired));
+    let target = desired - to_i32(old_floor);
 
-    // Grow the new ReplicaSet into whatever room the surge leaves, never past `desired`.
-    let new_replicas = if new.replicas >= desired {
-        desired
+    // Grow the new ReplicaSet into whatever room the surge leaves, never past its target.
+    let new_replicas = if new.replicas >= target {
+        target
     } else {
         let room = (i64::from(desired) + surge - total).max(0);
-        new.replicas + to_i32(room.min(i64::from(desired - new.replicas)))
+        new.replicas + to_i32(room.min(i64::from(target - new.replicas)))
     };
+    // Old pods above the floor: all that may go this round.
+    let mut removable = (old_total - old_floor).max(0);
 
     let min_available = i64::from(desired) - unavailable;
 
@@ -100,9 +109,10 @@ pub fn step(input: &RollingInput) -> RollingOutput {
         if budget <= 0 {
             break;
         }
-        let cut = budget.min(i64::from(rs.replicas - rs.available));
+        let cut = budget.min(i64::from(rs.replicas - rs.available)).min(removable);
         rs.replicas -= to_i32(cut);
         budget -= cut;
+        removable -= cut;
     }
 
     // Then take available old pods down to `min_available`. A new ReplicaSet scaled down
@@ -114,9 +124,10 @@ pub fn step(input: &RollingInput) -> RollingOutput {
         if budget <= 0 {
             break;
         }
-        let cut = budget.min(i64::from(rs.replicas));
+        let cut = budget.min(i64::from(rs.replicas)).min(removable);
         rs.replicas -= to_i32(cut);
         budget -= cut;
+        removable -= cut;
     }
 
     RollingOutput {
@@ -277,6 +288,7 @@ mod tests {
                 max_unavailable,
                 new,
                 old,
+                old_floor: 0,
             };
             let want = RollingOutput {
                 new_replicas: want_new,
@@ -295,6 +307,7 @@ mod tests {
             max_unavailable: i32::MAX,
             new: pods(-5, 7),
             old: vec![big, big, pods(-1, -1)],
+            old_floor: 0,
         };
         let out = step(&input);
         assert!(
@@ -353,11 +366,36 @@ mod tests {
                     max_unavailable,
                     new,
                     old,
+                    old_floor: 0,
                 })
             })
     }
 
+    /// A canary's ratio step: the old ReplicaSets keep `old_floor` between them.
+    fn canary_input() -> impl Strategy<Value = RollingInput> {
+        rolling_input().prop_flat_map(|input| {
+            let desired = input.desired;
+            // Callers shrink a new ReplicaSet by swapping roles, so it never starts above its target.
+            let most = (desired - input.new.replicas).max(0);
+            (Just(input), 0..=most).prop_map(|(input, old_floor)| RollingInput { old_floor, ..input })
+        })
+    }
+
     proptest! {
+        #[test]
+        fn old_keeps_its_floor_and_new_stops_at_its_target(input in canary_input()) {
+            let out = step(&input);
+            let old_before: i32 = input.old.iter().map(|p| p.replicas.max(0)).sum();
+            let old_after: i32 = out.old_replicas.iter().sum();
+            prop_assert!(old_after >= old_before.min(input.old_floor), "{old_after} < floor {} for {out:?}", input.old_floor);
+            let target = input.desired - input.old_floor;
+            prop_assert!(out.new_replicas <= target.max(0), "new {} above target {target}", out.new_replicas);
+            let before: i64 = std::iter::once(input.new).chain(input.old.iter().copied()).map(|p| i64::from(p.available)).sum();
+            let after = worst_case_available(input.new, &input.old, &out);
+            let floor = before.min(i64::from(input.desired) - i64::from(input.max_unavailable));
+            prop_assert!(after >= floor, "{after} < {floor} for {out:?}");
+        }
+
         #[test]
         fn total_stays_within_surge(input in rolling_input()) {
             let out = step(&input);

@@ -6,9 +6,7 @@ use proptest::prelude::*;
 
 use super::conditions::{DEGRADED, READY, get};
 use super::revision::revision_of;
-use super::{
-    Action, AnalysisInput, Observed, Plan, RevisionState, Verdict, analysis_target, analysis_to_continue, plan,
-};
+use super::{Action, AnalysisInput, AnalysisSlot, Observed, Plan, RevisionState, Traffic, Verdict, analyses_due, plan};
 use crate::api::{AnalysisPhase, AnalysisStatus, Control, Phase, Release};
 
 fn release(replicas: i32, image: &str, strategy: serde_json::Value) -> Release {
@@ -61,6 +59,8 @@ impl Cluster {
             release,
             replica_sets: &self.replica_sets,
             analysis,
+            step_analysis: None,
+            traffic: Traffic::default(),
             now: self.now,
         };
         let plan = plan(&observed);
@@ -94,6 +94,9 @@ impl Cluster {
                     rs.available = rs.available.min(*replicas);
                 }
                 Action::Delete { name } => self.replica_sets.retain(|rs| &rs.name != name),
+                Action::Select { .. } | Action::SetWeight { .. } => {
+                    panic!("no traffic actions when rolling: {action:?}")
+                }
             }
         }
     }
@@ -299,7 +302,19 @@ fn a_paused_rollout_freezes_and_its_deadline_restarts_on_resume() {
 #[test]
 fn invalid_specs_change_nothing_and_say_why() {
     let cases = [
-        (serde_json::json!({ "canary": {} }), "canary is not supported"),
+        (serde_json::json!({ "blueGreen": {} }), "blueGreen is not supported"),
+        (
+            serde_json::json!({ "canary": { "steps": [{ "pause": { "duration": "9999999999s" } }] } }),
+            "steps[0].pause.duration",
+        ),
+        (
+            serde_json::json!({ "canary": { "steps": [{ "setWeight": 5 }], "analysis": { "startingStep": 2 } } }),
+            "startingStep 2 is past the last of 1 steps",
+        ),
+        (
+            serde_json::json!({ "canary": { "maxSurge": "x" } }),
+            "spec.strategy.canary: maxSurge",
+        ),
         (
             rolling(serde_json::json!("x"), serde_json::json!(1)),
             "spec.strategy.rolling",
@@ -386,6 +401,7 @@ fn analysis(revision: &str, verdict: Verdict, message: Option<&str>) -> Analysis
     AnalysisInput {
         status: AnalysisStatus {
             revision: revision.into(),
+            step: None,
             phase,
             message: message.map(Into::into),
             started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::from_second(0).unwrap()),
@@ -410,19 +426,43 @@ fn analysed_rollout() -> (Release, Cluster, String, String) {
     (r, cluster, v1, v2)
 }
 
+/// The revision and slot of each analysis due now.
+fn analysis_target(r: &Release) -> Vec<(String, AnalysisSlot)> {
+    let now = Timestamp::from_second(0).unwrap();
+    analyses_due(r, now)
+        .into_iter()
+        .map(|a| (a.status.revision, a.slot))
+        .collect()
+}
+
+/// The recorded state the analysis of the current revision carries on from.
+fn analysis_to_continue(r: &Release, now: Timestamp) -> AnalysisStatus {
+    analyses_due(r, now).remove(0).status
+}
+
 #[test]
 fn analysis_runs_only_for_a_rollout_away_from_a_stable_revision() {
     let (mut r, _, _, v2) = analysed_rollout();
-    assert_eq!(analysis_target(&r), Some(v2.clone()));
+    let background = vec![(v2.clone(), AnalysisSlot::Background)];
+    assert_eq!(analysis_target(&r), background);
     r.spec.paused = true;
-    assert_eq!(analysis_target(&r), None, "not while paused");
+    assert_eq!(analysis_target(&r), vec![], "not while paused");
     r.spec.paused = false;
     r.status.as_mut().unwrap().failed_revision = Some(v2.clone());
-    assert_eq!(analysis_target(&r), None, "not for a rolled-back revision");
-    r.status.as_mut().unwrap().control = Some(Control { retry: true });
-    assert_eq!(analysis_target(&r), Some(v2), "unless a person retries");
+    assert_eq!(analysis_target(&r), vec![], "not for a rolled-back revision");
+    r.status.as_mut().unwrap().control = Some(Control {
+        retry: true,
+        ..Default::default()
+    });
+    assert_eq!(analysis_target(&r), background, "unless a person retries");
+    r.status.as_mut().unwrap().control = Some(Control {
+        abort: true,
+        ..Default::default()
+    });
+    r.status.as_mut().unwrap().failed_revision = None;
+    assert_eq!(analysis_target(&r), vec![], "nor once a person aborts");
     let no_analysis = release(3, "web:1", serde_json::json!({ "rolling": {} }));
-    assert_eq!(analysis_target(&no_analysis), None);
+    assert_eq!(analysis_target(&no_analysis), vec![]);
 }
 
 #[test]
@@ -435,21 +475,26 @@ fn an_analysis_carries_on_for_its_revision_and_restarts_on_a_new_one_or_a_retry(
     ));
     r.status.as_mut().unwrap().analysis = Some(recorded.clone());
     assert_eq!(
-        analysis_to_continue(&r, &v2, cluster.now),
+        analysis_to_continue(&r, cluster.now),
         recorded,
         "same revision: carry on"
     );
 
-    let fresh = analysis_to_continue(&r, "other", cluster.now);
+    let mut other = r.clone();
+    other.spec.template.spec.as_mut().unwrap().containers[0].image = Some("web:3".into());
+    let fresh = analysis_to_continue(&other, cluster.now);
     assert_eq!(
-        (fresh.revision.as_str(), fresh.metrics.len()),
-        ("other", 0),
+        (fresh.revision, fresh.metrics.len()),
+        (revision(&other), 0),
         "new revision: start over"
     );
     assert_eq!(fresh.started_at.0, cluster.now);
 
-    r.status.as_mut().unwrap().control = Some(Control { retry: true });
-    let retried = analysis_to_continue(&r, &v2, cluster.now);
+    r.status.as_mut().unwrap().control = Some(Control {
+        retry: true,
+        ..Default::default()
+    });
+    let retried = analysis_to_continue(&r, cluster.now);
     assert!(
         retried.metrics.is_empty() && retried.started_at.0 == cluster.now,
         "retry: start over"
@@ -516,7 +561,10 @@ fn a_failed_analysis_rolls_back_naming_the_metric_and_a_retry_tries_again() {
     assert_eq!(status.failed_revision.as_ref(), Some(&v2));
     assert_eq!((cluster.replicas_of(&v1), cluster.replicas_of(&v2)), (3, 0));
 
-    r.status.as_mut().unwrap().control = Some(Control { retry: true });
+    r.status.as_mut().unwrap().control = Some(Control {
+        retry: true,
+        ..Default::default()
+    });
     let retried = cluster.plan_with(&mut r, Some(analysis(&v2, Verdict::Running, None)));
     assert!(retried.events.iter().any(|e| e.reason == "Retried"));
     assert_eq!(retried.status.failed_revision, None);

@@ -1,0 +1,166 @@
+//! `spec.strategy.canary`: a new revision takes a growing share of traffic, step by step.
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use super::analysis::RolloutAnalysis;
+use super::int_or_percent::IntOrPercent;
+
+/// The most steps a canary may have. Bounded so the apiserver can estimate the
+/// cost of the per-step rules.
+pub const STEPS_MAX: u64 = 32;
+
+/// The most HTTPRoutes a Gateway API canary may drive.
+pub const HTTP_ROUTES_MAX: u64 = 8;
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.trafficRouting) || (has(self.stableService) && has(self.canaryService))")
+        .message("spec.strategy.canary.trafficRouting needs stableService and canaryService"),
+    validation = Rule::new("!has(self.stableService) || !has(self.canaryService) || self.stableService != self.canaryService")
+        .message("spec.strategy.canary.stableService and canaryService must be different Services"),
+    validation = Rule::new("has(self.trafficRouting) || !has(self.steps) || self.steps.all(s, !has(s.setCanaryScale))")
+        .message("setCanaryScale needs spec.strategy.canary.trafficRouting: without a router the weight is the replica ratio"),
+)]
+pub struct CanaryStrategy {
+    /// Service whose selector serin points at the stable revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub stable_service: Option<String>,
+    /// Service whose selector serin points at the canary revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub canary_service: Option<String>,
+    /// Done in order; after the last one the canary is promoted to stable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = STEPS_MAX))]
+    pub steps: Vec<CanaryStep>,
+    /// Metrics measured in the background from `startingStep` until promotion; a failure aborts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<BackgroundAnalysis>,
+    /// Pods above `replicas` while the replica ratio carries the weight. Default 25%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<IntOrPercent>,
+    /// Pods below `replicas` while the replica ratio carries the weight. Default 25%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrPercent>,
+    /// Seconds the old stable revision keeps running after promotion, so in-flight connections drain.
+    #[serde(default = "default_scale_down_delay_seconds")]
+    #[schemars(range(min = 0))]
+    pub scale_down_delay_seconds: i32,
+    /// How traffic is split. Absent: by the ratio of canary to stable pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_routing: Option<TrafficRouting>,
+}
+
+fn default_scale_down_delay_seconds() -> i32 {
+    30
+}
+
+/// One step: exactly one field is set.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("[has(self.setWeight), has(self.pause), has(self.analysis), has(self.setCanaryScale)].filter(x, x).size() == 1")
+        .message("a canary step sets exactly one of setWeight, pause, analysis or setCanaryScale"),
+)]
+pub struct CanaryStep {
+    /// Percent of traffic for the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub set_weight: Option<i32>,
+    /// Wait: for `duration`, or without one until a person promotes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseStep>,
+    /// Gate: the step passes when this analysis succeeds; a failure aborts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<RolloutAnalysis>,
+    /// Run the canary at a scale other than its traffic weight (needs trafficRouting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_canary_scale: Option<SetCanaryScale>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseStep {
+    /// How long to wait, e.g. "30s", "5m", "1h30m". Absent: until promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub duration: Option<String>,
+}
+
+/// Exactly one field is set.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("[has(self.replicas), has(self.weight), has(self.matchTrafficWeight) && self.matchTrafficWeight].filter(x, x).size() == 1")
+        .message("setCanaryScale sets exactly one of replicas, weight or matchTrafficWeight: true"),
+)]
+pub struct SetCanaryScale {
+    /// A fixed number of canary pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+    /// Canary pods as a percent of `replicas`, rounded up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub weight: Option<i32>,
+    /// Go back to sizing the canary by its traffic weight.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub match_traffic_weight: bool,
+}
+
+/// Analysis in the background of the canary steps.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackgroundAnalysis {
+    #[serde(flatten)]
+    pub analysis: RolloutAnalysis,
+    /// Index of the step at which the analysis starts. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub starting_step: Option<i32>,
+}
+
+/// Exactly one router.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("[has(self.gatewayAPI), has(self.nginx)].filter(x, x).size() == 1")
+        .message("spec.strategy.canary.trafficRouting sets exactly one of gatewayAPI or nginx"),
+)]
+pub struct TrafficRouting {
+    /// Weights on the stable and canary backendRefs of Gateway API HTTPRoutes.
+    #[serde(default, rename = "gatewayAPI", skip_serializing_if = "Option::is_none")]
+    pub gateway_api: Option<GatewayApiRouting>,
+    /// A companion canary Ingress for ingress-nginx, owned by the Release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxRouting>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayApiRouting {
+    #[schemars(length(min = 1, max = HTTP_ROUTES_MAX))]
+    pub http_routes: Vec<HttpRouteRef>,
+}
+
+/// An HTTPRoute in the Release's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The rule (by `rules[].name`) to drive. Absent: every rule with the stable and canary backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub rule: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NginxRouting {
+    /// The Ingress that serves the stable Service; serin creates its canary twin.
+    #[schemars(length(min = 1, max = 253))]
+    pub ingress: String,
+}

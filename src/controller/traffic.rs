@@ -1,0 +1,81 @@
+//! Reading and steering a canary's Services and traffic router.
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error, FIELD_MANAGER};
+use crate::api::{REVISION_LABEL, Release};
+use crate::plan::Traffic;
+use crate::traffic::{self, RouterError, TrafficRouter};
+
+/// The canary's Services and router as they are now, and the router to steer with.
+pub async fn observe(ctx: &Context, release: &Release) -> Result<(Traffic, Option<Box<dyn TrafficRouter>>), Error> {
+    let mut observed = Traffic::default();
+    let Some(canary) = release.spec.strategy.canary.as_ref() else {
+        return Ok((observed, None));
+    };
+    let namespace = release.namespace().unwrap_or_default();
+    let services = Api::<Service>::namespaced(ctx.client.clone(), &namespace);
+    let wanted = [
+        ("stableService", &canary.stable_service, &mut observed.stable_service),
+        ("canaryService", &canary.canary_service, &mut observed.canary_service),
+    ];
+    let mut problem = None;
+    for (field, name, selects) in wanted {
+        let Some(name) = name else { continue };
+        match services.get_opt(name).await? {
+            Some(service) => {
+                *selects = service
+                    .spec
+                    .and_then(|s| s.selector)
+                    .and_then(|s| s.get(REVISION_LABEL).cloned());
+            }
+            None => {
+                problem.get_or_insert(format!(
+                    "spec.strategy.canary.{field}: Service {name:?} not found in namespace {namespace:?}"
+                ));
+            }
+        }
+    }
+    let router = traffic::router(&ctx.client, release);
+    if let (Some(router), None) = (&router, &problem) {
+        match router.canary_weight().await {
+            Ok(weight) => observed.canary_weight = weight,
+            Err(RouterError::Misconfigured(message)) => problem = Some(message),
+            Err(RouterError::Kube(error)) => return Err(error.into()),
+        }
+    }
+    observed.problem = problem;
+    Ok((observed, router))
+}
+
+/// Points a Service's revision selector at `revision`. Server-side apply owns
+/// just that one selector key, so the user's own selector stays theirs.
+pub async fn select(ctx: &Context, release: &Release, service: &str, revision: &str) -> Result<(), Error> {
+    let api = Api::<Service>::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": { "name": service },
+        "spec": { "selector": { REVISION_LABEL: revision } },
+    });
+    api.patch(
+        service,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets the canary's share of traffic through the router.
+pub async fn set_weight(router: Option<&dyn TrafficRouter>, canary: i32) -> Result<(), Error> {
+    let Some(router) = router else {
+        return Ok(()); // The replica ratio carries the weight.
+    };
+    router.set_weight(canary).await.map_err(|e| match e {
+        RouterError::Kube(error) => Error::Kube(error),
+        RouterError::Misconfigured(message) => Error::Traffic(message),
+    })
+}

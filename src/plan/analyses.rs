@@ -1,0 +1,91 @@
+//! Which analyses run in this round, and the recorded state each carries on from.
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::canary;
+use super::revision::revision_of;
+use crate::api::{AnalysisPhase, AnalysisStatus, Release, RolloutAnalysis};
+
+/// Which of a Release's analyses a request is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnalysisSlot {
+    /// Runs for the whole rollout (rolling), or from a starting step (canary).
+    Background,
+    /// A canary analysis step, by index.
+    Step(i32),
+}
+
+/// An analysis to advance: what to measure, and the results so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalysisRequest<'a> {
+    pub slot: AnalysisSlot,
+    pub spec: &'a RolloutAnalysis,
+    pub status: AnalysisStatus,
+}
+
+/// The analyses of the current revision that should run now: a rollout away from
+/// an existing stable revision, not paused, not rolled back or aborted (unless a
+/// person asked for a retry).
+pub fn analyses_due(release: &Release, now: Timestamp) -> Vec<AnalysisRequest<'_>> {
+    let Some(status) = release.status.as_ref() else {
+        return Vec::new();
+    };
+    let revision = revision_of(&release.spec.template);
+    let control = status.control.clone().unwrap_or_default();
+    let rolled_back = status.failed_revision.as_ref() == Some(&revision);
+    let in_flight = status.stable_revision.as_ref().is_some_and(|s| *s != revision);
+    if !in_flight || release.spec.paused || control.abort || (rolled_back && !control.retry) {
+        return Vec::new();
+    }
+    let fresh = |step: Option<i32>| AnalysisStatus {
+        revision: revision.clone(),
+        step,
+        phase: AnalysisPhase::Running,
+        message: None,
+        started_at: Time(now),
+        metrics: Vec::new(),
+    };
+    // A retry starts every analysis over.
+    let carried = |recorded: Option<&AnalysisStatus>, step: Option<i32>| {
+        recorded
+            .filter(|a| a.revision == revision && a.step == step && !control.retry)
+            .cloned()
+            .unwrap_or_else(|| fresh(step))
+    };
+    let mut due = Vec::new();
+    if let Some(rolling) = &release.spec.strategy.rolling {
+        if let Some(spec) = &rolling.analysis {
+            let status = carried(status.analysis.as_ref(), None);
+            due.push(AnalysisRequest {
+                slot: AnalysisSlot::Background,
+                spec,
+                status,
+            });
+        }
+    }
+    if let Some(strategy) = &release.spec.strategy.canary {
+        if control.promote || control.promote_full {
+            return due; // The step moves on this round; its analysis would be stale.
+        }
+        let index = canary::resume_index(release, &revision);
+        if let Some(background) = &strategy.analysis {
+            if index >= usize::try_from(background.starting_step.unwrap_or(0)).unwrap_or(0) {
+                due.push(AnalysisRequest {
+                    slot: AnalysisSlot::Background,
+                    spec: &background.analysis,
+                    status: carried(status.analysis.as_ref(), None),
+                });
+            }
+        }
+        if let Some(spec) = strategy.steps.get(index).and_then(|s| s.analysis.as_ref()) {
+            let step = i32::try_from(index).ok();
+            let recorded = status.canary.as_ref().and_then(|c| c.step_analysis.as_ref());
+            due.push(AnalysisRequest {
+                slot: AnalysisSlot::Step(step.unwrap_or_default()),
+                spec,
+                status: carried(recorded, step),
+            });
+        }
+    }
+    due
+}

@@ -1,0 +1,636 @@
+//! The canary step machine: where the steps stand, what each ReplicaSet,
+//! Service and route should be now, and the order that keeps traffic safe.
+//! Weights go down before Services switch, Services switch before weights go
+//! up, and all of that before any scaling; a weight is only raised onto a
+//! canary its Service already selects and whose pods are available; and no
+//! revision is scaled to zero while a Service selects it.
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::release::{Judgement, Round, reason};
+use super::rolling::{self, Pods, RollingInput};
+use super::{Action, RevisionState, Verdict};
+use crate::analysis::run::duration;
+use crate::api::{CanaryStatus, CanaryStep, CanaryStrategy, Phase, Release, SetCanaryScale};
+
+/// Checks what the CRD schema cannot.
+pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), String> {
+    for (index, step) in strategy.steps.iter().enumerate() {
+        if let Some(text) = step.pause.as_ref().and_then(|p| p.duration.as_ref()) {
+            duration(text).map_err(|e| format!("spec.strategy.canary.steps[{index}].pause.duration {e}"))?;
+        }
+    }
+    let starting = strategy.analysis.as_ref().and_then(|a| a.starting_step).unwrap_or(0);
+    if usize::try_from(starting).unwrap_or(0) > strategy.steps.len() {
+        return Err(format!(
+            "spec.strategy.canary.analysis.startingStep {starting} is past the last of {} steps",
+            strategy.steps.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The step the current revision is at, as recorded: 0 for a new revision or a retry.
+pub(super) fn resume_index(release: &Release, revision: &str) -> usize {
+    let Some(status) = release.status.as_ref() else {
+        return 0;
+    };
+    let retry = status.control.as_ref().is_some_and(|c| c.retry);
+    let same = status.canary.as_ref().is_some_and(|c| c.revision == revision);
+    if retry || !same {
+        return 0;
+    }
+    status.current_step_index.map_or(0, |i| usize::try_from(i).unwrap_or(0))
+}
+
+/// What the steps up to and including `index` ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Target {
+    /// Percent of traffic for the canary.
+    pub weight: i32,
+    /// Canary pods.
+    pub canary_pods: i32,
+}
+
+/// The weight and canary scale at step `index`; past the last step, everything.
+pub(super) fn target(steps: &[CanaryStep], index: usize, replicas: i32) -> Target {
+    let replicas = replicas.max(0);
+    let Some(done) = steps.get(..=index) else {
+        return Target {
+            weight: 100,
+            canary_pods: replicas,
+        };
+    };
+    let weight = done.iter().rev().find_map(|s| s.set_weight).unwrap_or(0);
+    let scale = done.iter().rev().find_map(|s| s.set_canary_scale.as_ref());
+    let canary_pods = match scale {
+        Some(SetCanaryScale {
+            replicas: Some(pods), ..
+        }) => (*pods).clamp(0, replicas),
+        Some(SetCanaryScale {
+            weight: Some(percent), ..
+        }) => percent_of(replicas, *percent),
+        _ => percent_of(replicas, weight),
+    };
+    Target { weight, canary_pods }
+}
+
+/// `percent` of `replicas`, rounded up: a canary at 1% of 10 pods still runs one.
+fn percent_of(replicas: i32, percent: i32) -> i32 {
+    let scaled = i64::from(replicas) * i64::from(percent.clamp(0, 100));
+    i32::try_from((scaled + 99) / 100).unwrap_or(replicas)
+}
+
+fn describe(step: &CanaryStep) -> String {
+    if let Some(weight) = step.set_weight {
+        format!("setWeight {weight}")
+    } else if let Some(pause) = &step.pause {
+        match &pause.duration {
+            Some(d) => format!("pause {d}"),
+            None => "pause".into(),
+        }
+    } else if step.analysis.is_some() {
+        "analysis".into()
+    } else {
+        "setCanaryScale".into()
+    }
+}
+
+/// Where the Services and the route should be after this round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TrafficPlan {
+    stable_service: String,
+    canary_service: String,
+    /// None without a router.
+    canary_weight: Option<i32>,
+}
+
+impl Round<'_> {
+    pub(super) fn decide_canary(&mut self, strategy: &CanaryStrategy, bounds: (i32, i32)) {
+        let retry = self.begin();
+        if let Some(problem) = self.traffic.problem.clone() {
+            // Services and routes are not watched: look again in a while.
+            self.requeue_at(super::release::INVALID_RECHECK);
+            return self.invalid(problem);
+        }
+        let in_flight = self
+            .status
+            .stable_revision
+            .as_ref()
+            .is_some_and(|s| *s != self.revision);
+        if !in_flight {
+            return self.canary_steady(strategy);
+        }
+        let n = strategy.steps.len();
+        let recorded = self
+            .previous
+            .canary
+            .as_ref()
+            .filter(|c| c.revision == self.revision && !retry);
+        let mut index = recorded
+            .and(self.previous.current_step_index)
+            .map_or(0, |i| usize::try_from(i).unwrap_or(0))
+            .min(n);
+        let mut started = recorded
+            .and_then(|c| c.step_started_at.as_ref())
+            .map_or(self.now, |t| t.0);
+        self.status.canary = Some(CanaryStatus {
+            revision: self.revision.clone(),
+            step_started_at: Some(Time(started)),
+            step_analysis: recorded.and_then(|c| c.step_analysis.clone()),
+            scale_down_at: self.draining_until(),
+        });
+        self.status.current_step_index = i32::try_from(index).ok();
+        if recorded.is_none() {
+            self.status.canary_weight = Some(0);
+        }
+
+        if self.status.failed_revision.is_some() {
+            return self.canary_abort(strategy, self.rollback_reason());
+        }
+        match self.judge_analyses() {
+            Judgement::Go => {}
+            Judgement::Held => return,
+            Judgement::Failed(cause) => {
+                self.mark_failed(reason::ANALYSIS_FAILED, cause);
+                return self.canary_abort(strategy, reason::ANALYSIS_FAILED);
+            }
+        }
+        if self.spec.paused {
+            return self.paused();
+        }
+
+        let control = self.previous.control.clone().unwrap_or_default();
+        if control.promote_full && index < n {
+            self.event(
+                false,
+                "PromotedFull",
+                format!("Skipping to promotion of revision {} as requested", self.revision),
+            );
+            (index, started) = (n, self.now);
+        } else if control.promote && index < n {
+            let note = format!(
+                "Step {}/{n} ({}) promoted by request",
+                index + 1,
+                describe(&strategy.steps[index])
+            );
+            self.event(false, "StepPromoted", note);
+            (index, started) = (index + 1, self.now);
+        }
+        while index < n && self.step_done(strategy, index, started) {
+            let note = format!("Step {}/{n} ({}) done", index + 1, describe(&strategy.steps[index]));
+            self.event(false, "StepCompleted", note);
+            (index, started) = (index + 1, self.now);
+        }
+        self.status.current_step_index = i32::try_from(index).ok();
+        if let Some(canary) = self.status.canary.as_mut() {
+            canary.step_started_at = Some(Time(started));
+            if canary.step_analysis.as_ref().and_then(|a| a.step) != i32::try_from(index).ok() {
+                canary.step_analysis = None;
+            }
+        }
+
+        let target = target(&strategy.steps, index, self.desired());
+        let deadline = Duration::from_secs(self.spec.progress_deadline_seconds.max(0) as u64);
+        let elapsed = self.now.duration_since(started).unsigned_abs();
+        let pods = if index < n { target.canary_pods } else { self.desired() };
+        let pending = !self.canary_available(pods);
+        if pending && elapsed >= deadline && self.stable().is_some() {
+            let cause = format!("not available within progressDeadlineSeconds ({}s)", deadline.as_secs());
+            self.mark_failed(reason::PROGRESS_DEADLINE_EXCEEDED, cause);
+            return self.canary_abort(strategy, reason::PROGRESS_DEADLINE_EXCEEDED);
+        }
+        if pending {
+            self.requeue_at(deadline.saturating_sub(elapsed));
+        }
+        for analysis in [self.analysis, self.step_analysis].into_iter().flatten() {
+            if let Some(due) = analysis.next_due {
+                self.requeue_at(due);
+            }
+        }
+        self.canary_toward(strategy, bounds, index, target);
+    }
+
+    /// Whether the step at `index` is done, as observed at the start of this round.
+    fn step_done(&mut self, strategy: &CanaryStrategy, index: usize, started: k8s_openapi::jiff::Timestamp) -> bool {
+        let step = &strategy.steps[index];
+        if step.set_weight.is_some() || step.set_canary_scale.is_some() {
+            return self.reached(strategy, target(&strategy.steps, index, self.desired()));
+        }
+        if let Some(pause) = &step.pause {
+            let Some(wait) = pause.duration.as_deref().and_then(|d| duration(d).ok()) else {
+                return false; // Until promoted.
+            };
+            let elapsed = self.now.duration_since(started).unsigned_abs();
+            if elapsed >= wait {
+                return true;
+            }
+            self.requeue_at(wait - elapsed);
+            return false;
+        }
+        self.step_analysis
+            .is_some_and(|a| a.verdict == Verdict::Successful && a.status.step == i32::try_from(index).ok())
+    }
+
+    /// The canary runs `pods` available pods, as its ReplicaSet's current spec says.
+    fn canary_available(&self, pods: i32) -> bool {
+        self.new
+            .is_some_and(|c| c.synced && c.replicas == pods && c.available >= pods)
+    }
+
+    /// Whether the cluster already carries `target`.
+    fn reached(&self, strategy: &CanaryStrategy, target: Target) -> bool {
+        if !self.canary_available(target.canary_pods) {
+            return false;
+        }
+        if strategy.traffic_routing.is_some() {
+            let selects = self.traffic.canary_service.as_ref() == Some(&self.revision);
+            return self.traffic.canary_weight == Some(target.weight) && (target.weight == 0 || selects);
+        }
+        let stable_share = self.desired() - target.canary_pods;
+        let stable = self.stable();
+        stable.is_none_or(|s| s.replicas == stable_share)
+            && self
+                .old
+                .iter()
+                .filter(|rs| Some(**rs) != stable)
+                .all(|rs| rs.replicas == 0)
+    }
+
+    /// The previous promotion's drain deadline, while it is still ahead.
+    fn draining_until(&self) -> Option<Time> {
+        self.previous
+            .canary
+            .as_ref()
+            .and_then(|c| c.scale_down_at.clone())
+            .filter(|at| at.0 > self.now)
+    }
+
+    /// Moves the cluster toward step `index`'s target, and says where it stands.
+    fn canary_toward(&mut self, strategy: &CanaryStrategy, bounds: (i32, i32), index: usize, target: Target) {
+        let n = strategy.steps.len();
+        let desired = self.desired();
+        let promoting = index >= n;
+        let routed = strategy.traffic_routing.is_some();
+        let stable_revision = self.status.stable_revision.clone().unwrap_or_default();
+        let canary = self.new;
+        let canary_available = canary.map_or(0, |c| c.available);
+
+        let replicas = if routed {
+            self.routed_replicas(target.canary_pods)
+        } else {
+            self.ratio_replicas(bounds, target.canary_pods)
+        };
+        let planned = |rs: &RevisionState| {
+            replicas
+                .iter()
+                .find(|(name, _)| name.as_deref() == Some(rs.name.as_str()))
+                .map_or(rs.replicas, |(_, count)| *count)
+        };
+        let planned_stable = self.stable().map_or(0, planned);
+        let old_planned_empty = self.old.iter().all(|rs| planned(rs) == 0);
+        let switch_stable = promoting
+            && canary.is_some_and(|c| c.synced)
+            && (canary_available >= desired || (!routed && canary_available > 0 && planned_stable == 0));
+        let canary_service = if canary_available > 0 {
+            self.revision.clone()
+        } else {
+            stable_revision.clone()
+        };
+        let stable_service = if switch_stable {
+            self.revision.clone()
+        } else {
+            stable_revision.clone()
+        };
+        let selects_canary =
+            self.traffic.canary_service.as_ref() == Some(&self.revision) && canary_service == self.revision;
+        let observed = self.traffic.canary_weight;
+        let canary_weight = routed.then(|| {
+            if promoting {
+                if switch_stable { 0 } else { observed.unwrap_or(0) }
+            } else if selects_canary
+                && canary.is_some_and(|c| c.synced)
+                && canary_available >= target.canary_pods.max(1)
+            {
+                target.weight
+            } else if selects_canary {
+                observed.unwrap_or(0).min(target.weight)
+            } else {
+                0
+            }
+        });
+        let plan = TrafficPlan {
+            stable_service,
+            canary_service,
+            canary_weight,
+        };
+        let selected = self.steer(strategy, &plan);
+        for (name, count) in replicas {
+            self.scale_guarded(name.as_deref(), count, &selected);
+        }
+
+        let promoted = switch_stable
+            && self.canary_available(desired)
+            && if routed {
+                canary_weight == Some(0)
+            } else {
+                old_planned_empty
+            };
+        let weight = if promoted {
+            100
+        } else if let Some(weight) = canary_weight {
+            weight
+        } else if self.reached(strategy, target) {
+            target.weight
+        } else {
+            self.status.canary_weight.unwrap_or(0).min(target.weight)
+        };
+        self.status.canary_weight = Some(weight);
+        if promoted {
+            return self.canary_promoted(strategy);
+        }
+        let step = strategy.steps.get(index);
+        let waiting_for_person = step.is_some_and(|s| s.pause.as_ref().is_some_and(|p| p.duration.is_none()));
+        let at = if promoting {
+            "promotion".to_string()
+        } else {
+            format!("step {}/{n} ({})", index + 1, step.map(describe).unwrap_or_default())
+        };
+        let weight = self.status.canary_weight.unwrap_or(0);
+        let pods = if promoting { desired } else { target.canary_pods };
+        let summary = format!(
+            "Canary revision {} at {at}: weight {weight}%, {canary_available} of {pods} canary pods available",
+            self.revision
+        );
+        if waiting_for_person {
+            if self.previous.phase != Some(Phase::Paused) {
+                self.event(
+                    false,
+                    reason::CANARY_PAUSE_STEP,
+                    format!("{summary}; waiting for promotion"),
+                );
+            }
+            let message = format!("{summary}. Paused until promoted");
+            self.set_conditions(Phase::Paused, reason::CANARY_PAUSE_STEP, message, true, None);
+        } else {
+            self.set_conditions(Phase::Progressing, reason::CANARY_STEP, summary, true, None);
+        }
+    }
+
+    /// With a router, stable keeps every pod and the canary runs its own share.
+    /// Returns (ReplicaSet name, or None for the canary yet to be created; replicas).
+    fn routed_replicas(&self, canary_pods: i32) -> Vec<(Option<String>, i32)> {
+        let stable = self.stable();
+        let draining = self.draining_until().is_some();
+        let mut out = vec![(self.new.map(|c| c.name.clone()), canary_pods)];
+        for rs in &self.old {
+            if Some(*rs) == stable {
+                out.push((Some(rs.name.clone()), self.desired()));
+            } else if !draining {
+                out.push((Some(rs.name.clone()), 0));
+            }
+        }
+        out
+    }
+
+    /// Without a router the replica ratio carries the weight: the canary grows to
+    /// its share and stable shrinks to the rest, within maxSurge and maxUnavailable.
+    /// Superseded revisions go first.
+    fn ratio_replicas(&self, (max_surge, max_unavailable): (i32, i32), canary_pods: i32) -> Vec<(Option<String>, i32)> {
+        let desired = self.desired();
+        let stable = self.stable();
+        let pods = |rs: Option<&RevisionState>| {
+            rs.map_or(
+                Pods {
+                    replicas: 0,
+                    available: 0,
+                },
+                |r| Pods {
+                    replicas: r.replicas,
+                    available: r.available,
+                },
+            )
+        };
+        let superseded: Vec<&RevisionState> = self.old.iter().copied().filter(|rs| Some(*rs) != stable).collect();
+        let canary_replicas = self.new.map_or(0, |c| c.replicas);
+        // The weight went down: stable grows back and the canary shrinks.
+        let shrinking = canary_replicas > canary_pods;
+        let (grow, shrink_last, floor) = if shrinking {
+            (stable, self.new, canary_pods)
+        } else {
+            (self.new, stable, desired - canary_pods)
+        };
+        let mut order: Vec<Option<&RevisionState>> = superseded.iter().map(|rs| Some(*rs)).collect();
+        order.push(shrink_last);
+        let input = RollingInput {
+            desired,
+            max_surge,
+            max_unavailable,
+            new: pods(grow),
+            old: order.iter().map(|rs| pods(*rs)).collect(),
+            old_floor: floor,
+        };
+        let output = rolling::step(&input);
+        let name = |rs: Option<&RevisionState>| rs.map(|r| r.name.clone());
+        let mut out = Vec::new();
+        if grow.is_some() || !shrinking {
+            out.push((name(grow), output.new_replicas));
+        }
+        for (rs, replicas) in order.into_iter().zip(output.old_replicas) {
+            if rs.is_some() {
+                out.push((name(rs), replicas));
+            }
+        }
+        out
+    }
+
+    /// Route changes and Service switches, in the safe order. Returns the
+    /// revisions the Services select after this round.
+    fn steer(&mut self, strategy: &CanaryStrategy, plan: &TrafficPlan) -> Vec<String> {
+        let observed = self.traffic.canary_weight;
+        let lowering = plan.canary_weight.filter(|w| observed.is_none_or(|o| *w < o));
+        let raising = plan.canary_weight.filter(|w| observed.is_some_and(|o| *w > o));
+        if let Some(canary) = lowering {
+            self.actions.push(Action::SetWeight { canary });
+        }
+        let services = [
+            (
+                &strategy.stable_service,
+                &self.traffic.stable_service,
+                &plan.stable_service,
+            ),
+            (
+                &strategy.canary_service,
+                &self.traffic.canary_service,
+                &plan.canary_service,
+            ),
+        ];
+        let mut selects = Vec::new();
+        let mut selected = Vec::new();
+        for (service, now, want) in services {
+            let Some(service) = service else { continue };
+            if now.as_ref() != Some(want) && self.has_available_pods(want) {
+                selects.push(Action::Select {
+                    service: service.clone(),
+                    revision: want.clone(),
+                });
+                selected.push(want.clone());
+            } else {
+                selected.extend(now.clone());
+            }
+        }
+        for select in selects {
+            if let Action::Select { service, revision } = &select {
+                self.event(
+                    false,
+                    "ServiceSwitched",
+                    format!("Service {service} now selects revision {revision}"),
+                );
+            }
+            self.actions.push(select);
+        }
+        if let Some(canary) = raising {
+            self.actions.push(Action::SetWeight { canary });
+        }
+        if plan.canary_weight != observed {
+            if let Some(weight) = plan.canary_weight {
+                let note = format!("Traffic: {}% stable, {weight}% canary", 100 - weight);
+                self.event(false, "TrafficShifted", note);
+            }
+        }
+        selected
+    }
+
+    fn has_available_pods(&self, revision: &str) -> bool {
+        self.new
+            .into_iter()
+            .chain(self.old.iter().copied())
+            .any(|rs| rs.revision == revision && rs.available > 0)
+    }
+
+    /// Scales a ReplicaSet (None: the canary, created first), except to zero
+    /// while a Service selects its revision after this round.
+    fn scale_guarded(&mut self, name: Option<&str>, replicas: i32, selected: &[String]) {
+        let Some(name) = name else {
+            return self.scale_new(replicas);
+        };
+        let Some(rs) = self
+            .new
+            .into_iter()
+            .chain(self.old.iter().copied())
+            .find(|rs| rs.name == name)
+        else {
+            return;
+        };
+        if replicas == 0 && selected.contains(&rs.revision) {
+            return;
+        }
+        self.scale(rs, replicas);
+    }
+
+    /// Abort: all traffic to stable first, then the stable revision back to full
+    /// size, and only then the canary down.
+    fn canary_abort(&mut self, strategy: &CanaryStrategy, why: &'static str) {
+        let stable = self.status.stable_revision.clone().unwrap_or_default();
+        let plan = TrafficPlan {
+            stable_service: stable.clone(),
+            canary_service: stable,
+            canary_weight: strategy.traffic_routing.as_ref().map(|_| 0),
+        };
+        self.steer(strategy, &plan);
+        self.status.canary_weight = Some(0);
+        self.roll_back(why);
+    }
+
+    /// The canary is the new stable revision: the old one drains, then scales down.
+    fn canary_promoted(&mut self, strategy: &CanaryStrategy) {
+        self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
+        self.status.stable_revision = Some(self.revision.clone());
+        let delay = Duration::from_secs(strategy.scale_down_delay_seconds.max(0) as u64);
+        let draining = self.old.iter().any(|rs| rs.replicas > 0);
+        let scale_down_at = (draining && strategy.traffic_routing.is_some())
+            .then(|| Time(self.now.checked_add(delay).unwrap_or(self.now)));
+        if scale_down_at.is_some() {
+            self.requeue_at(delay);
+        }
+        self.status.canary = Some(CanaryStatus {
+            revision: self.revision.clone(),
+            step_started_at: None,
+            step_analysis: None,
+            scale_down_at,
+        });
+        self.status.current_step_index = i32::try_from(strategy.steps.len()).ok();
+        self.status.canary_weight = Some(100);
+        self.healthy();
+    }
+
+    /// No canary in flight: the current revision runs every pod and takes all
+    /// traffic; older revisions scale down once their drain delay is over.
+    fn canary_steady(&mut self, strategy: &CanaryStrategy) {
+        let desired = self.desired();
+        let scale_down_at = self.draining_until();
+        self.status.canary = Some(CanaryStatus {
+            revision: self.revision.clone(),
+            step_started_at: None,
+            step_analysis: None,
+            scale_down_at: scale_down_at.clone(),
+        });
+        self.status.current_step_index = i32::try_from(strategy.steps.len()).ok();
+        self.status.canary_weight = Some(100);
+        let plan = TrafficPlan {
+            stable_service: self.revision.clone(),
+            canary_service: self.revision.clone(),
+            canary_weight: strategy.traffic_routing.as_ref().map(|_| 0),
+        };
+        let selected = self.steer(strategy, &plan);
+        if self.synced {
+            self.scale_new(desired);
+            match &scale_down_at {
+                Some(at) => self.requeue_at(Duration::try_from(at.0.duration_since(self.now)).unwrap_or_default()),
+                None => {
+                    for rs in self.old.clone() {
+                        self.scale_guarded(Some(&rs.name), 0, &selected);
+                    }
+                }
+            }
+        }
+        let available = self
+            .new
+            .is_some_and(|c| c.replicas == desired && c.available >= desired);
+        if available && self.synced {
+            if self.status.stable_revision.as_ref() != Some(&self.revision) {
+                self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
+            }
+            self.status.stable_revision = Some(self.revision.clone());
+            return self.healthy();
+        }
+        let ready = self.new.map_or(0, |c| c.available);
+        let message = format!(
+            "Scaling revision {}: {ready} of {desired} replicas available",
+            self.revision
+        );
+        self.set_conditions(Phase::Progressing, reason::CANARY_STEP, message, true, None);
+    }
+
+    /// Healthy; older revisions that still run are draining.
+    fn healthy(&mut self) {
+        let desired = self.desired();
+        let mut message = format!("Revision {}: all {desired} replicas available", self.revision);
+        let draining: Vec<&str> = self
+            .old
+            .iter()
+            .filter(|rs| rs.replicas > 0)
+            .map(|rs| rs.revision.as_str())
+            .collect();
+        if let Some(at) = self.status.canary.as_ref().and_then(|c| c.scale_down_at.as_ref()) {
+            if !draining.is_empty() {
+                message.push_str(&format!("; revision {} scales down at {}", draining.join(", "), at.0));
+            }
+        }
+        self.set_conditions(Phase::Healthy, reason::AVAILABLE, message, false, None);
+        if self.old.iter().all(|rs| rs.replicas == 0) {
+            self.trim_history();
+        }
+    }
+}
