@@ -3,3 +3,4 @@ pub mod analysis;
 pub mod api;
 pub mod controller;
 pub mod plan;
+pub mod traffic;
