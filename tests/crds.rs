@@ -199,7 +199,7 @@ fn schema_is_self_contained_and_stripped() {
     assert!(found.is_empty(), "descriptions left in status.conditions: {found:?}");
 
     let strategy = &spec["properties"]["strategy"]["properties"];
-    for reserved in ["blueGreen", "canary"] {
+    for reserved in ["blueGreen"] {
         assert_eq!(strategy[reserved]["type"], "object", "{reserved}");
         assert_eq!(
             strategy[reserved]["x-kubernetes-preserve-unknown-fields"], true,
@@ -241,6 +241,8 @@ fn release_crd_names_subresources_and_columns() {
         [
             "Strategy",
             "Phase",
+            "Step",
+            "Weight",
             "Desired",
             "Current",
             "Up-to-date",
@@ -452,7 +454,8 @@ fn cel_accepts_valid_specs() {
         spec_with(json!({ "strategy": { "rolling": { "maxSurge": 0, "maxUnavailable": "10%" } } })),
         spec_with(json!({ "strategy": { "rolling": { "maxSurge": "0%", "maxUnavailable": 1 } } })),
         spec_with(json!({ "strategy": { "rolling": { "maxSurge": 0, "maxUnavailable": null } } })),
-        spec_with(json!({ "strategy": { "rolling": null, "canary": { "steps": [{ "weight": 10 }] } } })),
+        spec_with(json!({ "strategy": { "rolling": null, "canary": { "steps": [{ "setWeight": 10 }] } } })),
+        spec_with(json!({ "strategy": { "rolling": null, "canary": full_canary() } })),
         // matchExpressions only: nothing to compare with the template.
         spec_with(json!({
             "selector": { "matchLabels": null, "matchExpressions": [
@@ -463,6 +466,83 @@ fn cel_accepts_valid_specs() {
     for spec in valid {
         let errors = cel_errors(spec.clone());
         assert!(errors.is_empty(), "{spec} was rejected: {errors:?}");
+    }
+}
+
+/// A canary with every kind of step and a router.
+fn full_canary() -> Value {
+    json!({
+        "stableService": "web", "canaryService": "web-canary",
+        "steps": [
+            { "setCanaryScale": { "replicas": 1 } },
+            { "setWeight": 20 },
+            { "pause": { "duration": "1m30s" } },
+            { "analysis": { "templates": [{ "templateName": "errors" }], "args": [{ "name": "a", "value": "b" }] } },
+            { "setCanaryScale": { "matchTrafficWeight": true } },
+            { "pause": {} },
+        ],
+        "analysis": { "templates": [{ "templateName": "errors" }], "startingStep": 1 },
+        "scaleDownDelaySeconds": 10,
+        "trafficRouting": { "gatewayAPI": { "httpRoutes": [{ "name": "web", "rule": "main" }] } },
+    })
+}
+
+#[test]
+fn cel_rejects_bad_canaries() {
+    let canary = |patch: Value| {
+        let mut canary = full_canary();
+        json_patch_merge(&mut canary, &patch);
+        spec_with(json!({ "strategy": { "rolling": null, "canary": canary } }))
+    };
+    let cases = [
+        (
+            json!({ "steps": [{ "setWeight": 10, "pause": {} }] }),
+            "a canary step sets exactly one of setWeight, pause, analysis or setCanaryScale",
+        ),
+        (json!({ "steps": [{}] }), "a canary step sets exactly one of"),
+        (
+            json!({ "stableService": null }),
+            "spec.strategy.canary.trafficRouting needs stableService and canaryService",
+        ),
+        (
+            json!({ "canaryService": "web" }),
+            "spec.strategy.canary.stableService and canaryService must be different Services",
+        ),
+        (
+            json!({ "trafficRouting": null }),
+            "setCanaryScale needs spec.strategy.canary.trafficRouting",
+        ),
+        (
+            json!({ "trafficRouting": { "nginx": { "ingress": "web" } } }),
+            "spec.strategy.canary.trafficRouting sets exactly one of gatewayAPI or nginx",
+        ),
+        (
+            json!({ "steps": [{ "setCanaryScale": { "replicas": 1, "weight": 5 } }] }),
+            "setCanaryScale sets exactly one of replicas, weight or matchTrafficWeight: true",
+        ),
+        (
+            json!({ "steps": [{ "setCanaryScale": { "matchTrafficWeight": false } }] }),
+            "setCanaryScale sets exactly one of",
+        ),
+    ];
+    for (patch, message) in cases {
+        assert_rejected(canary(patch), message);
+    }
+}
+
+/// RFC 7386 merge of `patch` into `target`.
+fn json_patch_merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(target), Some(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    json_patch_merge(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
     }
 }
 

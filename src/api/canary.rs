@@ -2,7 +2,7 @@
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-use super::analysis::RolloutAnalysis;
+use super::analysis::{Arg, RolloutAnalysis, TemplateRef};
 use super::int_or_percent::IntOrPercent;
 
 /// The most steps a canary may have. Bounded so the apiserver can estimate the
@@ -74,7 +74,7 @@ pub struct CanaryStep {
     pub pause: Option<PauseStep>,
     /// Gate: the step passes when this analysis succeeds; a failure aborts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub analysis: Option<RolloutAnalysis>,
+    pub analysis: Option<TemplateAnalysis>,
     /// Run the canary at a scale other than its traffic weight (needs trafficRouting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_canary_scale: Option<SetCanaryScale>,
@@ -110,16 +110,53 @@ pub struct SetCanaryScale {
     pub match_traffic_weight: bool,
 }
 
+/// An analysis made of templates. A canary's analyses refer to templates
+/// rather than inlining metrics, which keeps the CRD within the size that
+/// client-side apply can annotate.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateAnalysis {
+    /// AnalysisTemplates (or ClusterAnalysisTemplates) whose metrics are measured together.
+    #[schemars(length(min = 1, max = 8))]
+    pub templates: Vec<TemplateRef>,
+    /// Values for the templates' args.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<Arg>,
+}
+
+impl TemplateAnalysis {
+    /// The same analysis in the shape every strategy measures.
+    pub fn to_rollout_analysis(&self) -> RolloutAnalysis {
+        RolloutAnalysis {
+            templates: self.templates.clone(),
+            args: self.args.clone(),
+            metrics: Vec::new(),
+        }
+    }
+}
+
 /// Analysis in the background of the canary steps.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackgroundAnalysis {
-    #[serde(flatten)]
-    pub analysis: RolloutAnalysis,
+    #[schemars(length(min = 1, max = 8))]
+    pub templates: Vec<TemplateRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<Arg>,
     /// Index of the step at which the analysis starts. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub starting_step: Option<i32>,
+}
+
+impl BackgroundAnalysis {
+    pub fn to_rollout_analysis(&self) -> RolloutAnalysis {
+        RolloutAnalysis {
+            templates: self.templates.clone(),
+            args: self.args.clone(),
+            metrics: Vec::new(),
+        }
+    }
 }
 
 /// Exactly one router.

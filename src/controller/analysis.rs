@@ -34,12 +34,12 @@ struct Resolved {
 pub async fn advance(
     ctx: &Context,
     release: &Release,
-    request: &AnalysisRequest<'_>,
+    request: &AnalysisRequest,
     now: Timestamp,
 ) -> Result<AnalysisInput, Error> {
     let status = release.status.clone().unwrap_or_default();
     let mut analysis = request.status.clone();
-    let spec = request.spec;
+    let spec = &request.spec;
     let revision = analysis.revision.clone();
     let origin = match request.slot {
         AnalysisSlot::Background if release.spec.strategy.canary.is_some() => "spec.strategy.canary.analysis".into(),

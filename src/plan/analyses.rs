@@ -17,16 +17,16 @@ pub enum AnalysisSlot {
 
 /// An analysis to advance: what to measure, and the results so far.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AnalysisRequest<'a> {
+pub struct AnalysisRequest {
     pub slot: AnalysisSlot,
-    pub spec: &'a RolloutAnalysis,
+    pub spec: RolloutAnalysis,
     pub status: AnalysisStatus,
 }
 
 /// The analyses of the current revision that should run now: a rollout away from
 /// an existing stable revision, not paused, not rolled back or aborted (unless a
 /// person asked for a retry).
-pub fn analyses_due(release: &Release, now: Timestamp) -> Vec<AnalysisRequest<'_>> {
+pub fn analyses_due(release: &Release, now: Timestamp) -> Vec<AnalysisRequest> {
     let Some(status) = release.status.as_ref() else {
         return Vec::new();
     };
@@ -53,36 +53,34 @@ pub fn analyses_due(release: &Release, now: Timestamp) -> Vec<AnalysisRequest<'_
             .unwrap_or_else(|| fresh(step))
     };
     let mut due = Vec::new();
-    if let Some(rolling) = &release.spec.strategy.rolling {
-        if let Some(spec) = &rolling.analysis {
-            let status = carried(status.analysis.as_ref(), None);
-            due.push(AnalysisRequest {
-                slot: AnalysisSlot::Background,
-                spec,
-                status,
-            });
-        }
+    if let Some(spec) = release.spec.strategy.rolling.as_ref().and_then(|r| r.analysis.as_ref()) {
+        let status = carried(status.analysis.as_ref(), None);
+        due.push(AnalysisRequest {
+            slot: AnalysisSlot::Background,
+            spec: spec.clone(),
+            status,
+        });
     }
     if let Some(strategy) = &release.spec.strategy.canary {
         if control.promote || control.promote_full {
             return due; // The step moves on this round; its analysis would be stale.
         }
         let index = canary::resume_index(release, &revision);
-        if let Some(background) = &strategy.analysis {
-            if index >= usize::try_from(background.starting_step.unwrap_or(0)).unwrap_or(0) {
-                due.push(AnalysisRequest {
-                    slot: AnalysisSlot::Background,
-                    spec: &background.analysis,
-                    status: carried(status.analysis.as_ref(), None),
-                });
-            }
+        if let Some(background) = &strategy.analysis
+            && index >= usize::try_from(background.starting_step.unwrap_or(0)).unwrap_or(0)
+        {
+            due.push(AnalysisRequest {
+                slot: AnalysisSlot::Background,
+                spec: background.to_rollout_analysis(),
+                status: carried(status.analysis.as_ref(), None),
+            });
         }
         if let Some(spec) = strategy.steps.get(index).and_then(|s| s.analysis.as_ref()) {
             let step = i32::try_from(index).ok();
             let recorded = status.canary.as_ref().and_then(|c| c.step_analysis.as_ref());
             due.push(AnalysisRequest {
                 slot: AnalysisSlot::Step(step.unwrap_or_default()),
-                spec,
+                spec: spec.to_rollout_analysis(),
                 status: carried(recorded, step),
             });
         }

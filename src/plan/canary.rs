@@ -493,11 +493,11 @@ impl Round<'_> {
         if let Some(canary) = raising {
             self.actions.push(Action::SetWeight { canary });
         }
-        if plan.canary_weight != observed {
-            if let Some(weight) = plan.canary_weight {
-                let note = format!("Traffic: {}% stable, {weight}% canary", 100 - weight);
-                self.event(false, "TrafficShifted", note);
-            }
+        if let Some(weight) = plan.canary_weight
+            && plan.canary_weight != observed
+        {
+            let note = format!("Traffic: {}% stable, {weight}% canary", 100 - weight);
+            self.event(false, "TrafficShifted", note);
         }
         selected
     }
@@ -623,10 +623,10 @@ impl Round<'_> {
             .filter(|rs| rs.replicas > 0)
             .map(|rs| rs.revision.as_str())
             .collect();
-        if let Some(at) = self.status.canary.as_ref().and_then(|c| c.scale_down_at.as_ref()) {
-            if !draining.is_empty() {
-                message.push_str(&format!("; revision {} scales down at {}", draining.join(", "), at.0));
-            }
+        if let Some(at) = self.status.canary.as_ref().and_then(|c| c.scale_down_at.as_ref())
+            && !draining.is_empty()
+        {
+            message.push_str(&format!("; revision {} scales down at {}", draining.join(", "), at.0));
         }
         self.set_conditions(Phase::Healthy, reason::AVAILABLE, message, false, None);
         if self.old.iter().all(|rs| rs.replicas == 0) {
