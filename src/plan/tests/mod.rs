@@ -1,4 +1,6 @@
 //! Scenario tests of whole planning rounds, against a simulated cluster.
+mod canary;
+
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -9,7 +11,7 @@ use super::revision::revision_of;
 use super::{Action, AnalysisInput, AnalysisSlot, Observed, Plan, RevisionState, Traffic, Verdict, analyses_due, plan};
 use crate::api::{AnalysisPhase, AnalysisStatus, Control, Phase, Release};
 
-fn release(replicas: i32, image: &str, strategy: serde_json::Value) -> Release {
+pub(super) fn release(replicas: i32, image: &str, strategy: serde_json::Value) -> Release {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "serin.dev/v1alpha1", "kind": "Release",
         "metadata": { "name": "web", "namespace": "shop", "generation": 1 },
@@ -30,15 +32,17 @@ fn rolling(surge: serde_json::Value, unavailable: serde_json::Value) -> serde_js
     serde_json::json!({ "rolling": { "maxSurge": surge, "maxUnavailable": unavailable } })
 }
 
-fn revision(release: &Release) -> String {
+pub(super) fn revision(release: &Release) -> String {
     revision_of(&release.spec.template)
 }
 
 /// A cluster whose pods become available at a given rate; `healthy` revisions only.
-struct Cluster {
-    replica_sets: Vec<RevisionState>,
-    now: Timestamp,
-    unhealthy: Vec<String>,
+/// Services named "web" (stable) and "web-canary" (canary) follow Select actions.
+pub(super) struct Cluster {
+    pub(super) replica_sets: Vec<RevisionState>,
+    pub(super) now: Timestamp,
+    pub(super) unhealthy: Vec<String>,
+    pub(super) traffic: Traffic,
 }
 
 impl Cluster {
@@ -47,20 +51,30 @@ impl Cluster {
             replica_sets: Vec::new(),
             now: Timestamp::from_second(1_000_000).unwrap(),
             unhealthy: Vec::new(),
+            traffic: Traffic::default(),
         }
     }
 
-    fn plan(&self, release: &mut Release) -> Plan {
+    pub(super) fn plan(&self, release: &mut Release) -> Plan {
         self.plan_with(release, None)
     }
 
-    fn plan_with(&self, release: &mut Release, analysis: Option<AnalysisInput>) -> Plan {
+    pub(super) fn plan_with(&self, release: &mut Release, analysis: Option<AnalysisInput>) -> Plan {
+        self.plan_analysed(release, analysis, None)
+    }
+
+    pub(super) fn plan_analysed(
+        &self,
+        release: &mut Release,
+        analysis: Option<AnalysisInput>,
+        step_analysis: Option<AnalysisInput>,
+    ) -> Plan {
         let observed = Observed {
             release,
             replica_sets: &self.replica_sets,
             analysis,
-            step_analysis: None,
-            traffic: Traffic::default(),
+            step_analysis,
+            traffic: self.traffic.clone(),
             now: self.now,
         };
         let plan = plan(&observed);
@@ -68,8 +82,14 @@ impl Cluster {
         plan
     }
 
-    fn apply(&mut self, plan: &Plan) {
+    pub(super) fn apply(&mut self, plan: &Plan) {
         for action in &plan.actions {
+            self.apply_one(action);
+        }
+    }
+
+    pub(super) fn apply_one(&mut self, action: &Action) {
+        {
             match action {
                 Action::Create {
                     revision,
@@ -94,15 +114,18 @@ impl Cluster {
                     rs.available = rs.available.min(*replicas);
                 }
                 Action::Delete { name } => self.replica_sets.retain(|rs| &rs.name != name),
-                Action::Select { .. } | Action::SetWeight { .. } => {
-                    panic!("no traffic actions when rolling: {action:?}")
-                }
+                Action::Select { service, revision } => match service.as_str() {
+                    "web" => self.traffic.stable_service = Some(revision.clone()),
+                    "web-canary" => self.traffic.canary_service = Some(revision.clone()),
+                    other => panic!("no Service {other}"),
+                },
+                Action::SetWeight { canary } => self.traffic.canary_weight = Some(*canary),
             }
         }
     }
 
     /// Time passes: pods start, and healthy ones become available.
-    fn settle(&mut self, seconds: i64) {
+    pub(super) fn settle(&mut self, seconds: i64) {
         self.now = self.now.checked_add(SignedDuration::from_secs(seconds)).unwrap();
         for rs in &mut self.replica_sets {
             rs.status_replicas = rs.replicas;
@@ -113,23 +136,23 @@ impl Cluster {
         }
     }
 
-    fn replicas_of(&self, revision: &str) -> i32 {
+    pub(super) fn replicas_of(&self, revision: &str) -> i32 {
         self.replica_sets
             .iter()
             .find(|rs| rs.revision == revision)
             .map_or(0, |rs| rs.replicas)
     }
 
-    fn total(&self) -> i32 {
+    pub(super) fn total(&self) -> i32 {
         self.replica_sets.iter().map(|rs| rs.replicas).sum()
     }
 
-    fn available(&self) -> i32 {
+    pub(super) fn available(&self) -> i32 {
         self.replica_sets.iter().map(|rs| rs.available).sum()
     }
 
     /// Plans, applies and settles until nothing changes; returns every plan made.
-    fn run(&mut self, release: &mut Release, rounds: usize) -> Vec<Plan> {
+    pub(super) fn run(&mut self, release: &mut Release, rounds: usize) -> Vec<Plan> {
         let mut plans = Vec::new();
         for _ in 0..rounds {
             let plan = self.plan(release);
@@ -145,7 +168,7 @@ impl Cluster {
     }
 }
 
-fn condition_reason(release: &Release, type_: &str) -> (String, String) {
+pub(super) fn condition_reason(release: &Release, type_: &str) -> (String, String) {
     let c = get(&release.status.as_ref().unwrap().conditions, type_).unwrap();
     (c.status.clone(), c.reason.clone())
 }
@@ -308,7 +331,7 @@ fn invalid_specs_change_nothing_and_say_why() {
             "steps[0].pause.duration",
         ),
         (
-            serde_json::json!({ "canary": { "steps": [{ "setWeight": 5 }], "analysis": { "startingStep": 2 } } }),
+            serde_json::json!({ "canary": { "steps": [{ "setWeight": 5 }], "analysis": { "templates": [{ "templateName": "t" }], "startingStep": 2 } } }),
             "startingStep 2 is past the last of 1 steps",
         ),
         (
@@ -391,7 +414,7 @@ fn a_settled_release_plans_nothing_and_keeps_its_status() {
     assert_eq!(Some(again.status), before, "unchanged status means no write");
 }
 
-fn analysis(revision: &str, verdict: Verdict, message: Option<&str>) -> AnalysisInput {
+pub(super) fn analysis(revision: &str, verdict: Verdict, message: Option<&str>) -> AnalysisInput {
     let phase = match &verdict {
         Verdict::Successful => AnalysisPhase::Successful,
         Verdict::Failed(_) => AnalysisPhase::Failed,
