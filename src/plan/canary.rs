@@ -209,7 +209,10 @@ impl Round<'_> {
                 self.requeue_at(due);
             }
         }
-        self.canary_toward(strategy, bounds, index, target);
+        // A weight goes up only once status records the step that allows it, so
+        // anyone reading status never sees a route above the recorded step.
+        let recorded_step = recorded.is_some() && self.previous.current_step_index == i32::try_from(index).ok();
+        self.canary_toward(strategy, bounds, index, target, recorded_step);
     }
 
     /// Whether the step at `index` is done, as observed at the start of this round.
@@ -268,7 +271,14 @@ impl Round<'_> {
     }
 
     /// Moves the cluster toward step `index`'s target, and says where it stands.
-    fn canary_toward(&mut self, strategy: &CanaryStrategy, bounds: (i32, i32), index: usize, target: Target) {
+    fn canary_toward(
+        &mut self,
+        strategy: &CanaryStrategy,
+        bounds: (i32, i32),
+        index: usize,
+        target: Target,
+        may_raise: bool,
+    ) {
         let n = strategy.steps.len();
         let desired = self.desired();
         let promoting = index >= n;
@@ -309,7 +319,8 @@ impl Round<'_> {
         let canary_weight = routed.then(|| {
             if promoting {
                 if switch_stable { 0 } else { observed.unwrap_or(0) }
-            } else if selects_canary
+            } else if may_raise
+                && selects_canary
                 && canary.is_some_and(|c| c.synced)
                 && canary_available >= target.canary_pods.max(1)
             {

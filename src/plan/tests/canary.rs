@@ -103,10 +103,31 @@ fn check_traffic(cluster: &Cluster, after: &Action) {
     }
 }
 
-/// Plans, applies (checked) and lets a second pass; returns the plan.
-fn round(cluster: &mut Cluster, r: &mut Release) -> Plan {
+/// Plans and applies (checked). A weight is only raised once status records
+/// the step allowing it: the route never exceeds the step recorded before.
+fn plan_checked(cluster: &mut Cluster, r: &mut Release) -> Plan {
+    let status = r.status.as_ref();
+    let recorded = status.and_then(|s| s.canary.as_ref()).map(|c| c.revision.clone());
+    let before = status
+        .and_then(|s| s.current_step_index)
+        .filter(|_| recorded == Some(revision(r)))
+        .map(|index| target(&strategy(r).steps, index as usize, r.spec.replicas).weight);
+    let routed_before = cluster.traffic.canary_weight.unwrap_or(0);
     let plan = cluster.plan(r);
     apply_checked(cluster, r, &plan);
+    if let Some(cap) = before {
+        let routed = cluster.traffic.canary_weight.unwrap_or(0);
+        assert!(
+            routed <= cap.max(routed_before),
+            "route raised to {routed}% past the recorded step's {cap}%"
+        );
+    }
+    plan
+}
+
+/// Plans, applies (checked) and lets a second pass; returns the plan.
+fn round(cluster: &mut Cluster, r: &mut Release) -> Plan {
+    let plan = plan_checked(cluster, r);
     cluster.settle(1);
     plan
 }
@@ -545,8 +566,7 @@ proptest! {
                 Nudge::BreakCanary => cluster.unhealthy.push(revision(&r)),
                 Nudge::Wait(seconds) => cluster.settle(seconds),
             }
-            let plan = cluster.plan(&mut r);
-            apply_checked(&mut cluster, &r, &plan);
+            plan_checked(&mut cluster, &mut r);
             // The controller consumes a control request after one round.
             r.status.as_mut().unwrap().control = None;
             cluster.settle(1);
@@ -556,8 +576,7 @@ proptest! {
         set_image(&mut r, "web:final");
         for _ in 0..200 {
             control(&mut r, Control { promote_full: true, ..Default::default() });
-            let plan = cluster.plan(&mut r);
-            apply_checked(&mut cluster, &r, &plan);
+            plan_checked(&mut cluster, &mut r);
             r.status.as_mut().unwrap().control = None;
             cluster.settle(10);
             if phase(&r) == Some(Phase::Healthy) && cluster.replica_sets.iter().filter(|rs| rs.replicas > 0).count() == 1 {
