@@ -1,0 +1,412 @@
+//! Records every version of a canary's ReplicaSets, Services, route and Release
+//! while a test runs, then replays them in the order they were written and
+//! checks the traffic invariants at each one.
+//!
+//! Watches of different kinds deliver events in no common order. With one etcd,
+//! though, an object's resourceVersion is etcd's global revision, so sorting by
+//! it recovers the true order of writes across kinds.
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serin::api::{REVISION_LABEL, Release};
+
+pub const STABLE: &str = "web";
+pub const CANARY: &str = "web-canary";
+
+/// One observed version of an object, reduced to what the invariants need.
+#[derive(Clone, Debug, PartialEq)]
+enum Seen {
+    ReplicaSet {
+        name: String,
+        revision: String,
+        replicas: i32,
+        available: i32,
+    },
+    ReplicaSetGone {
+        name: String,
+    },
+    Service {
+        name: String,
+        revision: Option<String>,
+    },
+    /// (stable, canary) backendRef weights of the route's first rule.
+    Route(i64, i64),
+    /// The canary Ingress's weight annotation.
+    CanaryIngress(i64),
+    Release {
+        step: Option<i32>,
+        failed: Option<String>,
+        /// The weight each step allows, by index; 100 past the end.
+        caps: Vec<i32>,
+    },
+}
+
+/// The cluster as replayed up to one write.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct World {
+    /// name -> (revision, spec replicas, available)
+    pub replica_sets: BTreeMap<String, (String, i32, i32)>,
+    /// Service name -> the revision it selects.
+    pub services: BTreeMap<String, Option<String>>,
+    /// (stable, canary) weights of the route, or of the canary Ingress (100 - w, w).
+    pub weights: Option<(i64, i64)>,
+    pub step: Option<i32>,
+    failed: Option<String>,
+    caps: Vec<i32>,
+}
+
+impl World {
+    /// Spec replicas of `revision`'s ReplicaSet (0 when it has none).
+    pub fn replicas(&self, revision: &str) -> i32 {
+        self.replica_sets
+            .values()
+            .filter(|(r, _, _)| r == revision)
+            .map(|(_, spec, _)| *spec)
+            .sum()
+    }
+
+    fn available(&self, revision: &str) -> i32 {
+        self.replica_sets
+            .values()
+            .filter(|(r, _, _)| r == revision)
+            .map(|(_, _, available)| *available)
+            .sum()
+    }
+
+    fn selected(&self, service: &str) -> Option<&String> {
+        self.services.get(service).and_then(Option::as_ref)
+    }
+
+    /// Problems with this state, given the write that led to it.
+    fn violations(&self, before: &World) -> Vec<String> {
+        let mut found = Vec::new();
+        let (stable_share, canary_share) = self.weights.unwrap_or((100, 0));
+        if let Some((stable, canary)) = self.weights
+            && stable + canary != 100
+        {
+            found.push(format!("weights {stable}/{canary} do not sum to 100"));
+        }
+        for (service, share) in [(STABLE, stable_share), (CANARY, canary_share)] {
+            if let Some(revision) = self.selected(service)
+                && share > 0
+                && self.available(revision) == 0
+            {
+                found.push(format!(
+                    "{service} takes {share}% but selects {revision}, which has no available pod"
+                ));
+            }
+        }
+        if let Some(failed) = &self.failed
+            && self.replicas(failed) < before.replicas(failed)
+            && canary_share > 0
+            && self.selected(CANARY) == Some(failed)
+        {
+            found.push(format!(
+                "aborted {failed} lost pods while taking {canary_share}% of traffic"
+            ));
+        }
+        if let Some(step) = self.step {
+            let cap = usize::try_from(step)
+                .ok()
+                .and_then(|i| self.caps.get(i))
+                .copied()
+                .unwrap_or(100);
+            if canary_share > i64::from(cap) {
+                found.push(format!(
+                    "canary takes {canary_share}% at step {step}, which allows {cap}%"
+                ));
+            }
+        }
+        found
+    }
+
+    fn apply(&mut self, seen: &Seen) {
+        match seen.clone() {
+            Seen::ReplicaSet {
+                name,
+                revision,
+                replicas,
+                available,
+            } => {
+                self.replica_sets.insert(name, (revision, replicas, available));
+            }
+            Seen::ReplicaSetGone { name } => {
+                self.replica_sets.remove(&name);
+            }
+            Seen::Service { name, revision } => {
+                self.services.insert(name, revision);
+            }
+            Seen::Route(stable, canary) => self.weights = Some((stable, canary)),
+            Seen::CanaryIngress(canary) => self.weights = Some((100 - canary, canary)),
+            Seen::Release { step, failed, caps } => {
+                self.step = step;
+                self.failed = failed;
+                self.caps = caps;
+            }
+        }
+    }
+}
+
+/// Watches a canary's objects in a namespace until finished.
+pub struct TrafficRecorder {
+    records: Arc<Mutex<Vec<(u64, Seen)>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TrafficRecorder {
+    /// Starts the watches; returns once each has listed the namespace.
+    pub async fn start(client: &Client, namespace: &str) -> Self {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        let route_resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+            "httproutes",
+        );
+        let streams: Vec<(&str, Records)> = vec![
+            (
+                "ReplicaSets",
+                watch(Api::<ReplicaSet>::namespaced(client.clone(), namespace), |rs, gone| {
+                    let name = rs.metadata.name.clone().unwrap_or_default();
+                    if gone {
+                        return Some(Seen::ReplicaSetGone { name });
+                    }
+                    Some(Seen::ReplicaSet {
+                        name,
+                        revision: rs.metadata.labels.as_ref()?.get(REVISION_LABEL)?.clone(),
+                        replicas: rs.spec.as_ref()?.replicas.unwrap_or(0),
+                        available: rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0),
+                    })
+                }),
+            ),
+            (
+                "Services",
+                watch(Api::<Service>::namespaced(client.clone(), namespace), |svc, _| {
+                    Some(Seen::Service {
+                        name: svc.metadata.name.clone()?,
+                        revision: svc.spec.as_ref()?.selector.as_ref()?.get(REVISION_LABEL).cloned(),
+                    })
+                }),
+            ),
+            (
+                "HTTPRoutes",
+                watch(
+                    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &route_resource),
+                    |route, _| {
+                        let refs = route.data["spec"]["rules"][0]["backendRefs"].as_array()?;
+                        let weight = |name: &str| {
+                            refs.iter()
+                                .find(|r| r["name"] == name)
+                                .map(|r| r["weight"].as_i64().unwrap_or(1))
+                        };
+                        Some(Seen::Route(weight(STABLE)?, weight(CANARY)?))
+                    },
+                ),
+            ),
+            (
+                "Ingresses",
+                watch(
+                    Api::<Ingress>::namespaced(client.clone(), namespace),
+                    |ingress, gone| {
+                        let annotations = ingress.metadata.annotations.as_ref()?;
+                        (annotations.get("nginx.ingress.kubernetes.io/canary")? == "true" && !gone).then_some(())?;
+                        let weight = annotations
+                            .get("nginx.ingress.kubernetes.io/canary-weight")?
+                            .parse()
+                            .ok()?;
+                        Some(Seen::CanaryIngress(weight))
+                    },
+                ),
+            ),
+            (
+                "Releases",
+                watch(Api::<Release>::namespaced(client.clone(), namespace), |release, _| {
+                    let status = release.status.as_ref();
+                    let steps = &release.spec.strategy.canary.as_ref()?.steps;
+                    let mut weight = 0;
+                    let caps = steps
+                        .iter()
+                        .map(|s| {
+                            weight = s.set_weight.unwrap_or(weight);
+                            weight
+                        })
+                        .collect();
+                    Some(Seen::Release {
+                        step: status.and_then(|s| s.current_step_index),
+                        failed: status.and_then(|s| s.failed_revision.clone()),
+                        caps,
+                    })
+                }),
+            ),
+        ];
+        for (what, mut stream) in streams {
+            let records = records.clone();
+            let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
+            tasks.push(tokio::spawn(async move {
+                let mut listed = Some(listed_tx);
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Some(record) => records.lock().unwrap().push(record),
+                        None => {
+                            if let Some(tx) = listed.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                    }
+                }
+            }));
+            listed_rx
+                .await
+                .unwrap_or_else(|_| panic!("the {what} watch lists the namespace"));
+        }
+        Self { records, tasks }
+    }
+
+    /// Every state in write order, with the invariant violations found on the way.
+    pub fn replay(&self) -> (Vec<World>, Vec<String>) {
+        let mut records = self.records.lock().unwrap().clone();
+        records.sort_by_key(|(rv, _)| *rv);
+        let mut world = World::default();
+        let mut states = Vec::new();
+        let mut violations = Vec::new();
+        for (rv, seen) in &records {
+            let before = world.clone();
+            world.apply(seen);
+            for problem in world.violations(&before) {
+                violations.push(format!("at resourceVersion {rv} ({seen:?}): {problem}"));
+            }
+            if states.last() != Some(&world) {
+                states.push(world.clone());
+            }
+        }
+        (states, violations)
+    }
+
+    /// Stops watching and asserts the invariants held in every state; returns the states.
+    pub fn finish(self) -> Vec<World> {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let (states, violations) = self.replay();
+        assert!(violations.is_empty(), "traffic invariants broken: {violations:#?}");
+        states
+    }
+}
+
+/// (resourceVersion, Seen) records of one watch; None marks the end of the initial list.
+type Records = futures::stream::BoxStream<'static, Option<(u64, Seen)>>;
+
+/// A watch reduced to records.
+fn watch<K>(api: Api<K>, reduce: fn(&K, bool) -> Option<Seen>) -> Records
+where
+    K: Resource + Clone + Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let versioned = move |object: &K, gone: bool| {
+        let rv = object.meta().resource_version.as_ref()?.parse().ok()?;
+        Some((rv, reduce(object, gone)?))
+    };
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let stream: std::pin::Pin<Box<dyn Stream<Item = _> + Send>> = Box::pin(events.filter_map(move |event| {
+        let item = match event {
+            Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => versioned(&o, false).map(Some),
+            Ok(watcher::Event::Delete(o)) => versioned(&o, true).map(Some),
+            Ok(watcher::Event::InitDone) => Some(None),
+            _ => None,
+        };
+        futures::future::ready(item)
+    }));
+    stream
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(records: Vec<Seen>) -> Vec<String> {
+        let recorder = TrafficRecorder {
+            records: Arc::new(Mutex::new(
+                records.into_iter().enumerate().map(|(i, s)| (i as u64, s)).collect(),
+            )),
+            tasks: Vec::new(),
+        };
+        recorder.replay().1
+    }
+
+    fn rs(revision: &str, replicas: i32, available: i32) -> Seen {
+        Seen::ReplicaSet {
+            name: format!("web-{revision}"),
+            revision: revision.into(),
+            replicas,
+            available,
+        }
+    }
+
+    fn selects(service: &str, revision: &str) -> Seen {
+        Seen::Service {
+            name: service.into(),
+            revision: Some(revision.into()),
+        }
+    }
+
+    fn release(step: i32, failed: Option<&str>) -> Seen {
+        Seen::Release {
+            step: Some(step),
+            failed: failed.map(Into::into),
+            caps: vec![20, 20, 50],
+        }
+    }
+
+    #[test]
+    fn the_replay_catches_each_broken_invariant() {
+        let healthy = || {
+            vec![
+                rs("v1", 4, 4),
+                rs("v2", 1, 1),
+                selects(STABLE, "v1"),
+                selects(CANARY, "v2"),
+            ]
+        };
+        let cases = [
+            (vec![Seen::Route(90, 20)], "do not sum to 100"),
+            (
+                vec![release(0, None), Seen::Route(80, 20), rs("v2", 1, 0)],
+                "which has no available pod",
+            ),
+            (
+                vec![
+                    release(1, None),
+                    Seen::Route(80, 20),
+                    release(1, Some("v2")),
+                    rs("v2", 0, 0),
+                ],
+                "lost pods while taking 20%",
+            ),
+            (vec![release(1, None), Seen::Route(50, 50)], "which allows 20%"),
+        ];
+        for (tail, needle) in cases {
+            let violations = replay(healthy().into_iter().chain(tail).collect());
+            assert!(
+                violations.iter().any(|v| v.contains(needle)),
+                "{needle}: {violations:?}"
+            );
+        }
+        let safe = vec![
+            release(1, None),
+            Seen::Route(80, 20),
+            Seen::Route(100, 0),
+            selects(CANARY, "v1"),
+            rs("v2", 0, 0),
+        ];
+        assert_eq!(
+            replay(healthy().into_iter().chain(safe).collect()),
+            Vec::<String>::new()
+        );
+    }
+}
