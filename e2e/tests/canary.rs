@@ -422,3 +422,43 @@ async fn without_a_router_the_pod_counts_follow_the_steps() {
     assert_eq!(last.services.get(STABLE), Some(&Some(v2.clone())));
     assert_eq!(last.services.get(CANARY), Some(&Some(v2)));
 }
+
+/// The YAML block after "Save as `canary.yaml`" in the README.
+fn readme_example() -> String {
+    let readme = include_str!("../../README.md");
+    let from = readme
+        .find("Save as `canary.yaml`")
+        .expect("the README has the canary example");
+    let block = &readme[from..];
+    let start = block.find("```yaml\n").expect("a yaml block follows") + "```yaml\n".len();
+    let end = block[start..].find("```").expect("the block ends");
+    block[start..start + end].to_string()
+}
+
+#[tokio::test]
+async fn the_readme_canary_example_applies_and_becomes_ready() {
+    let (client, ns, _controller) = setup("canary-readme").await;
+    let mut apply = tokio::process::Command::new("kubectl")
+        .args(["-n", &ns.name, "apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH");
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = apply.stdin.take().unwrap();
+    stdin.write_all(readme_example().as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = apply.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let api = releases(&client, &ns.name);
+    let ready = wait_condition(&api, "web", "Ready", "True", None, LIMIT).await;
+    let status = ready.status.unwrap();
+    assert_eq!((status.current_step_index, status.canary_weight), (Some(4), Some(100)));
+    assert_eq!(route_weights(&client, &ns.name).await, (100, 0));
+}

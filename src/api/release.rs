@@ -229,6 +229,9 @@ pub struct CanaryStatus {
     /// When the current step started: pause durations and the progress deadline count from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_started_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Since when the canary has lacked available pods; the progress deadline counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_since: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     /// The analysis of the current step, when it is an analysis step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_analysis: Option<AnalysisStatus>,

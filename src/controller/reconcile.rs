@@ -94,7 +94,7 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
             .patch_status(&release.name_any(), &apply, &Patch::Apply(status))
             .await?;
     }
-    if release.status.as_ref().is_some_and(|s| s.control.is_some()) {
+    if release.status.as_ref().is_some_and(|s| s.control.is_some()) && !plan.keep_control {
         // The request was acted on in this round; consume it.
         let consumed = json!({ "status": { "control": null } });
         releases

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::conditions::{self, PROGRESSING};
 use super::release::{Judgement, Round, reason};
 use super::rolling::{self, Pods, RollingInput};
 use super::{Action, RevisionState, Verdict};
@@ -132,12 +133,25 @@ impl Round<'_> {
             .and(self.previous.current_step_index)
             .map_or(0, |i| usize::try_from(i).unwrap_or(0))
             .min(n);
+        // Resuming from spec.paused restarts the step's clock: time spent paused
+        // counts neither toward a pause's duration nor toward the deadline.
+        let resumed = !self.spec.paused
+            && conditions::get(&self.previous.conditions, PROGRESSING).is_some_and(|c| c.reason == reason::PAUSED);
         let mut started = recorded
             .and_then(|c| c.step_started_at.as_ref())
             .map_or(self.now, |t| t.0);
+        if resumed {
+            started = self.now;
+            self.event(
+                false,
+                "Resumed",
+                format!("Rollout of revision {} resumed", self.revision),
+            );
+        }
         self.status.canary = Some(CanaryStatus {
             revision: self.revision.clone(),
             step_started_at: Some(Time(started)),
+            unavailable_since: recorded.and_then(|c| c.unavailable_since.clone()),
             step_analysis: recorded.and_then(|c| c.step_analysis.clone()),
             scale_down_at: self.draining_until(),
         });
@@ -157,11 +171,13 @@ impl Round<'_> {
                 return self.canary_abort(strategy, reason::ANALYSIS_FAILED);
             }
         }
+        let control = self.previous.control.clone().unwrap_or_default();
         if self.spec.paused {
+            // A promotion asked for now applies once the rollout resumes.
+            self.keep_control = control.promote || control.promote_full;
             return self.paused();
         }
 
-        let control = self.previous.control.clone().unwrap_or_default();
         if control.promote_full && index < n {
             self.event(
                 false,
@@ -193,9 +209,22 @@ impl Round<'_> {
 
         let target = target(&strategy.steps, index, self.desired());
         let deadline = Duration::from_secs(self.spec.progress_deadline_seconds.max(0) as u64);
-        let elapsed = self.now.duration_since(started).unsigned_abs();
         let pods = if index < n { target.canary_pods } else { self.desired() };
         let pending = !self.canary_available(pods);
+        // The deadline counts from when the canary last lacked pods, or from the
+        // step's start: a canary that loses a pod late in a long pause gets the
+        // whole deadline to recover.
+        let since = self
+            .status
+            .canary
+            .as_ref()
+            .and_then(|c| c.unavailable_since.as_ref())
+            .map_or(self.now, |t| t.0)
+            .max(started);
+        if let Some(canary) = self.status.canary.as_mut() {
+            canary.unavailable_since = pending.then_some(Time(since));
+        }
+        let elapsed = self.now.duration_since(since).unsigned_abs();
         if pending && elapsed >= deadline && self.stable().is_some() {
             let cause = format!("not available within progressDeadlineSeconds ({}s)", deadline.as_secs());
             self.mark_failed(reason::PROGRESS_DEADLINE_EXCEEDED, cause);
@@ -568,6 +597,7 @@ impl Round<'_> {
         self.status.canary = Some(CanaryStatus {
             revision: self.revision.clone(),
             step_started_at: None,
+            unavailable_since: None,
             step_analysis: None,
             scale_down_at,
         });
@@ -584,6 +614,7 @@ impl Round<'_> {
         self.status.canary = Some(CanaryStatus {
             revision: self.revision.clone(),
             step_started_at: None,
+            unavailable_since: None,
             step_analysis: None,
             scale_down_at: scale_down_at.clone(),
         });

@@ -143,4 +143,7 @@ pub struct Plan {
     pub events: Vec<Transition>,
     /// When a timer (the progress deadline) falls due; None means wait for a change.
     pub requeue_after: Option<Duration>,
+    /// Leave `status.control` in place: a request that applies later (a promote
+    /// while `spec.paused`). Otherwise the controller clears it after the round.
+    pub keep_control: bool,
 }

@@ -134,6 +134,7 @@ pub(super) struct Round<'a> {
     pub(super) requeue_after: Option<Duration>,
     /// A person asked for an abort in this round.
     pub(super) aborted_now: bool,
+    pub(super) keep_control: bool,
 }
 
 static NO_TRAFFIC: Traffic = Traffic {
@@ -199,6 +200,7 @@ impl<'a> Round<'a> {
             events: Vec::new(),
             requeue_after: None,
             aborted_now: false,
+            keep_control: false,
         }
     }
 
@@ -694,6 +696,7 @@ impl<'a> Round<'a> {
             status: self.status,
             events: self.events,
             requeue_after: self.requeue_after,
+            keep_control: self.keep_control,
         }
     }
 }

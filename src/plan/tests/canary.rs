@@ -590,3 +590,61 @@ proptest! {
         prop_assert_eq!(running[0].replicas, replicas);
     }
 }
+
+#[test]
+fn a_promote_while_paused_waits_for_the_resume_and_the_step_clock_restarts() {
+    let steps = serde_json::json!([{ "setWeight": 20 }, { "pause": { "duration": "10s" } }, { "pause": {} }]);
+    let mut r = canary(10, steps, true);
+    let mut cluster = routed_cluster();
+    rolled_out(&mut r, &mut cluster);
+    run_until(&mut cluster, &mut r, 10, |r| step(r) == Some(1));
+    r.spec.paused = true;
+    round(&mut cluster, &mut r);
+    cluster.settle(300);
+    control(
+        &mut r,
+        Control {
+            promote: true,
+            ..Default::default()
+        },
+    );
+    let held = cluster.plan(&mut r);
+    assert!(held.keep_control, "the promote is kept for later");
+    assert_eq!(step(&r), Some(1));
+
+    r.spec.paused = false;
+    r.status.as_mut().unwrap().control = None;
+    let resumed = cluster.plan(&mut r);
+    assert!(resumed.events.iter().any(|e| e.reason == "Resumed"));
+    assert_eq!(
+        step(&r),
+        Some(1),
+        "the 10s pause restarts rather than counting the paused 300s"
+    );
+    assert_eq!(resumed.requeue_after.map(|d| d.as_secs()), Some(10));
+    assert!(!resumed.keep_control);
+}
+
+#[test]
+fn a_canary_that_loses_pods_late_in_a_pause_gets_the_whole_deadline() {
+    let (mut r, mut cluster, v1, v2) = at_half(true);
+    cluster.settle(3600);
+    assert!(
+        cluster.plan(&mut r).actions.is_empty(),
+        "an hour of manual pause is fine"
+    );
+    // A canary pod dies: the deadline (60s) counts from now, not from the step's start.
+    let canary = cluster.replica_sets.iter_mut().find(|rs| rs.revision == v2).unwrap();
+    canary.available -= 1;
+    let plan = cluster.plan(&mut r);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.requeue_after.map(|d| d.as_secs()), Some(60));
+    cluster.now = cluster
+        .now
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(61))
+        .unwrap();
+    let plan = cluster.plan(&mut r);
+    apply_checked(&mut cluster, &r, &plan);
+    assert_eq!(condition_reason(&r, DEGRADED).1, "ProgressDeadlineExceeded");
+    assert_eq!((cluster.replicas_of(&v1), cluster.replicas_of(&v2)), (10, 0));
+}
