@@ -139,24 +139,12 @@ impl TemplateAnalysis {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackgroundAnalysis {
-    #[schemars(length(min = 1, max = 8))]
-    pub templates: Vec<TemplateRef>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub args: Vec<Arg>,
+    #[serde(flatten)]
+    pub analysis: TemplateAnalysis,
     /// Index of the step at which the analysis starts. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub starting_step: Option<i32>,
-}
-
-impl BackgroundAnalysis {
-    pub fn to_rollout_analysis(&self) -> RolloutAnalysis {
-        RolloutAnalysis {
-            templates: self.templates.clone(),
-            args: self.args.clone(),
-            metrics: Vec::new(),
-        }
-    }
 }
 
 /// Exactly one router.

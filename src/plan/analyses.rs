@@ -71,7 +71,7 @@ pub fn analyses_due(release: &Release, now: Timestamp) -> Vec<AnalysisRequest> {
         {
             due.push(AnalysisRequest {
                 slot: AnalysisSlot::Background,
-                spec: background.to_rollout_analysis(),
+                spec: background.analysis.to_rollout_analysis(),
                 status: carried(status.analysis.as_ref(), None),
             });
         }
