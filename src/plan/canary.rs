@@ -15,6 +15,10 @@ use super::{Action, RevisionState, Verdict};
 use crate::analysis::run::duration;
 use crate::api::{CanaryStatus, CanaryStep, CanaryStrategy, Phase, Release, SetCanaryScale};
 
+/// How soon a round that switched a Service or moved a weight looks again:
+/// those objects are not watched, and the next step may hinge on them.
+const TRAFFIC_RECHECK: Duration = Duration::from_secs(1);
+
 /// Checks what the CRD schema cannot.
 pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), String> {
     for (index, step) in strategy.steps.iter().enumerate() {
@@ -488,49 +492,32 @@ impl Round<'_> {
     /// Route changes and Service switches, in the safe order. Returns the
     /// revisions the Services select after this round.
     fn steer(&mut self, strategy: &CanaryStrategy, plan: &TrafficPlan) -> Vec<String> {
-        let observed = self.traffic.canary_weight;
-        let lowering = plan.canary_weight.filter(|w| observed.is_none_or(|o| *w < o));
-        let raising = plan.canary_weight.filter(|w| observed.is_some_and(|o| *w > o));
-        if let Some(canary) = lowering {
+        let traffic = self.traffic;
+        let observed = traffic.canary_weight;
+        let actions_before = self.actions.len();
+        if let Some(canary) = plan.canary_weight.filter(|w| observed.is_none_or(|o| *w < o)) {
             self.actions.push(Action::SetWeight { canary });
         }
         let services = [
-            (
-                &strategy.stable_service,
-                &self.traffic.stable_service,
-                &plan.stable_service,
-            ),
-            (
-                &strategy.canary_service,
-                &self.traffic.canary_service,
-                &plan.canary_service,
-            ),
+            (&strategy.stable_service, &traffic.stable_service, &plan.stable_service),
+            (&strategy.canary_service, &traffic.canary_service, &plan.canary_service),
         ];
-        let mut selects = Vec::new();
         let mut selected = Vec::new();
         for (service, now, want) in services {
             let Some(service) = service else { continue };
-            if now.as_ref() != Some(want) && self.has_available_pods(want) {
-                selects.push(Action::Select {
-                    service: service.clone(),
-                    revision: want.clone(),
-                });
-                selected.push(want.clone());
-            } else {
+            if now.as_ref() == Some(want) || !self.has_available_pods(want) {
                 selected.extend(now.clone());
+                continue;
             }
+            let note = format!("Service {service} now selects revision {want}");
+            self.event(false, "ServiceSwitched", note);
+            self.actions.push(Action::Select {
+                service: service.clone(),
+                revision: want.clone(),
+            });
+            selected.push(want.clone());
         }
-        for select in selects {
-            if let Action::Select { service, revision } = &select {
-                self.event(
-                    false,
-                    "ServiceSwitched",
-                    format!("Service {service} now selects revision {revision}"),
-                );
-            }
-            self.actions.push(select);
-        }
-        if let Some(canary) = raising {
+        if let Some(canary) = plan.canary_weight.filter(|w| observed.is_some_and(|o| *w > o)) {
             self.actions.push(Action::SetWeight { canary });
         }
         if let Some(weight) = plan.canary_weight
@@ -538,6 +525,10 @@ impl Round<'_> {
         {
             let note = format!("Traffic: {}% stable, {weight}% canary", 100 - weight);
             self.event(false, "TrafficShifted", note);
+        }
+        if self.actions.len() > actions_before {
+            // Services and routes are not watched: look at what this round changed soon.
+            self.requeue_at(TRAFFIC_RECHECK);
         }
         selected
     }

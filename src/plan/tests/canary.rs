@@ -648,3 +648,24 @@ fn a_canary_that_loses_pods_late_in_a_pause_gets_the_whole_deadline() {
     assert_eq!(condition_reason(&r, DEGRADED).1, "ProgressDeadlineExceeded");
     assert_eq!((cluster.replicas_of(&v1), cluster.replicas_of(&v2)), (10, 0));
 }
+
+#[test]
+fn a_round_that_steers_traffic_looks_again_soon() {
+    let mut r = canary(4, walk_steps(), true);
+    let mut cluster = routed_cluster();
+    rolled_out(&mut r, &mut cluster);
+    let plans = run_until(&mut cluster, &mut r, 20, |r| step(r) == Some(1));
+    let steering: Vec<_> = plans
+        .iter()
+        .filter(|p| {
+            p.actions
+                .iter()
+                .any(|a| matches!(a, Action::Select { .. } | Action::SetWeight { .. }))
+        })
+        .collect();
+    assert!(!steering.is_empty());
+    for plan in steering {
+        // Services and routes are not watched: nothing else would wake the controller.
+        assert!(plan.requeue_after.is_some_and(|d| d.as_secs() <= 1), "{plan:?}");
+    }
+}
