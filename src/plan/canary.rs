@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 
 use super::conditions::{self, PROGRESSING};
 use super::release::{Judgement, Round, reason};
@@ -143,9 +144,9 @@ impl Round<'_> {
             && conditions::get(&self.previous.conditions, PROGRESSING).is_some_and(|c| c.reason == reason::PAUSED);
         let mut started = recorded
             .and_then(|c| c.step_started_at.as_ref())
-            .map_or(self.now, |t| t.0);
+            .map_or(self.stamp(), |t| t.0);
         if resumed {
-            started = self.now;
+            started = self.stamp();
             self.event(
                 false,
                 "Resumed",
@@ -188,7 +189,7 @@ impl Round<'_> {
                 "PromotedFull",
                 format!("Skipping to promotion of revision {} as requested", self.revision),
             );
-            (index, started) = (n, self.now);
+            (index, started) = (n, self.stamp());
         } else if control.promote && index < n {
             let note = format!(
                 "Step {}/{n} ({}) promoted by request",
@@ -196,12 +197,12 @@ impl Round<'_> {
                 describe(&strategy.steps[index])
             );
             self.event(false, "StepPromoted", note);
-            (index, started) = (index + 1, self.now);
+            (index, started) = (index + 1, self.stamp());
         }
         while index < n && self.step_done(strategy, index, started) {
             let note = format!("Step {}/{n} ({}) done", index + 1, describe(&strategy.steps[index]));
             self.event(false, "StepCompleted", note);
-            (index, started) = (index + 1, self.now);
+            (index, started) = (index + 1, self.stamp());
         }
         self.status.current_step_index = i32::try_from(index).ok();
         if let Some(canary) = self.status.canary.as_mut() {
@@ -223,12 +224,12 @@ impl Round<'_> {
             .canary
             .as_ref()
             .and_then(|c| c.unavailable_since.as_ref())
-            .map_or(self.now, |t| t.0)
+            .map_or(self.stamp(), |t| t.0)
             .max(started);
         if let Some(canary) = self.status.canary.as_mut() {
             canary.unavailable_since = pending.then_some(Time(since));
         }
-        let elapsed = self.now.duration_since(since).unsigned_abs();
+        let elapsed = self.elapsed_since(since);
         if pending && elapsed >= deadline && self.stable().is_some() {
             let cause = format!("not available within progressDeadlineSeconds ({}s)", deadline.as_secs());
             self.mark_failed(reason::PROGRESS_DEADLINE_EXCEEDED, cause);
@@ -248,8 +249,20 @@ impl Round<'_> {
         self.canary_toward(strategy, bounds, index, target, recorded_step);
     }
 
+    /// Now, rounded up to the whole second: status keeps times to the second, and
+    /// a recorded start rounded down would end pauses and deadlines early.
+    fn stamp(&self) -> Timestamp {
+        let carry = i64::from(self.now.subsec_nanosecond() > 0);
+        Timestamp::from_second(self.now.as_second() + carry).unwrap_or(self.now)
+    }
+
+    /// Time since `then`; zero for a time still ahead (a rounded-up stamp).
+    fn elapsed_since(&self, then: Timestamp) -> Duration {
+        Duration::try_from(self.now.duration_since(then)).unwrap_or_default()
+    }
+
     /// Whether the step at `index` is done, as observed at the start of this round.
-    fn step_done(&mut self, strategy: &CanaryStrategy, index: usize, started: k8s_openapi::jiff::Timestamp) -> bool {
+    fn step_done(&mut self, strategy: &CanaryStrategy, index: usize, started: Timestamp) -> bool {
         let step = &strategy.steps[index];
         if step.set_weight.is_some() || step.set_canary_scale.is_some() {
             return self.reached(strategy, target(&strategy.steps, index, self.desired()));
@@ -258,7 +271,7 @@ impl Round<'_> {
             let Some(wait) = pause.duration.as_deref().and_then(|d| duration(d).ok()) else {
                 return false; // Until promoted.
             };
-            let elapsed = self.now.duration_since(started).unsigned_abs();
+            let elapsed = self.elapsed_since(started);
             if elapsed >= wait {
                 return true;
             }
@@ -581,7 +594,7 @@ impl Round<'_> {
         let delay = Duration::from_secs(strategy.scale_down_delay_seconds.max(0) as u64);
         let draining = self.old.iter().any(|rs| rs.replicas > 0);
         let scale_down_at = (draining && strategy.traffic_routing.is_some())
-            .then(|| Time(self.now.checked_add(delay).unwrap_or(self.now)));
+            .then(|| Time(self.stamp().checked_add(delay).unwrap_or(self.now)));
         if scale_down_at.is_some() {
             self.requeue_at(delay);
         }

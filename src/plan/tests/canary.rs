@@ -669,3 +669,35 @@ fn a_round_that_steers_traffic_looks_again_soon() {
         assert!(plan.requeue_after.is_some_and(|d| d.as_secs() <= 1), "{plan:?}");
     }
 }
+
+#[test]
+fn a_timed_pause_never_ends_early_though_status_keeps_whole_seconds() {
+    let steps = serde_json::json!([{ "setWeight": 20 }, { "pause": { "duration": "5s" } }, { "pause": {} }]);
+    let mut r = canary(4, steps, true);
+    let mut cluster = routed_cluster();
+    rolled_out(&mut r, &mut cluster);
+    cluster.now = cluster
+        .now
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_millis(900))
+        .unwrap();
+    run_until(&mut cluster, &mut r, 10, |r| step(r) == Some(1));
+    let entered = cluster
+        .now
+        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(1))
+        .unwrap();
+    let mut ended = None;
+    for tenth in 1..=80 {
+        cluster.now = entered
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_millis(100 * tenth))
+            .unwrap();
+        cluster.plan(&mut r);
+        if step(&r) == Some(2) {
+            ended = Some(tenth);
+            break;
+        }
+    }
+    assert!(
+        ended.is_some_and(|t| t >= 50),
+        "the 5s pause ended after {ended:?} tenths"
+    );
+}

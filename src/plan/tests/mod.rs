@@ -78,7 +78,9 @@ impl Cluster {
             now: self.now,
         };
         let plan = plan(&observed);
-        release.status = Some(plan.status.clone());
+        // Through JSON, as the API server stores it: times keep whole seconds only.
+        let stored = serde_json::to_value(&plan.status).unwrap();
+        release.status = Some(serde_json::from_value(stored).unwrap());
         plan
     }
 
