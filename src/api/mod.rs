@@ -1,5 +1,6 @@
 //! CRD types and their validation. No IO here.
 mod analysis;
+mod bluegreen;
 mod canary;
 mod crd;
 mod int_or_percent;
@@ -11,13 +12,16 @@ pub use analysis::{
     ClusterAnalysisTemplate, ClusterAnalysisTemplateSpec, Header, JobProvider, Measurement, MeasurementPhase, Metric,
     MetricStatus, PrometheusProvider, Provider, RolloutAnalysis, SecretKeyRef, TemplateRef, WebProvider,
 };
+pub use bluegreen::BlueGreenStrategy;
 pub use canary::{
     BackgroundAnalysis, CanaryStep, CanaryStrategy, GatewayApiRouting, HttpRouteRef, NginxRouting, PauseStep,
     SetCanaryScale, TrafficRouting,
 };
 pub use crd::{crd_files, crds, crds_yaml};
 pub use int_or_percent::IntOrPercent;
-pub use release::{CanaryStatus, Control, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy};
+pub use release::{
+    BlueGreenStatus, CanaryStatus, Control, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy,
+};
 
 /// Label on every object serin creates, so its watches select only those.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{AnalysisStatus, RolloutAnalysis};
+use super::bluegreen::BlueGreenStrategy;
 use super::canary::CanaryStrategy;
 use super::int_or_percent::IntOrPercent;
 use super::schema::{stripped_label_selector, stripped_pod_template};
@@ -98,10 +99,9 @@ fn default_revision_history_limit() -> i32 {
 pub struct Strategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolling: Option<RollingStrategy>,
-    /// Reserved for the blue-green strategy.
+    /// Bring the new revision up beside the old one, then switch all traffic at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::schema::reserved_object")]
-    pub blue_green: Option<serde_json::Value>,
+    pub blue_green: Option<BlueGreenStrategy>,
     /// Shift traffic to the new revision step by step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStrategy>,
@@ -195,6 +195,9 @@ pub struct ReleaseStatus {
     /// Canary: where the steps stand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStatus>,
+    /// Blue-green: the preview, the switch and their checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStatus>,
     /// Requests from a person, written through the status subresource so GitOps
     /// tools never see the spec change. The controller acts on them and clears them:
     /// `kubectl patch release NAME --subresource=status --type=merge -p '{"status":{"control":{"retry":true}}}'`
@@ -210,6 +213,7 @@ pub struct Control {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retry: bool,
     /// Canary: finish the current step now (a pause without duration waits for this).
+    /// Blue-green: switch to the preview now (without auto-promotion, the switch waits for this).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promote: bool,
     /// Canary: skip the remaining steps and promote the canary to stable.
@@ -218,6 +222,37 @@ pub struct Control {
     /// Send all traffic back to the stable revision and scale the canary down.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub abort: bool,
+}
+
+/// Where a blue-green rollout stands. Times are rounded up to the second.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenStatus {
+    /// The revision the active Service selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_revision: Option<String>,
+    /// The revision being previewed (and then switched to); absent between rollouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_revision: Option<String>,
+    /// When the preview first ran its pods, available; auto-promotion counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_ready_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// The switch was decided: the preview scales to full size, then takes the active Service.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promoting: bool,
+    /// When the active Service moved to the preview revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Since when the new revision has lacked available pods; the progress deadline counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_since: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// When revisions that no longer take traffic scale down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion_analysis: Option<AnalysisStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis: Option<AnalysisStatus>,
 }
 
 /// Where a canary's steps stand.

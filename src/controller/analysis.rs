@@ -45,10 +45,12 @@ pub async fn advance(
         AnalysisSlot::Background if release.spec.strategy.canary.is_some() => "spec.strategy.canary.analysis".into(),
         AnalysisSlot::Background => "spec.strategy.rolling.analysis".into(),
         AnalysisSlot::Step(index) => format!("spec.strategy.canary.steps[{index}].analysis"),
+        AnalysisSlot::PrePromotion => "spec.strategy.blueGreen.prePromotionAnalysis".into(),
+        AnalysisSlot::PostPromotion => "spec.strategy.blueGreen.postPromotionAnalysis".into(),
     };
     let metrics = match resolve(ctx, release, spec, &origin, &revision, &status.stable_revision).await? {
         Ok(metrics) => metrics,
-        Err(message) => return Ok(input(analysis, Verdict::Invalid(message), None)),
+        Err(message) => return Ok(input(request.slot, analysis, Verdict::Invalid(message), None)),
     };
 
     // Keep the statuses of configured metrics only, in spec order.
@@ -91,11 +93,12 @@ pub async fn advance(
     analysis.metrics = statuses;
     analysis.phase = phase;
     analysis.message = message.clone();
-    Ok(input(analysis, Verdict::of(phase, message), next_due))
+    Ok(input(request.slot, analysis, Verdict::of(phase, message), next_due))
 }
 
-fn input(status: AnalysisStatus, verdict: Verdict, next_due: Option<Duration>) -> AnalysisInput {
+fn input(slot: AnalysisSlot, status: AnalysisStatus, verdict: Verdict, next_due: Option<Duration>) -> AnalysisInput {
     AnalysisInput {
+        slot,
         status,
         verdict,
         next_due,
@@ -331,6 +334,8 @@ async fn measure_if_due(
         let key = match slot {
             AnalysisSlot::Background => metric.name.clone(),
             AnalysisSlot::Step(index) => format!("step{index}-{}", metric.name),
+            AnalysisSlot::PrePromotion => format!("pre-{}", metric.name),
+            AnalysisSlot::PostPromotion => format!("post-{}", metric.name),
         };
         status.job = Some(start_job(ctx, release, &key, status.count + 1, &job.spec).await?);
         return Ok(None);

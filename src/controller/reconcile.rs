@@ -38,12 +38,12 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
         .collect();
 
     let now = Timestamp::now();
-    let (mut analysis, mut step_analysis) = (None, None);
+    let (mut analysis, mut gate_analysis) = (None, None);
     for request in plan::analyses_due(&release, now) {
         let input = analysis::advance(&ctx, &release, &request, now).await?;
         match request.slot {
             AnalysisSlot::Background => analysis = Some(input),
-            AnalysisSlot::Step(_) => step_analysis = Some(input),
+            _ => gate_analysis = Some(input),
         }
     }
     let (traffic, router) = traffic::observe(&ctx, &release).await?;
@@ -51,7 +51,7 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
         release: &release,
         replica_sets: &observed,
         analysis,
-        step_analysis,
+        gate_analysis,
         traffic,
         now,
     });

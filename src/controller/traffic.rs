@@ -12,19 +12,36 @@ use crate::traffic::{self, RouterError, TrafficRouter};
 /// The canary's Services and router as they are now, and the router to steer with.
 pub async fn observe(ctx: &Context, release: &Release) -> Result<(Traffic, Option<Box<dyn TrafficRouter>>), Error> {
     let mut observed = Traffic::default();
-    let Some(canary) = release.spec.strategy.canary.as_ref() else {
+    let strategy = &release.spec.strategy;
+    let (stable, canary) = if let Some(canary) = &strategy.canary {
+        (
+            ("spec.strategy.canary.stableService", canary.stable_service.clone()),
+            ("spec.strategy.canary.canaryService", canary.canary_service.clone()),
+        )
+    } else if let Some(blue_green) = &strategy.blue_green {
+        (
+            (
+                "spec.strategy.blueGreen.activeService",
+                Some(blue_green.active_service.clone()),
+            ),
+            (
+                "spec.strategy.blueGreen.previewService",
+                blue_green.preview_service.clone(),
+            ),
+        )
+    } else {
         return Ok((observed, None));
     };
     let namespace = release.namespace().unwrap_or_default();
     let services = Api::<Service>::namespaced(ctx.client.clone(), &namespace);
     let wanted = [
-        ("stableService", &canary.stable_service, &mut observed.stable_service),
-        ("canaryService", &canary.canary_service, &mut observed.canary_service),
+        (stable.0, stable.1, &mut observed.stable_service),
+        (canary.0, canary.1, &mut observed.canary_service),
     ];
     let mut problem = None;
     for (field, name, selects) in wanted {
         let Some(name) = name else { continue };
-        match services.get_opt(name).await? {
+        match services.get_opt(&name).await? {
             Some(service) => {
                 *selects = service
                     .spec
@@ -33,7 +50,7 @@ pub async fn observe(ctx: &Context, release: &Release) -> Result<(Traffic, Optio
             }
             None => {
                 problem.get_or_insert(format!(
-                    "spec.strategy.canary.{field}: Service {name:?} not found in namespace {namespace:?}"
+                    "{field}: Service {name:?} not found in namespace {namespace:?}"
                 ));
             }
         }

@@ -13,6 +13,10 @@ pub enum AnalysisSlot {
     Background,
     /// A canary analysis step, by index.
     Step(i32),
+    /// Blue-green: checks on the preview before the switch.
+    PrePromotion,
+    /// Blue-green: checks after the switch.
+    PostPromotion,
 }
 
 /// An analysis to advance: what to measure, and the results so far.
@@ -60,6 +64,36 @@ pub fn analyses_due(release: &Release, now: Timestamp) -> Vec<AnalysisRequest> {
             spec: spec.clone(),
             status,
         });
+    }
+    if let Some(strategy) = &release.spec.strategy.blue_green {
+        let recorded = status
+            .blue_green
+            .as_ref()
+            .filter(|b| b.preview_revision.as_ref() == Some(&revision) && !control.retry);
+        let ready = recorded.is_some_and(|b| b.preview_ready_at.is_some());
+        let switched = recorded.is_some_and(|b| b.switched_at.is_some());
+        if let Some(spec) = &strategy.pre_promotion_analysis
+            && ready
+            && !switched
+            && !control.promote_full
+        {
+            let recorded = recorded.and_then(|b| b.pre_promotion_analysis.as_ref());
+            due.push(AnalysisRequest {
+                slot: AnalysisSlot::PrePromotion,
+                spec: spec.to_rollout_analysis(),
+                status: carried(recorded, None),
+            });
+        }
+        if let Some(spec) = &strategy.post_promotion_analysis
+            && switched
+        {
+            let recorded = recorded.and_then(|b| b.post_promotion_analysis.as_ref());
+            due.push(AnalysisRequest {
+                slot: AnalysisSlot::PostPromotion,
+                spec: spec.to_rollout_analysis(),
+                status: carried(recorded, None),
+            });
+        }
     }
     if let Some(strategy) = &release.spec.strategy.canary {
         if control.promote || control.promote_full {

@@ -238,7 +238,7 @@ impl Round<'_> {
         if pending {
             self.requeue_at(deadline.saturating_sub(elapsed));
         }
-        for analysis in [self.analysis, self.step_analysis].into_iter().flatten() {
+        for analysis in [self.analysis, self.gate_analysis].into_iter().flatten() {
             if let Some(due) = analysis.next_due {
                 self.requeue_at(due);
             }
@@ -247,18 +247,6 @@ impl Round<'_> {
         // anyone reading status never sees a route above the recorded step.
         let recorded_step = recorded.is_some() && self.previous.current_step_index == i32::try_from(index).ok();
         self.canary_toward(strategy, bounds, index, target, recorded_step);
-    }
-
-    /// Now, rounded up to the whole second: status keeps times to the second, and
-    /// a recorded start rounded down would end pauses and deadlines early.
-    fn stamp(&self) -> Timestamp {
-        let carry = i64::from(self.now.subsec_nanosecond() > 0);
-        Timestamp::from_second(self.now.as_second() + carry).unwrap_or(self.now)
-    }
-
-    /// Time since `then`; zero for a time still ahead (a rounded-up stamp).
-    fn elapsed_since(&self, then: Timestamp) -> Duration {
-        Duration::try_from(self.now.duration_since(then)).unwrap_or_default()
     }
 
     /// Whether the step at `index` is done, as observed at the start of this round.
@@ -278,7 +266,7 @@ impl Round<'_> {
             self.requeue_at(wait - elapsed);
             return false;
         }
-        self.step_analysis
+        self.gate_analysis
             .is_some_and(|a| a.verdict == Verdict::Successful && a.status.step == i32::try_from(index).ok())
     }
 
@@ -511,25 +499,20 @@ impl Round<'_> {
         if let Some(canary) = plan.canary_weight.filter(|w| observed.is_none_or(|o| *w < o)) {
             self.actions.push(Action::SetWeight { canary });
         }
-        let services = [
-            (&strategy.stable_service, &traffic.stable_service, &plan.stable_service),
-            (&strategy.canary_service, &traffic.canary_service, &plan.canary_service),
-        ];
-        let mut selected = Vec::new();
-        for (service, now, want) in services {
-            let Some(service) = service else { continue };
-            if now.as_ref() == Some(want) || !self.has_available_pods(want) {
-                selected.extend(now.clone());
-                continue;
-            }
-            let note = format!("Service {service} now selects revision {want}");
-            self.event(false, "ServiceSwitched", note);
-            self.actions.push(Action::Select {
-                service: service.clone(),
-                revision: want.clone(),
-            });
-            selected.push(want.clone());
-        }
+        let selected = self.switch_services([
+            (
+                strategy.stable_service.as_deref(),
+                &traffic.stable_service,
+                &plan.stable_service,
+                1,
+            ),
+            (
+                strategy.canary_service.as_deref(),
+                &traffic.canary_service,
+                &plan.canary_service,
+                1,
+            ),
+        ]);
         if let Some(canary) = plan.canary_weight.filter(|w| observed.is_some_and(|o| *w > o)) {
             self.actions.push(Action::SetWeight { canary });
         }
@@ -544,33 +527,6 @@ impl Round<'_> {
             self.requeue_at(TRAFFIC_RECHECK);
         }
         selected
-    }
-
-    fn has_available_pods(&self, revision: &str) -> bool {
-        self.new
-            .into_iter()
-            .chain(self.old.iter().copied())
-            .any(|rs| rs.revision == revision && rs.available > 0)
-    }
-
-    /// Scales a ReplicaSet (None: the canary, created first), except to zero
-    /// while a Service selects its revision after this round.
-    fn scale_guarded(&mut self, name: Option<&str>, replicas: i32, selected: &[String]) {
-        let Some(name) = name else {
-            return self.scale_new(replicas);
-        };
-        let Some(rs) = self
-            .new
-            .into_iter()
-            .chain(self.old.iter().copied())
-            .find(|rs| rs.name == name)
-        else {
-            return;
-        };
-        if replicas == 0 && selected.contains(&rs.revision) {
-            return;
-        }
-        self.scale(rs, replicas);
     }
 
     /// Abort: all traffic to stable first, then the stable revision back to full
@@ -607,7 +563,13 @@ impl Round<'_> {
         });
         self.status.current_step_index = i32::try_from(strategy.steps.len()).ok();
         self.status.canary_weight = Some(100);
-        self.healthy();
+        self.healthy(
+            self.status
+                .canary
+                .as_ref()
+                .and_then(|c| c.scale_down_at.clone())
+                .as_ref(),
+        );
     }
 
     /// No canary in flight: the current revision runs every pod and takes all
@@ -633,7 +595,7 @@ impl Round<'_> {
         if self.synced {
             self.scale_new(desired);
             match &scale_down_at {
-                Some(at) => self.requeue_at(Duration::try_from(at.0.duration_since(self.now)).unwrap_or_default()),
+                Some(at) => self.requeue_at(self.until(at.0)),
                 None => {
                     for rs in self.old.clone() {
                         self.scale_guarded(Some(&rs.name), 0, &selected);
@@ -649,7 +611,13 @@ impl Round<'_> {
                 self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
             }
             self.status.stable_revision = Some(self.revision.clone());
-            return self.healthy();
+            return self.healthy(
+                self.status
+                    .canary
+                    .as_ref()
+                    .and_then(|c| c.scale_down_at.clone())
+                    .as_ref(),
+            );
         }
         let ready = self.new.map_or(0, |c| c.available);
         let message = format!(
@@ -657,26 +625,5 @@ impl Round<'_> {
             self.revision
         );
         self.set_conditions(Phase::Progressing, reason::CANARY_STEP, message, true, None);
-    }
-
-    /// Healthy; older revisions that still run are draining.
-    fn healthy(&mut self) {
-        let desired = self.desired();
-        let mut message = format!("Revision {}: all {desired} replicas available", self.revision);
-        let draining: Vec<&str> = self
-            .old
-            .iter()
-            .filter(|rs| rs.replicas > 0)
-            .map(|rs| rs.revision.as_str())
-            .collect();
-        if let Some(at) = self.status.canary.as_ref().and_then(|c| c.scale_down_at.as_ref())
-            && !draining.is_empty()
-        {
-            message.push_str(&format!("; revision {} scales down at {}", draining.join(", "), at.0));
-        }
-        self.set_conditions(Phase::Healthy, reason::AVAILABLE, message, false, None);
-        if self.old.iter().all(|rs| rs.replicas == 0) {
-            self.trim_history();
-        }
     }
 }

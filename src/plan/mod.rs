@@ -10,6 +10,7 @@ mod release;
 pub mod revision;
 pub mod rolling;
 mod selector;
+mod steering;
 #[cfg(test)]
 mod tests;
 
@@ -46,19 +47,21 @@ pub struct Observed<'a> {
     pub replica_sets: &'a [RevisionState],
     /// The background analysis of the current revision, when [`analyses_due`] asked for one.
     pub analysis: Option<AnalysisInput>,
-    /// The analysis of the current canary step, when [`analyses_due`] asked for one.
-    pub step_analysis: Option<AnalysisInput>,
+    /// The analysis that gates the next move, when [`analyses_due`] asked for
+    /// one: a canary analysis step, or blue-green's pre- or post-promotion analysis.
+    pub gate_analysis: Option<AnalysisInput>,
     /// The canary's Services and router, as observed; default for other strategies.
     pub traffic: Traffic,
     pub now: Timestamp,
 }
 
-/// What a canary's Services and traffic router show now.
+/// What a canary's or blue-green's Services and traffic router show now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Traffic {
-    /// The revision the stable Service selects (its `serin.dev/revision` selector).
+    /// The revision the stable (blue-green: active) Service selects, by its
+    /// `serin.dev/revision` selector.
     pub stable_service: Option<String>,
-    /// The revision the canary Service selects.
+    /// The revision the canary (blue-green: preview) Service selects.
     pub canary_service: Option<String>,
     /// Percent the router sends to the canary Service. None without a router,
     /// or when its objects are not set up yet.
@@ -70,6 +73,7 @@ pub struct Traffic {
 /// The analysis of the current revision after this round's measurements.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnalysisInput {
+    pub slot: AnalysisSlot,
     pub status: AnalysisStatus,
     pub verdict: Verdict,
     /// When the next measurement falls due.

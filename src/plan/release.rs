@@ -9,9 +9,10 @@ use super::conditions::{self, DEGRADED, PROGRESSING, READY};
 use super::revision::revision_of;
 use super::rolling::{self, Pods, RollingInput};
 use super::selector::{matches, selector_string};
-use super::{Action, AnalysisInput, Observed, Plan, RevisionState, Traffic, Transition, Verdict};
+use super::{Action, AnalysisInput, AnalysisSlot, Observed, Plan, RevisionState, Traffic, Transition, Verdict};
 use crate::api::{
-    AnalysisPhase, CanaryStrategy, MeasurementPhase, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy,
+    AnalysisPhase, AnalysisStatus, CanaryStrategy, MeasurementPhase, Phase, Release, ReleaseSpec, ReleaseStatus,
+    RollingStrategy,
 };
 
 /// Reasons shown on conditions and events; part of the product's interface.
@@ -41,7 +42,7 @@ pub fn plan(observed: &Observed) -> Plan {
     let previous = release.status.clone().unwrap_or_default();
     let mut round = Round::new(release, observed.replica_sets, &previous, observed.now);
     round.analysis = observed.analysis.as_ref();
-    round.step_analysis = observed.step_analysis.as_ref();
+    round.gate_analysis = observed.gate_analysis.as_ref();
     round.traffic = &observed.traffic;
     match validate(&release.spec) {
         Err(message) => round.invalid(message),
@@ -126,7 +127,8 @@ pub(super) struct Round<'a> {
     pub(super) old: Vec<&'a RevisionState>,
     pub(super) synced: bool,
     pub(super) analysis: Option<&'a AnalysisInput>,
-    pub(super) step_analysis: Option<&'a AnalysisInput>,
+    /// A canary analysis step, or blue-green's pre- or post-promotion analysis.
+    pub(super) gate_analysis: Option<&'a AnalysisInput>,
     pub(super) traffic: &'a Traffic,
     pub(super) status: ReleaseStatus,
     pub(super) actions: Vec<Action>,
@@ -193,7 +195,7 @@ impl<'a> Round<'a> {
             old,
             synced: replica_sets.iter().all(|rs| rs.synced),
             analysis: None,
-            step_analysis: None,
+            gate_analysis: None,
             traffic: &NO_TRAFFIC,
             status,
             actions: Vec::new(),
@@ -297,19 +299,39 @@ impl<'a> Round<'a> {
         retry
     }
 
+    /// Keeps a gate analysis in the status of what it gates.
+    fn record_gate(&mut self, slot: AnalysisSlot, analysis: AnalysisStatus) {
+        match slot {
+            AnalysisSlot::Background => self.status.analysis = Some(analysis),
+            AnalysisSlot::Step(_) => {
+                if let Some(canary) = self.status.canary.as_mut() {
+                    canary.step_analysis = Some(analysis);
+                }
+            }
+            AnalysisSlot::PrePromotion => {
+                if let Some(blue_green) = self.status.blue_green.as_mut() {
+                    blue_green.pre_promotion_analysis = Some(analysis);
+                }
+            }
+            AnalysisSlot::PostPromotion => {
+                if let Some(blue_green) = self.status.blue_green.as_mut() {
+                    blue_green.post_promotion_analysis = Some(analysis);
+                }
+            }
+        }
+    }
+
     /// Records this round's analyses, and what their verdicts mean for the round.
     pub(super) fn judge_analyses(&mut self) -> Judgement {
         if let Some(analysis) = self.analysis {
             self.measurement_events(analysis);
             self.status.analysis = Some(analysis.status.clone());
         }
-        if let Some(analysis) = self.step_analysis {
+        if let Some(analysis) = self.gate_analysis {
             self.measurement_events(analysis);
-            if let Some(canary) = self.status.canary.as_mut() {
-                canary.step_analysis = Some(analysis.status.clone());
-            }
+            self.record_gate(analysis.slot, analysis.status.clone());
         }
-        for analysis in [self.analysis, self.step_analysis].into_iter().flatten() {
+        for analysis in [self.analysis, self.gate_analysis].into_iter().flatten() {
             match &analysis.verdict {
                 Verdict::Invalid(message) => {
                     // Templates and Secrets are not watched: look again in a while.
@@ -501,10 +523,20 @@ impl<'a> Round<'a> {
         } else {
             format!("restoring revision {to} to {desired} available replicas")
         };
-        let step_analysis = self.status.canary.as_ref().and_then(|c| c.step_analysis.as_ref());
+        let gates = [
+            self.status.canary.as_ref().and_then(|c| c.step_analysis.as_ref()),
+            self.status
+                .blue_green
+                .as_ref()
+                .and_then(|b| b.pre_promotion_analysis.as_ref()),
+            self.status
+                .blue_green
+                .as_ref()
+                .and_then(|b| b.post_promotion_analysis.as_ref()),
+        ];
         let cause = match why {
-            reason::ANALYSIS_FAILED => [self.status.analysis.as_ref(), step_analysis]
-                .into_iter()
+            reason::ANALYSIS_FAILED => std::iter::once(self.status.analysis.as_ref())
+                .chain(gates)
                 .flatten()
                 .find(|a| a.phase == AnalysisPhase::Failed)
                 .and_then(|a| a.message.clone())

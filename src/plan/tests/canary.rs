@@ -6,7 +6,7 @@ use super::super::canary::target;
 use super::super::conditions::DEGRADED;
 use super::{Cluster, analysis, condition_reason, release, revision};
 use crate::api::{CanaryStrategy, Control, Phase, Release};
-use crate::plan::{Action, Plan, Traffic, Verdict};
+use crate::plan::{Action, AnalysisSlot, Plan, Traffic, Verdict};
 
 const STABLE: &str = "web";
 const CANARY: &str = "web-canary";
@@ -379,6 +379,7 @@ fn a_failing_analysis_step_aborts_and_a_passing_one_moves_on() {
     run_until(&mut cluster, &mut r, 10, |r| step(r) == Some(1));
     let mut passed = analysis(&v2, Verdict::Successful, None);
     passed.status.step = Some(1);
+    passed.slot = AnalysisSlot::Step(1);
     let plan = cluster.plan_analysed(&mut r, None, Some(passed));
     assert_eq!(step(&r), Some(2), "{:?}", plan.status.message);
 
@@ -402,6 +403,7 @@ fn a_failing_analysis_step_aborts_and_a_passing_one_moves_on() {
         Some("metric \"errors\" failed"),
     );
     failed.status.step = Some(1);
+    failed.slot = AnalysisSlot::Step(1);
     let plan = cluster.plan_analysed(&mut r2, None, Some(failed));
     apply_checked(&mut cluster, &r2, &plan);
     assert_eq!(

@@ -67,13 +67,13 @@ impl Cluster {
         &self,
         release: &mut Release,
         analysis: Option<AnalysisInput>,
-        step_analysis: Option<AnalysisInput>,
+        gate_analysis: Option<AnalysisInput>,
     ) -> Plan {
         let observed = Observed {
             release,
             replica_sets: &self.replica_sets,
             analysis,
-            step_analysis,
+            gate_analysis,
             traffic: self.traffic.clone(),
             now: self.now,
         };
@@ -327,7 +327,10 @@ fn a_paused_rollout_freezes_and_its_deadline_restarts_on_resume() {
 #[test]
 fn invalid_specs_change_nothing_and_say_why() {
     let cases = [
-        (serde_json::json!({ "blueGreen": {} }), "blueGreen is not supported"),
+        (
+            serde_json::json!({ "blueGreen": { "activeService": "web" } }),
+            "blueGreen is not supported",
+        ),
         (
             serde_json::json!({ "canary": { "steps": [{ "pause": { "duration": "9999999999s" } }] } }),
             "steps[0].pause.duration",
@@ -424,6 +427,7 @@ pub(super) fn analysis(revision: &str, verdict: Verdict, message: Option<&str>) 
         _ => AnalysisPhase::Running,
     };
     AnalysisInput {
+        slot: AnalysisSlot::Background,
         status: AnalysisStatus {
             revision: revision.into(),
             step: None,

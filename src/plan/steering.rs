@@ -1,0 +1,107 @@
+//! What canary and blue-green share: pointing Services at revisions, scaling
+//! without pulling pods from under a Service, and the clock status is kept in.
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::Action;
+use super::release::{Round, reason};
+use crate::api::Phase;
+
+impl Round<'_> {
+    /// Now, rounded up to the whole second: status keeps times to the second, and
+    /// a recorded start rounded down would end pauses and deadlines early.
+    pub(super) fn stamp(&self) -> Timestamp {
+        let carry = i64::from(self.now.subsec_nanosecond() > 0);
+        Timestamp::from_second(self.now.as_second() + carry).unwrap_or(self.now)
+    }
+
+    /// Time since `then`; zero for a time still ahead (a rounded-up stamp).
+    pub(super) fn elapsed_since(&self, then: Timestamp) -> Duration {
+        Duration::try_from(self.now.duration_since(then)).unwrap_or_default()
+    }
+
+    /// Time until `then`; zero once it has passed.
+    pub(super) fn until(&self, then: Timestamp) -> Duration {
+        Duration::try_from(then.duration_since(self.now)).unwrap_or_default()
+    }
+
+    /// Available pods of a revision's ReplicaSets.
+    pub(super) fn available_pods(&self, revision: &str) -> i32 {
+        self.new
+            .into_iter()
+            .chain(self.old.iter().copied())
+            .filter(|rs| rs.revision == revision)
+            .map(|rs| rs.available)
+            .sum()
+    }
+
+    /// Points each configured Service at the revision it should select, if that
+    /// revision has at least `min_available` available pods: a Service never
+    /// moves onto a revision that cannot serve it. Entries are (Service name,
+    /// revision it selects now, revision it should select, min_available).
+    /// Returns the revisions the Services select after this round.
+    pub(super) fn switch_services<const N: usize>(
+        &mut self,
+        services: [(Option<&str>, &Option<String>, &String, i32); N],
+    ) -> Vec<String> {
+        let mut selected = Vec::new();
+        for (service, now, want, min_available) in services {
+            let Some(service) = service else { continue };
+            if now.as_ref() == Some(want) || self.available_pods(want) < min_available.max(1) {
+                selected.extend(now.clone());
+                continue;
+            }
+            let note = format!("Service {service} now selects revision {want}");
+            self.event(false, "ServiceSwitched", note);
+            self.actions.push(Action::Select {
+                service: service.to_string(),
+                revision: want.clone(),
+            });
+            selected.push(want.clone());
+        }
+        selected
+    }
+
+    /// Scales a ReplicaSet (None: the current revision's, created first), except
+    /// to zero while a Service selects its revision after this round.
+    pub(super) fn scale_guarded(&mut self, name: Option<&str>, replicas: i32, selected: &[String]) {
+        let Some(name) = name else {
+            return self.scale_new(replicas);
+        };
+        let Some(rs) = self
+            .new
+            .into_iter()
+            .chain(self.old.iter().copied())
+            .find(|rs| rs.name == name)
+        else {
+            return;
+        };
+        if replicas == 0 && selected.contains(&rs.revision) {
+            return;
+        }
+        self.scale(rs, replicas);
+    }
+
+    /// Healthy; older revisions that still run drain until `drain_until`.
+    pub(super) fn healthy(&mut self, drain_until: Option<&Time>) {
+        let desired = self.desired();
+        let mut message = format!("Revision {}: all {desired} replicas available", self.revision);
+        let draining: Vec<&str> = self
+            .old
+            .iter()
+            .filter(|rs| rs.replicas > 0)
+            .map(|rs| rs.revision.as_str())
+            .collect();
+        if let Some(at) = drain_until
+            && !draining.is_empty()
+        {
+            message.push_str(&format!("; revision {} scales down at {}", draining.join(", "), at.0));
+        }
+        self.set_conditions(Phase::Healthy, reason::AVAILABLE, message, false, None);
+        if self.old.iter().all(|rs| rs.replicas == 0) {
+            self.trim_history();
+        }
+    }
+}
