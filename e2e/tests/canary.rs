@@ -1,20 +1,17 @@
 //! Canary releases on a real control plane: Gateway API, NGINX and replica-ratio
 //! traffic, human controls, and the traffic invariants checked over every write.
-use std::time::Duration;
-
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use serin::api::{AnalysisTemplate, Release};
 
-use crate::support::operator::{is_ready, releases, setup, wait_condition};
+use crate::support::operator::{releases, setup, wait_condition};
+use crate::support::rollout::{
+    LIMIT, control, create_services, ready_on, replicas, roll_to_v2, set_image, wait_replicas,
+};
 use crate::support::traffic::{CANARY, STABLE, TrafficRecorder, World};
 use crate::support::{from_json, wait_for};
-
-const LIMIT: Duration = Duration::from_secs(45);
 
 fn release(replicas: i32, canary: Value) -> Release {
     from_json(json!({
@@ -38,17 +35,6 @@ fn gateway_canary(steps: Value) -> Value {
         "stableService": STABLE, "canaryService": CANARY, "steps": steps, "scaleDownDelaySeconds": 2,
         "trafficRouting": { "gatewayAPI": { "httpRoutes": [{ "name": "web" }] } }
     })
-}
-
-async fn create_services(client: &Client, ns: &str) {
-    let api: Api<Service> = Api::namespaced(client.clone(), ns);
-    for name in [STABLE, CANARY] {
-        let service: Service = from_json(json!({
-            "metadata": { "name": name },
-            "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] }
-        }));
-        api.create(&PostParams::default(), &service).await.unwrap();
-    }
 }
 
 fn routes(client: &Client, ns: &str) -> Api<DynamicObject> {
@@ -86,58 +72,6 @@ async fn route_weights(client: &Client, ns: &str) -> (i64, i64) {
     (weight(STABLE), weight(CANARY))
 }
 
-/// Creates the Release at v1, waits for it to be Ready, then moves the template
-/// to v2. Returns the two revisions.
-async fn roll_to_v2(api: &Api<Release>, release: &Release) -> (String, String) {
-    api.create(&PostParams::default(), release).await.unwrap();
-    let ready = wait_condition(api, "web", "Ready", "True", None, LIMIT).await;
-    let v1 = ready.status.unwrap().current_revision.unwrap();
-    let v2 = set_image(api, "example.com/web:2").await;
-    assert_ne!(v1, v2);
-    (v1, v2)
-}
-
-/// Changes the image; returns the new revision once the controller has seen it.
-async fn set_image(api: &Api<Release>, image: &str) -> String {
-    let patch = json!({ "spec": { "template": { "spec": { "containers": [{ "name": "web", "image": image }] } } } });
-    let patched = api
-        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-    let generation = patched.metadata.generation;
-    wait_for("the new template to be observed", LIMIT, || async {
-        let release = api.get("web").await.ok()?;
-        let status = release.status?;
-        (status.observed_generation == generation).then_some(status.current_revision?)
-    })
-    .await
-}
-
-/// The documented status-subresource command for a human control.
-async fn control(ns: &str, field: &str) {
-    let patch = format!(r#"{{"status":{{"control":{{"{field}":true}}}}}}"#);
-    let output = tokio::process::Command::new("kubectl")
-        .args([
-            "-n",
-            ns,
-            "patch",
-            "release",
-            "web",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &patch,
-        ])
-        .output()
-        .await
-        .expect("kubectl on PATH");
-    assert!(
-        output.status.success(),
-        "kubectl patch: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Waits until the Release is paused at `step`, waiting for a person.
 async fn paused_at(api: &Api<Release>, step: i32) -> Release {
     wait_for(&format!("a pause at step {step}"), LIMIT, || async {
@@ -150,32 +84,6 @@ async fn paused_at(api: &Api<Release>, step: i32) -> Release {
         (paused && status.current_step_index == Some(step)).then_some(release)
     })
     .await
-}
-
-async fn ready_on(api: &Api<Release>, revision: &str) -> Release {
-    wait_for(&format!("revision {revision} Ready and stable"), LIMIT, || async {
-        let release = api.get("web").await.ok()?;
-        let status = release.status.as_ref()?;
-        (is_ready(status) && status.stable_revision.as_deref() == Some(revision)).then_some(release)
-    })
-    .await
-}
-
-/// Spec replicas of each revision's ReplicaSet.
-async fn replicas(client: &Client, ns: &str, revision: &str) -> i32 {
-    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-    let list = api
-        .list(&ListParams::default().labels(&format!("serin.dev/revision={revision}")))
-        .await
-        .unwrap();
-    list.items.iter().filter_map(|rs| rs.spec.as_ref()?.replicas).sum()
-}
-
-async fn wait_replicas(client: &Client, ns: &str, revision: &str, want: i32) {
-    wait_for(&format!("revision {revision} at {want} replicas"), LIMIT, || async {
-        (replicas(client, ns, revision).await == want).then_some(())
-    })
-    .await;
 }
 
 /// The first state at which the route first sends `weights`.
@@ -200,7 +108,7 @@ fn weight_steps(states: &[World]) -> Vec<(i64, i64)> {
 #[tokio::test]
 async fn a_gateway_api_canary_walks_its_steps_then_promotes() {
     let (client, ns, _controller) = setup("canary-gateway").await;
-    create_services(&client, &ns.name).await;
+    create_services(&client, &ns.name, &[STABLE, CANARY]).await;
     create_route(&client, &ns.name).await;
     let recorder = TrafficRecorder::start(&client, &ns.name).await;
     let api = releases(&client, &ns.name);
@@ -242,7 +150,7 @@ async fn a_gateway_api_canary_walks_its_steps_then_promotes() {
 #[tokio::test]
 async fn an_abort_midway_restores_all_traffic_then_retry_and_promote_full_finish() {
     let (client, ns, _controller) = setup("canary-abort").await;
-    create_services(&client, &ns.name).await;
+    create_services(&client, &ns.name, &[STABLE, CANARY]).await;
     create_route(&client, &ns.name).await;
     let recorder = TrafficRecorder::start(&client, &ns.name).await;
     let api = releases(&client, &ns.name);
@@ -275,7 +183,7 @@ async fn an_abort_midway_restores_all_traffic_then_retry_and_promote_full_finish
 #[tokio::test]
 async fn a_new_template_mid_canary_supersedes_it_from_step_zero() {
     let (client, ns, _controller) = setup("canary-supersede").await;
-    create_services(&client, &ns.name).await;
+    create_services(&client, &ns.name, &[STABLE, CANARY]).await;
     create_route(&client, &ns.name).await;
     let recorder = TrafficRecorder::start(&client, &ns.name).await;
     let api = releases(&client, &ns.name);
@@ -302,7 +210,7 @@ async fn a_new_template_mid_canary_supersedes_it_from_step_zero() {
 #[tokio::test]
 async fn a_failing_analysis_step_aborts_the_canary() {
     let (client, ns, _controller) = setup("canary-analysis").await;
-    create_services(&client, &ns.name).await;
+    create_services(&client, &ns.name, &[STABLE, CANARY]).await;
     create_route(&client, &ns.name).await;
     let template: AnalysisTemplate = from_json(json!({
         "apiVersion": "serin.dev/v1alpha1", "kind": "AnalysisTemplate",
@@ -341,7 +249,7 @@ async fn a_failing_analysis_step_aborts_the_canary() {
 #[tokio::test]
 async fn an_nginx_canary_ingress_follows_the_steps() {
     let (client, ns, _controller) = setup("canary-nginx").await;
-    create_services(&client, &ns.name).await;
+    create_services(&client, &ns.name, &[STABLE, CANARY]).await;
     let ingress: Ingress = from_json(json!({
         "metadata": { "name": "web", "annotations": { "nginx.ingress.kubernetes.io/proxy-body-size": "8m" } },
         "spec": { "ingressClassName": "nginx", "rules": [{ "host": "web.example.com", "http": { "paths": [
@@ -386,7 +294,7 @@ async fn an_nginx_canary_ingress_follows_the_steps() {
 #[tokio::test]
 async fn without_a_router_the_pod_counts_follow_the_steps() {
     let (client, ns, _controller) = setup("canary-ratio").await;
-    create_services(&client, &ns.name).await;
+    create_services(&client, &ns.name, &[STABLE, CANARY]).await;
     let recorder = TrafficRecorder::start(&client, &ns.name).await;
     let api = releases(&client, &ns.name);
     let canary = json!({

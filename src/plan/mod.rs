@@ -4,6 +4,7 @@
 //! executes the returned actions; every rollout decision is made here, where a
 //! unit test reaches it in microseconds.
 mod analyses;
+mod bluegreen;
 mod canary;
 pub mod conditions;
 mod release;

@@ -11,8 +11,8 @@ use super::rolling::{self, Pods, RollingInput};
 use super::selector::{matches, selector_string};
 use super::{Action, AnalysisInput, AnalysisSlot, Observed, Plan, RevisionState, Traffic, Transition, Verdict};
 use crate::api::{
-    AnalysisPhase, AnalysisStatus, CanaryStrategy, MeasurementPhase, Phase, Release, ReleaseSpec, ReleaseStatus,
-    RollingStrategy,
+    AnalysisPhase, AnalysisStatus, BlueGreenStrategy, CanaryStrategy, MeasurementPhase, Phase, Release, ReleaseSpec,
+    ReleaseStatus, RollingStrategy,
 };
 
 /// Reasons shown on conditions and events; part of the product's interface.
@@ -31,6 +31,10 @@ pub mod reason {
     pub const ABORTED: &str = "Aborted";
     pub const CANARY_PAUSE_STEP: &str = "CanaryPauseStep";
     pub const CANARY_STEP: &str = "CanaryStep";
+    pub const PREVIEW: &str = "Preview";
+    pub const PROMOTING: &str = "Promoting";
+    pub const AWAITING_PROMOTION: &str = "AwaitingPromotion";
+    pub const POST_PROMOTION_ANALYSIS: &str = "PostPromotionAnalysis";
 }
 
 /// How soon an analysis, Service or route that refers to missing objects is looked at again.
@@ -48,6 +52,7 @@ pub fn plan(observed: &Observed) -> Plan {
         Err(message) => round.invalid(message),
         Ok(Validated::Rolling { bounds }) => round.decide(bounds),
         Ok(Validated::Canary { strategy, bounds }) => round.decide_canary(strategy, bounds),
+        Ok(Validated::BlueGreen { strategy }) => round.decide_blue_green(strategy),
     }
     round.finish()
 }
@@ -60,6 +65,9 @@ enum Validated<'a> {
     Canary {
         strategy: &'a CanaryStrategy,
         bounds: (i32, i32),
+    },
+    BlueGreen {
+        strategy: &'a BlueGreenStrategy,
     },
 }
 
@@ -83,7 +91,10 @@ fn validate(spec: &ReleaseSpec) -> Result<Validated<'_>, String> {
             bounds,
         });
     }
-    Err("spec.strategy.blueGreen is not supported by this version of serin; use rolling or canary".into())
+    match &spec.strategy.blue_green {
+        Some(strategy) => Ok(Validated::BlueGreen { strategy }),
+        None => Err("spec.strategy must set exactly one of rolling, blueGreen or canary".into()),
+    }
 }
 
 fn validate_selector(spec: &ReleaseSpec) -> Result<(), String> {
@@ -180,6 +191,11 @@ impl<'a> Round<'a> {
                 current_step_index: previous.current_step_index,
                 canary_weight: previous.canary_weight,
                 canary: previous.canary.clone(),
+                ..status
+            }
+        } else if spec.strategy.blue_green.is_some() {
+            ReleaseStatus {
+                blue_green: previous.blue_green.clone(),
                 ..status
             }
         } else {
@@ -523,18 +539,23 @@ impl<'a> Round<'a> {
         } else {
             format!("restoring revision {to} to {desired} available replicas")
         };
+        let cause = self.rollback_cause(why);
+        let message = format!(
+            "Rolled back revision {} ({why}: {cause}); {state}. Change the template, or retry, to roll out again",
+            self.revision
+        );
+        self.set_conditions(Phase::Degraded, why, message, false, Some(why));
+    }
+
+    /// What made the rollout roll back, for its message.
+    pub(super) fn rollback_cause(&self, why: &str) -> String {
+        let blue_green = self.status.blue_green.as_ref();
         let gates = [
             self.status.canary.as_ref().and_then(|c| c.step_analysis.as_ref()),
-            self.status
-                .blue_green
-                .as_ref()
-                .and_then(|b| b.pre_promotion_analysis.as_ref()),
-            self.status
-                .blue_green
-                .as_ref()
-                .and_then(|b| b.post_promotion_analysis.as_ref()),
+            blue_green.and_then(|b| b.pre_promotion_analysis.as_ref()),
+            blue_green.and_then(|b| b.post_promotion_analysis.as_ref()),
         ];
-        let cause = match why {
+        match why {
             reason::ANALYSIS_FAILED => std::iter::once(self.status.analysis.as_ref())
                 .chain(gates)
                 .flatten()
@@ -546,12 +567,7 @@ impl<'a> Round<'a> {
                 "not available within progressDeadlineSeconds ({}s)",
                 self.spec.progress_deadline_seconds
             ),
-        };
-        let message = format!(
-            "Rolled back revision {} ({why}: {cause}); {state}. Change the template, or retry, to roll out again",
-            self.revision
-        );
-        self.set_conditions(Phase::Degraded, why, message, false, Some(why));
+        }
     }
 
     pub(super) fn completed(&mut self) {

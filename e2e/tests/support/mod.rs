@@ -1,6 +1,7 @@
 //! Helpers shared by the e2e tests: a client, per-test namespaces, polling waits.
 pub mod metrics;
 pub mod operator;
+pub mod rollout;
 pub mod traffic;
 use std::future::Future;
 use std::time::{Duration, Instant};

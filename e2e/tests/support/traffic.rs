@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -46,6 +47,17 @@ enum Seen {
         failed: Option<String>,
         /// The weight each step allows, by index; 100 past the end.
         caps: Vec<i32>,
+        /// Blue-green: `replicas`, which the active Service's revision must have available.
+        zero_downtime: Option<i32>,
+    },
+    /// Ready endpoints of one EndpointSlice of a Service.
+    Endpoints {
+        slice: String,
+        service: String,
+        ready: usize,
+    },
+    EndpointsGone {
+        slice: String,
     },
 }
 
@@ -61,6 +73,11 @@ pub struct World {
     pub step: Option<i32>,
     failed: Option<String>,
     caps: Vec<i32>,
+    zero_downtime: Option<i32>,
+    /// EndpointSlice name -> (Service, ready endpoints).
+    pub endpoints: BTreeMap<String, (String, usize)>,
+    /// Services that have had a ready endpoint.
+    served: std::collections::BTreeSet<String>,
 }
 
 impl World {
@@ -78,6 +95,15 @@ impl World {
             .values()
             .filter(|(r, _, _)| r == revision)
             .map(|(_, _, available)| *available)
+            .sum()
+    }
+
+    /// Ready endpoints of a Service, over its EndpointSlices.
+    pub fn ready_endpoints(&self, service: &str) -> usize {
+        self.endpoints
+            .values()
+            .filter(|(s, _)| s == service)
+            .map(|(_, ready)| ready)
             .sum()
     }
 
@@ -113,6 +139,17 @@ impl World {
                 "aborted {failed} lost pods while taking {canary_share}% of traffic"
             ));
         }
+        if let (Some(replicas), Some(active)) = (self.zero_downtime, self.selected(STABLE)) {
+            let available = self.available(active);
+            if available < replicas {
+                found.push(format!(
+                    "active Service selects {active} with {available} of {replicas} available"
+                ));
+            }
+        }
+        if self.zero_downtime.is_some() && self.served.contains(STABLE) && self.ready_endpoints(STABLE) == 0 {
+            found.push("the active Service has no ready endpoint".into());
+        }
         if let Some(step) = self.step {
             let cap = usize::try_from(step)
                 .ok()
@@ -146,10 +183,25 @@ impl World {
             }
             Seen::Route(stable, canary) => self.weights = Some((stable, canary)),
             Seen::CanaryIngress(canary) => self.weights = Some((100 - canary, canary)),
-            Seen::Release { step, failed, caps } => {
+            Seen::Release {
+                step,
+                failed,
+                caps,
+                zero_downtime,
+            } => {
                 self.step = step;
                 self.failed = failed;
                 self.caps = caps;
+                self.zero_downtime = zero_downtime;
+            }
+            Seen::Endpoints { slice, service, ready } => {
+                if ready > 0 {
+                    self.served.insert(service.clone());
+                }
+                self.endpoints.insert(slice, (service, ready));
+            }
+            Seen::EndpointsGone { slice } => {
+                self.endpoints.remove(&slice);
             }
         }
     }
@@ -229,7 +281,8 @@ impl TrafficRecorder {
                 "Releases",
                 watch(Api::<Release>::namespaced(client.clone(), namespace), |release, _| {
                     let status = release.status.as_ref();
-                    let steps = &release.spec.strategy.canary.as_ref()?.steps;
+                    let strategy = &release.spec.strategy;
+                    let steps = strategy.canary.as_ref().map(|c| c.steps.clone()).unwrap_or_default();
                     let mut weight = 0;
                     let caps = steps
                         .iter()
@@ -242,8 +295,37 @@ impl TrafficRecorder {
                         step: status.and_then(|s| s.current_step_index),
                         failed: status.and_then(|s| s.failed_revision.clone()),
                         caps,
+                        zero_downtime: strategy.blue_green.as_ref().map(|_| release.spec.replicas),
                     })
                 }),
+            ),
+            (
+                "EndpointSlices",
+                watch(
+                    Api::<EndpointSlice>::namespaced(client.clone(), namespace),
+                    |slice, gone| {
+                        let name = slice.metadata.name.clone()?;
+                        if gone {
+                            return Some(Seen::EndpointsGone { slice: name });
+                        }
+                        let service = slice
+                            .metadata
+                            .labels
+                            .as_ref()?
+                            .get("kubernetes.io/service-name")?
+                            .clone();
+                        let ready = slice
+                            .endpoints
+                            .iter()
+                            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+                            .count();
+                        Some(Seen::Endpoints {
+                            slice: name,
+                            service,
+                            ready,
+                        })
+                    },
+                ),
             ),
         ];
         for (what, mut stream) in streams {
@@ -360,6 +442,7 @@ mod tests {
             step: Some(step),
             failed: failed.map(Into::into),
             caps: vec![20, 20, 50],
+            zero_downtime: None,
         }
     }
 
@@ -397,6 +480,30 @@ mod tests {
                 "{needle}: {violations:?}"
             );
         }
+        let blue_green = Seen::Release {
+            step: None,
+            failed: None,
+            caps: Vec::new(),
+            zero_downtime: Some(4),
+        };
+        let endpoints = |ready| Seen::Endpoints {
+            slice: "web-abc".into(),
+            service: STABLE.into(),
+            ready,
+        };
+        let switched_early = vec![blue_green.clone(), rs("v2", 4, 3), selects(STABLE, "v2")];
+        let violations = replay(healthy().into_iter().chain(switched_early).collect());
+        assert!(
+            violations.iter().any(|v| v.contains("with 3 of 4 available")),
+            "{violations:?}"
+        );
+        let emptied = vec![blue_green, endpoints(4), endpoints(0), endpoints(4)];
+        let violations = replay(healthy().into_iter().chain(emptied).collect());
+        assert!(
+            violations.iter().any(|v| v.contains("no ready endpoint")),
+            "{violations:?}"
+        );
+
         let safe = vec![
             release(1, None),
             Seen::Route(80, 20),

@@ -1,4 +1,5 @@
 //! Scenario tests of whole planning rounds, against a simulated cluster.
+mod bluegreen;
 mod canary;
 
 use std::time::Duration;
@@ -118,7 +119,7 @@ impl Cluster {
                 Action::Delete { name } => self.replica_sets.retain(|rs| &rs.name != name),
                 Action::Select { service, revision } => match service.as_str() {
                     "web" => self.traffic.stable_service = Some(revision.clone()),
-                    "web-canary" => self.traffic.canary_service = Some(revision.clone()),
+                    "web-canary" | "web-preview" => self.traffic.canary_service = Some(revision.clone()),
                     other => panic!("no Service {other}"),
                 },
                 Action::SetWeight { canary } => self.traffic.canary_weight = Some(*canary),
@@ -328,8 +329,8 @@ fn a_paused_rollout_freezes_and_its_deadline_restarts_on_resume() {
 fn invalid_specs_change_nothing_and_say_why() {
     let cases = [
         (
-            serde_json::json!({ "blueGreen": { "activeService": "web" } }),
-            "blueGreen is not supported",
+            serde_json::json!({}),
+            "spec.strategy must set exactly one of rolling, blueGreen or canary",
         ),
         (
             serde_json::json!({ "canary": { "steps": [{ "pause": { "duration": "9999999999s" } }] } }),
