@@ -18,7 +18,7 @@ use crate::support::rollout::{
     LIMIT, control, create_services, ready_on, replicas, roll_to_v2, set_image, wait_replicas,
 };
 use crate::support::traffic::{STABLE, TrafficRecorder};
-use crate::support::{from_json, wait_for};
+use crate::support::{from_json, kubectl_apply, readme_yaml, wait_for};
 
 const PREVIEW: &str = "web-preview";
 
@@ -244,4 +244,16 @@ async fn a_new_template_during_preview_supersedes_it() {
     ready_on(&api, &v3).await;
     wait_replicas(&client, &ns.name, &v1, 0).await;
     recorder.finish();
+}
+
+#[tokio::test]
+async fn the_readme_blue_green_example_applies_and_becomes_ready() {
+    let (client, ns, _controller) = setup("bg-readme").await;
+    kubectl_apply(&ns.name, &readme_yaml("Save as `bluegreen.yaml`")).await;
+
+    let api = releases(&client, &ns.name);
+    let ready = wait_condition(&api, "web", "Ready", "True", None, LIMIT).await;
+    let revision = ready.status.unwrap().current_revision.unwrap();
+    assert_eq!(selects(&client, &ns.name, STABLE).await, Some(revision.clone()));
+    assert_eq!(selects(&client, &ns.name, PREVIEW).await, Some(revision));
 }

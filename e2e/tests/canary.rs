@@ -11,7 +11,7 @@ use crate::support::rollout::{
     LIMIT, control, create_services, ready_on, replicas, roll_to_v2, set_image, wait_replicas,
 };
 use crate::support::traffic::{CANARY, STABLE, TrafficRecorder, World};
-use crate::support::{from_json, wait_for};
+use crate::support::{from_json, kubectl_apply, readme_yaml, wait_for};
 
 fn release(replicas: i32, canary: Value) -> Release {
     from_json(json!({
@@ -331,38 +331,10 @@ async fn without_a_router_the_pod_counts_follow_the_steps() {
     assert_eq!(last.services.get(CANARY), Some(&Some(v2)));
 }
 
-/// The YAML block after "Save as `canary.yaml`" in the README.
-fn readme_example() -> String {
-    let readme = include_str!("../../README.md");
-    let from = readme
-        .find("Save as `canary.yaml`")
-        .expect("the README has the canary example");
-    let block = &readme[from..];
-    let start = block.find("```yaml\n").expect("a yaml block follows") + "```yaml\n".len();
-    let end = block[start..].find("```").expect("the block ends");
-    block[start..start + end].to_string()
-}
-
 #[tokio::test]
 async fn the_readme_canary_example_applies_and_becomes_ready() {
     let (client, ns, _controller) = setup("canary-readme").await;
-    let mut apply = tokio::process::Command::new("kubectl")
-        .args(["-n", &ns.name, "apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl on PATH");
-    use tokio::io::AsyncWriteExt;
-    let mut stdin = apply.stdin.take().unwrap();
-    stdin.write_all(readme_example().as_bytes()).await.unwrap();
-    drop(stdin);
-    let output = apply.wait_with_output().await.unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    kubectl_apply(&ns.name, &readme_yaml("Save as `canary.yaml`")).await;
 
     let api = releases(&client, &ns.name);
     let ready = wait_condition(&api, "web", "Ready", "True", None, LIMIT).await;

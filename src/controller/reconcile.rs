@@ -10,7 +10,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::{Context, Error, FIELD_MANAGER, analysis, replicaset, traffic};
-use crate::api::Release;
+use crate::api::{Release, ReleaseStatus};
 use crate::plan::{self, Action, AnalysisSlot, Observed};
 
 pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -87,7 +87,9 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
             tracing::warn!(%error, reason = transition.reason, "could not record event");
         }
     }
-    if release.status.as_ref() != Some(&plan.status) {
+    // status.control is a person's request, not the controller's: compare without it.
+    let recorded = release.status.clone().map(|s| ReleaseStatus { control: None, ..s });
+    if recorded.as_ref() != Some(&plan.status) {
         let status = json!({ "apiVersion": "serin.dev/v1alpha1", "kind": "Release", "status": plan.status });
         let apply = PatchParams::apply(FIELD_MANAGER).force();
         releases

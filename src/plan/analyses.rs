@@ -72,9 +72,12 @@ pub fn analyses_due(release: &Release, now: Timestamp) -> Vec<AnalysisRequest> {
             .filter(|b| b.preview_revision.as_ref() == Some(&revision) && !control.retry);
         let ready = recorded.is_some_and(|b| b.preview_ready_at.is_some());
         let switched = recorded.is_some_and(|b| b.switched_at.is_some());
+        // The pre-promotion check gates the decision to promote; once taken, it is done.
+        let promoting = recorded.is_some_and(|b| b.promoting);
         if let Some(spec) = &strategy.pre_promotion_analysis
             && ready
             && !switched
+            && !promoting
             && !control.promote_full
         {
             let recorded = recorded.and_then(|b| b.pre_promotion_analysis.as_ref());

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::conditions::{self, PROGRESSING};
 use super::release::{Judgement, Round, reason};
 use super::{AnalysisSlot, Verdict};
 use crate::api::{BlueGreenStatus, BlueGreenStrategy, Phase};
@@ -60,6 +61,22 @@ impl Round<'_> {
             // A promotion asked for now applies once the rollout resumes.
             self.keep_control = control.promote || control.promote_full;
             return self.paused();
+        }
+        // Resuming restarts the clocks: time paused counts toward neither
+        // autoPromotionSeconds nor the deadline.
+        let resumed =
+            conditions::get(&self.previous.conditions, PROGRESSING).is_some_and(|c| c.reason == reason::PAUSED);
+        if resumed {
+            self.event(
+                false,
+                "Resumed",
+                format!("Rollout of revision {} resumed", self.revision),
+            );
+            let stamp = Time(self.stamp());
+            if let Some(state) = self.status.blue_green.as_mut() {
+                state.preview_ready_at = state.preview_ready_at.as_ref().map(|_| stamp.clone());
+                state.unavailable_since = None;
+            }
         }
         self.blue_green_toward(strategy, &stable);
     }
@@ -114,6 +131,9 @@ impl Round<'_> {
                 waiting_for_person = true;
             }
         }
+
+        // A promotion asked for before the preview is ready and checked waits for it.
+        self.keep_control = (control.promote || control.promote_full) && !switched && !state.promoting;
 
         // The new revision runs the preview, or everything once promoting; the
         // stable one keeps every pod until the new one is stable.

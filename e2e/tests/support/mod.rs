@@ -105,3 +105,36 @@ where
 pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("test manifest must deserialize")
 }
+
+/// The first YAML block after `marker` in the README: its examples are tested.
+pub fn readme_yaml(marker: &str) -> String {
+    let readme = include_str!("../../../README.md");
+    let from = readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("the README has {marker:?}"));
+    let block = &readme[from..];
+    let start = block.find("```yaml\n").expect("a yaml block follows") + "```yaml\n".len();
+    let end = block[start..].find("```").expect("the block ends");
+    block[start..start + end].to_string()
+}
+
+/// `kubectl apply -f -` of `yaml` into `namespace`, as a user would.
+pub async fn kubectl_apply(namespace: &str, yaml: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut apply = tokio::process::Command::new("kubectl")
+        .args(["-n", namespace, "apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH");
+    let mut stdin = apply.stdin.take().expect("kubectl's stdin");
+    stdin.write_all(yaml.as_bytes()).await.expect("write to kubectl");
+    drop(stdin);
+    let output = apply.wait_with_output().await.expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -62,7 +62,6 @@ fn apply_checked(cluster: &mut Cluster, r: &Release, plan: &Plan) {
 fn round_with(cluster: &mut Cluster, r: &mut Release, gate: Option<AnalysisInput>) -> Plan {
     let plan = cluster.plan_analysed(r, None, gate);
     apply_checked(cluster, r, &plan);
-    r.status.as_mut().unwrap().control = None;
     cluster.settle(1);
     plan
 }
@@ -432,4 +431,53 @@ proptest! {
         prop_assert_eq!(running[0].revision.clone(), revision(&r));
         prop_assert_eq!(cluster.traffic.stable_service.clone(), Some(revision(&r)));
     }
+}
+
+#[test]
+fn a_promote_sent_before_the_preview_is_ready_waits_for_it() {
+    let mut r = blue_green(4, serde_json::json!({ "autoPromotionEnabled": false }));
+    let mut cluster = Cluster::new();
+    let (_, v2) = rolled_out(&mut r, &mut cluster);
+    control(
+        &mut r,
+        Control {
+            promote: true,
+            ..Default::default()
+        },
+    );
+    let early = cluster.plan(&mut r);
+    assert!(early.keep_control, "kept until the preview can be promoted");
+    cluster.apply(&early);
+    cluster.settle(1);
+    run_until(&mut cluster, &mut r, 10, |r| phase(r) == Some(Phase::Healthy));
+    assert_eq!(cluster.traffic.stable_service.as_ref(), Some(&v2));
+}
+
+#[test]
+fn resuming_restarts_the_auto_promotion_clock() {
+    let mut r = blue_green(4, serde_json::json!({ "autoPromotionSeconds": 60 }));
+    let mut cluster = Cluster::new();
+    rolled_out(&mut r, &mut cluster);
+    run_until(&mut cluster, &mut r, 10, |r| {
+        r.status
+            .as_ref()
+            .unwrap()
+            .blue_green
+            .as_ref()
+            .unwrap()
+            .preview_ready_at
+            .is_some()
+    });
+    r.spec.paused = true;
+    round_with(&mut cluster, &mut r, None);
+    cluster.settle(300);
+    r.spec.paused = false;
+    let resumed = round_with(&mut cluster, &mut r, None);
+    assert!(resumed.events.iter().any(|e| e.reason == "Resumed"));
+    assert!(!switched(&r) && !r.status.as_ref().unwrap().blue_green.as_ref().unwrap().promoting);
+    assert!(
+        resumed.requeue_after.is_some_and(|d| d.as_secs() > 50),
+        "{:?}",
+        resumed.requeue_after
+    );
 }

@@ -79,9 +79,13 @@ impl Cluster {
             now: self.now,
         };
         let plan = plan(&observed);
+        let control = release.status.as_ref().and_then(|s| s.control.clone());
         // Through JSON, as the API server stores it: times keep whole seconds only.
         let stored = serde_json::to_value(&plan.status).unwrap();
-        release.status = Some(serde_json::from_value(stored).unwrap());
+        let mut status: crate::api::ReleaseStatus = serde_json::from_value(stored).unwrap();
+        // The controller clears a request once acted on, unless the plan keeps it.
+        status.control = control.filter(|_| plan.keep_control);
+        release.status = Some(status);
         plan
     }
 
