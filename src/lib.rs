@@ -3,4 +3,5 @@ pub mod analysis;
 pub mod api;
 pub mod controller;
 pub mod plan;
+pub mod telemetry;
 pub mod traffic;

@@ -73,6 +73,8 @@ pub async fn advance(
             if let Some(measurement) =
                 measure_if_due(ctx, release, request.slot, resolved, status, started_at, now).await?
             {
+                ctx.metrics
+                    .measured(provider_name(&resolved.metric), &format!("{:?}", measurement.phase));
                 run::record(&resolved.metric, status, measurement);
             }
             Ok::<_, Error>(())
@@ -348,6 +350,17 @@ async fn measure_if_due(
     };
     measured.value = measured.value.map(|v| redact(v, &resolved.secrets));
     Ok(Some(measured))
+}
+
+fn provider_name(metric: &Metric) -> &'static str {
+    let provider = &metric.provider;
+    if provider.prometheus.is_some() {
+        "prometheus"
+    } else if provider.web.is_some() {
+        "web"
+    } else {
+        "job"
+    }
 }
 
 fn redact(mut text: String, secrets: &[String]) -> String {

@@ -1,10 +1,15 @@
-//! kube-runtime wiring: watch, observe, execute plans, write status.
+//! kube-runtime wiring: watch, observe, execute plans, write status; and the
+//! process around it: leader election, endpoints, graceful shutdown.
 mod analysis;
+pub mod endpoints;
+pub mod leader;
 mod reconcile;
 pub mod replicaset;
 mod traffic;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -14,8 +19,12 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
+use tokio::sync::watch;
 
+use self::endpoints::Health;
+use self::leader::{Leadership, LeaseConfig};
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Release};
+use crate::telemetry::Metrics;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -25,6 +34,9 @@ pub struct Context {
     pub replica_sets: Store<ReplicaSet>,
     /// For metric providers; connection pools are shared across Releases.
     pub http: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+    /// True while this process may write: it holds the Lease (or runs without election).
+    pub leader: watch::Receiver<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,28 +49,153 @@ pub enum Error {
     CacheGone(#[from] reflector::store::WriterDropped),
     #[error("traffic routing: {0}")]
     Traffic(String),
+    #[error("this process does not hold the Lease; it writes nothing")]
+    NotLeader,
+}
+
+/// Why the controller process stopped other than by a signal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("could not serve the endpoints: {0}")]
+    Endpoints(#[from] std::io::Error),
+    #[error("leader election failed: {0}")]
+    Election(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("lost the Lease; stopping so that nothing is written without it")]
+    LostLease,
 }
 
 /// Field manager of every write serin makes.
 pub const FIELD_MANAGER: &str = "serin";
 
-/// Runs the Release controller until SIGTERM or Ctrl-C, over one namespace or all.
-pub async fn run(client: Client, namespace: Option<String>, concurrency: u16) {
+/// How long in-flight reconciles get to finish after SIGTERM, so that the
+/// Lease is free within two seconds.
+const DRAIN: Duration = Duration::from_millis(1200);
+
+/// How the controller process runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Watch only this namespace; None for all.
+    pub namespace: Option<String>,
+    pub concurrency: u16,
+    pub metrics_addr: SocketAddr,
+    pub health_addr: SocketAddr,
+    /// None: no leader election (a single replica).
+    pub lease: Option<LeaseConfig>,
+}
+
+/// Runs until SIGTERM or Ctrl-C (Ok), or until the Lease is lost (Err).
+pub async fn run(client: Client, metrics: Arc<Metrics>, options: Options) -> Result<(), RunError> {
+    let ready = Arc::new(AtomicBool::new(false));
+    let health = Health {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let bound = endpoints::serve(options.metrics_addr, health.clone()).await?;
+    tracing::info!(%bound, "serving /metrics");
+    if options.health_addr != options.metrics_addr {
+        let bound = endpoints::serve(options.health_addr, health).await?;
+        tracing::info!(%bound, "serving /healthz and /readyz");
+    }
+    let mut shutdown = shutdown_signal();
+
+    let Some(lease) = options.lease.clone() else {
+        let (_always, leader) = watch::channel(true);
+        lead(client, metrics, &options, leader, ready, shutdown).await;
+        return Ok(());
+    };
+    let leadership = Leadership::campaign(client.clone(), lease).await?;
+    let mut is_leader = leadership.is_leader.clone();
+    // A standby is ready: it is healthy and can take over.
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!("waiting for the Lease");
+    while !*is_leader.borrow_and_update() {
+        tokio::select! {
+            changed = is_leader.changed() => if changed.is_err() { return Err(RunError::LostLease) },
+            _ = shutdown.changed() => {
+                leadership.release().await;
+                return Ok(());
+            }
+        }
+    }
+    tracing::info!("holding the Lease; starting the controller");
+    ready.store(false, Ordering::Relaxed);
+    let mut watching_lease = leadership.is_leader.clone();
+    let lost = async move {
+        while *watching_lease.borrow_and_update() {
+            if watching_lease.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        _ = lead(client, metrics, &options, leadership.is_leader.clone(), ready.clone(), shutdown) => Ok(()),
+        _ = lost => Err(RunError::LostLease),
+    };
+    ready.store(false, Ordering::Relaxed);
+    leadership.release().await;
+    tracing::info!("released the Lease");
+    outcome
+}
+
+/// A channel that turns true on SIGTERM or Ctrl-C.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = terminate => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        tracing::info!("shutting down: no new work; finishing what is in flight");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn wait_for(mut signal: watch::Receiver<bool>) {
+    while !*signal.borrow_and_update() {
+        if signal.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the Release controller over one namespace or all, until shutdown; then
+/// gives in-flight reconciles a moment to finish.
+async fn lead(
+    client: Client,
+    metrics: Arc<Metrics>,
+    options: &Options,
+    leader: watch::Receiver<bool>,
+    ready: Arc<AtomicBool>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let namespace = &options.namespace;
     let (replica_sets, rs_writer) = reflector::store();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let rs_stream = watcher(scoped::<ReplicaSet>(&client, &namespace), owned.clone())
+    let rs_stream = watcher(scoped::<ReplicaSet>(&client, namespace), owned.clone())
         .default_backoff()
         .modify(strip_managed_fields)
         .reflect(rs_writer)
         .touched_objects();
 
     // Analysis Jobs: watched only to reconcile their Release when one finishes.
-    let job_stream = watcher(scoped::<Job>(&client, &namespace), owned.clone())
+    let job_stream = watcher(scoped::<Job>(&client, namespace), owned.clone())
         .default_backoff()
         .touched_objects();
 
     let (releases, release_writer) = reflector::store();
-    let release_stream = watcher(scoped::<Release>(&client, &namespace), watcher::Config::default())
+    let release_stream = watcher(scoped::<Release>(&client, namespace), watcher::Config::default())
         .default_backoff()
         .modify(strip_managed_fields)
         .reflect(release_writer)
@@ -71,15 +208,24 @@ pub async fn run(client: Client, namespace: Option<String>, concurrency: u16) {
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
-        replica_sets,
+        replica_sets: replica_sets.clone(),
         http: reqwest::Client::new(),
+        metrics,
+        leader,
     });
-    Controller::for_stream(release_stream, releases)
+    tokio::spawn(async move {
+        if replica_sets.wait_until_ready().await.is_ok() {
+            ready.store(true, Ordering::Relaxed);
+            tracing::info!("caches synced; ready");
+        }
+    });
+    let stopping = wait_for(shutdown.clone());
+    let controller = Controller::for_stream(release_stream, releases)
         .owns_stream(rs_stream)
         .owns_stream(job_stream)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .shutdown_on_signal()
-        .run(reconcile::reconcile, error_policy, context)
+        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
+        .graceful_shutdown_on(stopping)
+        .run(reconcile::timed, error_policy, context)
         .for_each(|result| async move {
             match result {
                 // A ReplicaSet event for a Release that was just deleted: nothing to do.
@@ -89,8 +235,16 @@ pub async fn run(client: Client, namespace: Option<String>, concurrency: u16) {
                 Err(error) => tracing::warn!(%error, "reconcile failed"),
                 Ok(_) => {}
             }
-        })
-        .await;
+        });
+    let drained = async {
+        wait_for(shutdown).await;
+        tokio::time::sleep(DRAIN).await;
+        tracing::warn!("in-flight reconciles did not finish in time; stopping anyway");
+    };
+    tokio::select! {
+        _ = controller => {},
+        _ = drained => {},
+    }
 }
 
 fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>

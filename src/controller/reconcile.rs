@@ -13,6 +13,14 @@ use super::{Context, Error, FIELD_MANAGER, analysis, replicaset, traffic};
 use crate::api::{Release, ReleaseStatus};
 use crate::plan::{self, Action, AnalysisSlot, Observed};
 
+/// One reconcile, counted and timed.
+pub async fn timed(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile(cached, ctx.clone()).await;
+    ctx.metrics.reconciled(result.is_ok(), started.elapsed());
+    result
+}
+
 pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // Planning on a partial cache would re-create ReplicaSets that exist.
     ctx.replica_sets.wait_until_ready().await?;
@@ -22,6 +30,7 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
     // last status write, and a decision on a stale status (a measurement taken
     // twice, a Job read after it was deleted) would be wrong.
     let Some(release) = releases.get_opt(&cached.name_any()).await? else {
+        ctx.metrics.forget(&namespace, &cached.name_any());
         return Ok(Requeue::await_change());
     };
     let uid = release.uid();
@@ -61,6 +70,10 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
         "planned"
     );
 
+    // Writes are gated on holding the Lease: a standby never writes.
+    if !*ctx.leader.borrow() {
+        return Err(Error::NotLeader);
+    }
     let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     // In order: the plan puts route and Service changes before the scaling they make safe.
     for action in &plan.actions {
@@ -102,6 +115,17 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
         releases
             .patch_status(&release.name_any(), &PatchParams::default(), &Patch::Merge(consumed))
             .await?;
+    }
+    if let Some(phase) = plan.status.phase {
+        ctx.metrics.phase(&namespace, &release.name_any(), phase);
+    }
+    let promoted = plan.events.iter().any(|e| e.reason == "Promoted");
+    if let (true, Some(started)) = (
+        promoted,
+        release.status.as_ref().and_then(|s| s.rollout_start_time.as_ref()),
+    ) {
+        let took = now.duration_since(started.0).unsigned_abs();
+        ctx.metrics.rollout_completed(release.spec.strategy.name(), took);
     }
     Ok(match plan.requeue_after {
         Some(after) => Requeue::requeue(after),

@@ -26,6 +26,7 @@ impl Round<'_> {
         let Some(stable) = stable.filter(|s| *s != self.revision) else {
             return self.blue_green_steady(strategy);
         };
+        self.note_rollout_start(retry);
         let previous = self.previous.blue_green.clone().unwrap_or_default();
         let recorded = Some(&previous)
             .filter(|b| b.preview_revision.as_ref() == Some(&self.revision) && !retry)

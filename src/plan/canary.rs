@@ -128,6 +128,7 @@ impl Round<'_> {
         if !in_flight {
             return self.canary_steady(strategy);
         }
+        self.note_rollout_start(retry);
         let n = strategy.steps.len();
         let recorded = self
             .previous

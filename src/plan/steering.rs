@@ -17,6 +17,13 @@ impl Round<'_> {
         Timestamp::from_second(self.now.as_second() + carry).unwrap_or(self.now)
     }
 
+    /// Records when the rollout of the current revision started; kept while it goes on.
+    pub(super) fn note_rollout_start(&mut self, retry: bool) {
+        let same = self.previous.current_revision.as_ref() == Some(&self.revision) && !retry;
+        let started = self.previous.rollout_start_time.clone().filter(|_| same);
+        self.status.rollout_start_time = Some(started.unwrap_or(Time(self.stamp())));
+    }
+
     /// Time since `then`; zero for a time still ahead (a rounded-up stamp).
     pub(super) fn elapsed_since(&self, then: Timestamp) -> Duration {
         Duration::try_from(self.now.duration_since(then)).unwrap_or_default()

@@ -46,28 +46,65 @@ pub struct ControllerProcess {
     child: tokio::process::Child,
 }
 
+/// Seconds of the test controllers' Lease: short, so that a restart after a
+/// crash takes over quickly.
+pub const LEASE_SECONDS: &str = "4";
+
 impl ControllerProcess {
+    /// A controller with leader election (its Lease in `namespace`) and
+    /// endpoints on ports of its own.
     pub async fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, "", &[]).await
+    }
+
+    /// A controller named `identity` in the Lease, with extra flags.
+    pub async fn start_with(namespace: &str, identity: &str, extra: &[&str]) -> Self {
         let log = std::env::temp_dir().join(format!("serin-controller-{namespace}.log"));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_serin"))
-            .args(["controller", "--namespace", namespace])
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_serin"));
+        command
+            .args([
+                "controller",
+                "--namespace",
+                namespace,
+                "--lease-duration-seconds",
+                LEASE_SECONDS,
+            ])
+            .args(extra)
             .env("RUST_LOG", "info,serin=debug")
+            .env_remove("POD_NAMESPACE")
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start serin controller");
+            .kill_on_drop(true);
+        for flag in ["--metrics-addr", "--health-addr"] {
+            if !extra.contains(&flag) {
+                command.args([flag, "127.0.0.1:0"]);
+            }
+        }
+        if !identity.is_empty() {
+            command.env("POD_NAME", identity);
+        }
+        let child = command.spawn().expect("start serin controller");
         Self { child }
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
+    }
+
+    /// Sends SIGTERM, as the kubelet does, and waits for the process to exit.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        self.child.wait().await.expect("the controller exits")
     }
 }
 

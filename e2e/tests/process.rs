@@ -1,0 +1,218 @@
+//! The controller process: leader failover, graceful handover on SIGTERM, and
+//! its metrics scraped by the test bed's Prometheus.
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use serin::api::Release;
+
+use crate::support::operator::{ControllerProcess, install_crds, releases, wait_condition};
+use crate::support::rollout::{LIMIT, ready_on, set_image};
+use crate::support::{TestNamespace, client, from_json, poll_until, wait_for};
+
+const LEASE: &str = "serin-controller";
+
+/// A rolling Release whose pods take 2 s to become ready, so a rollout lasts a while.
+fn slow_release(replicas: i32) -> Release {
+    from_json(json!({
+        "apiVersion": "serin.dev/v1alpha1", "kind": "Release",
+        "metadata": { "name": "web" },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": {
+                "metadata": { "labels": { "app": "web" }, "annotations": { "serin.dev/ready-delay": "2s" } },
+                "spec": { "containers": [{ "name": "web", "image": "example.com/web:1" }] }
+            },
+            "strategy": { "rolling": { "maxSurge": 1, "maxUnavailable": 0 } }
+        }
+    }))
+}
+
+async fn holder(client: &Client, ns: &str) -> Option<String> {
+    let lease = Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt(LEASE)
+        .await
+        .ok()??;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+async fn wait_holder(client: &Client, ns: &str, identity: &str, limit: Duration) {
+    wait_for(&format!("{identity} to hold the Lease"), limit, || async {
+        (holder(client, ns).await.as_deref() == Some(identity)).then_some(())
+    })
+    .await;
+}
+
+/// A namespace with CRDs installed and no controller yet.
+async fn bare(test: &str) -> (Client, TestNamespace) {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::new(&client, test).await;
+    (client, ns)
+}
+
+/// Starts the rollout to v2 and returns once it is under way, not finished.
+async fn rollout_under_way(api: &Api<Release>) -> String {
+    let v2 = set_image(api, "example.com/web:2").await;
+    wait_for("the rollout to be under way", LIMIT, || async {
+        let status = api.get("web").await.ok()?.status?;
+        (status.updated_replicas > 0 && status.stable_revision.as_deref() != Some(&v2)).then_some(())
+    })
+    .await;
+    v2
+}
+
+/// The controllers that recorded Events in the namespace.
+async fn reporting_instances(client: &Client, ns: &str) -> Vec<String> {
+    let events = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let mut instances: Vec<String> = events
+        .items
+        .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some("serin"))
+        .filter_map(|e| e.reporting_instance)
+        .collect();
+    instances.sort();
+    instances.dedup();
+    instances
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_when_the_leader_dies_and_the_rollout_completes() {
+    let (client, ns) = bare("failover").await;
+    let leader = ControllerProcess::start_with(&ns.name, "serin-a", &[]).await;
+    wait_holder(&client, &ns.name, "serin-a", LIMIT).await;
+    let _standby = ControllerProcess::start_with(&ns.name, "serin-b", &[]).await;
+
+    let api = releases(&client, &ns.name);
+    api.create(&PostParams::default(), &slow_release(4)).await.unwrap();
+    wait_condition(&api, "web", "Ready", "True", None, LIMIT).await;
+    let v2 = rollout_under_way(&api).await;
+    assert_eq!(
+        reporting_instances(&client, &ns.name).await,
+        vec!["serin-a".to_string()],
+        "the standby wrote nothing"
+    );
+
+    leader.kill().await;
+    let killed = Instant::now();
+    wait_holder(&client, &ns.name, "serin-b", LIMIT).await;
+    println!("standby took over {:?} after the leader was killed", killed.elapsed());
+    ready_on(&api, &v2).await;
+    assert!(
+        reporting_instances(&client, &ns.name)
+            .await
+            .contains(&"serin-b".to_string())
+    );
+}
+
+#[tokio::test]
+async fn sigterm_releases_the_lease_within_two_seconds_and_the_standby_finishes() {
+    let (client, ns) = bare("handover").await;
+    let leader = ControllerProcess::start_with(&ns.name, "serin-a", &[]).await;
+    wait_holder(&client, &ns.name, "serin-a", LIMIT).await;
+    let _standby = ControllerProcess::start_with(&ns.name, "serin-b", &[]).await;
+
+    let api = releases(&client, &ns.name);
+    api.create(&PostParams::default(), &slow_release(4)).await.unwrap();
+    wait_condition(&api, "web", "Ready", "True", None, LIMIT).await;
+    let v2 = rollout_under_way(&api).await;
+
+    let signalled = Instant::now();
+    let exiting = tokio::spawn(leader.terminate());
+    let released = poll_until(Duration::from_secs(10), || async {
+        (holder(&client, &ns.name).await.as_deref() != Some("serin-a")).then(Instant::now)
+    })
+    .await
+    .expect("the Lease leaves serin-a");
+    let took = released.duration_since(signalled);
+    println!("Lease released {took:?} after SIGTERM");
+    assert!(took <= Duration::from_secs(2), "released {took:?} after SIGTERM");
+    let status = exiting.await.unwrap();
+    assert!(status.success(), "a graceful stop exits 0: {status}");
+    wait_holder(&client, &ns.name, "serin-b", Duration::from_secs(5)).await;
+    println!("standby holds the Lease {:?} after SIGTERM", signalled.elapsed());
+    ready_on(&api, &v2).await;
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Removes a Prometheus file_sd target when the test ends.
+struct Target(PathBuf);
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn prometheus_value(query: &str) -> Option<f64> {
+    let url = std::env::var("SERIN_PROMETHEUS_URL").expect("SERIN_PROMETHEUS_URL (run through make e2e)");
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_the_controllers_metrics() {
+    let (client, ns) = bare("metrics").await;
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let _controller = ControllerProcess::start_with(&ns.name, "serin-metrics", &["--metrics-addr", &address]).await;
+    let targets = std::env::var("SERIN_PROMETHEUS_TARGETS").expect("SERIN_PROMETHEUS_TARGETS (run through make e2e)");
+    let target = Target(PathBuf::from(targets).join(format!("{}-serin.json", ns.name)));
+    let labels = json!({ "job": "serin", "namespace": ns.name });
+    std::fs::write(
+        &target.0,
+        json!([{ "targets": [address], "labels": labels }]).to_string(),
+    )
+    .unwrap();
+
+    let api = releases(&client, &ns.name);
+    api.create(&PostParams::default(), &slow_release(2)).await.unwrap();
+    wait_condition(&api, "web", "Ready", "True", None, LIMIT).await;
+
+    let queries = [
+        format!(
+            r#"serin_release_phase{{namespace="{}",release="web",phase="Healthy"}}"#,
+            ns.name
+        ),
+        format!(r#"sum(serin_reconcile_total{{namespace="{}",result="ok"}})"#, ns.name),
+        format!(
+            r#"sum(serin_kube_requests_total{{namespace="{}",verb="watch"}})"#,
+            ns.name
+        ),
+        format!(
+            r#"sum(serin_reconcile_duration_seconds_count{{namespace="{}"}})"#,
+            ns.name
+        ),
+    ];
+    for query in queries {
+        let value = poll_until(Duration::from_secs(20), || async {
+            prometheus_value(&query).await.filter(|v| *v >= 1.0)
+        })
+        .await;
+        assert!(value.is_some(), "Prometheus has no value of at least 1 for {query}");
+        println!("{query} = {}", value.unwrap_or_default());
+    }
+}

@@ -1,0 +1,257 @@
+//! Metrics and logs. Every metric has bounded labels, except the per-Release
+//! phase gauge, whose series are removed when their Release goes.
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::api::Phase;
+
+/// serin's metrics, registered in their own registry.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: IntCounterVec,
+    reconcile_duration: Histogram,
+    release_phase: IntGaugeVec,
+    rollout_duration: HistogramVec,
+    measurements: IntCounterVec,
+    api_requests: IntCounterVec,
+}
+
+const PHASES: [Phase; 4] = [Phase::Progressing, Phase::Paused, Phase::Healthy, Phase::Degraded];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reconciles = IntCounterVec::new(
+            Opts::new("serin_reconcile_total", "Reconciles of Releases, by result"),
+            &["result"],
+        )
+        .expect("valid metric");
+        let reconcile_duration = Histogram::with_opts(
+            HistogramOpts::new("serin_reconcile_duration_seconds", "Time one reconcile takes")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )
+        .expect("valid metric");
+        let release_phase = IntGaugeVec::new(
+            Opts::new(
+                "serin_release_phase",
+                "1 for the phase each Release is in, 0 for the others",
+            ),
+            &["namespace", "release", "phase"],
+        )
+        .expect("valid metric");
+        let rollout_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "serin_rollout_duration_seconds",
+                "From a rollout's start to its revision becoming stable, by strategy",
+            )
+            .buckets(vec![5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0]),
+            &["strategy"],
+        )
+        .expect("valid metric");
+        let measurements = IntCounterVec::new(
+            Opts::new(
+                "serin_analysis_measurements_total",
+                "Analysis measurements, by provider and result",
+            ),
+            &["provider", "result"],
+        )
+        .expect("valid metric");
+        let api_requests = IntCounterVec::new(
+            Opts::new("serin_kube_requests_total", "Requests to the Kubernetes API, by verb"),
+            &["verb"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_duration.clone()),
+            Box::new(release_phase.clone()),
+            Box::new(rollout_duration.clone()),
+            Box::new(measurements.clone()),
+            Box::new(api_requests.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_duration,
+            release_phase,
+            rollout_duration,
+            measurements,
+            api_requests,
+        }
+    }
+
+    pub fn reconciled(&self, ok: bool, took: Duration) {
+        let result = if ok { "ok" } else { "error" };
+        self.reconciles.with_label_values(&[result]).inc();
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn phase(&self, namespace: &str, release: &str, phase: Phase) {
+        for each in PHASES {
+            let value = i64::from(each == phase);
+            self.release_phase
+                .with_label_values(&[namespace, release, &each.to_string()])
+                .set(value);
+        }
+    }
+
+    /// The Release is gone: drop its series.
+    pub fn forget(&self, namespace: &str, release: &str) {
+        for each in PHASES {
+            let _ = self
+                .release_phase
+                .remove_label_values(&[namespace, release, &each.to_string()]);
+        }
+    }
+
+    pub fn rollout_completed(&self, strategy: &str, took: Duration) {
+        self.rollout_duration
+            .with_label_values(&[strategy])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn measured(&self, provider: &str, result: &str) {
+        self.measurements.with_label_values(&[provider, result]).inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(error) = encoder.encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(%error, "could not encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// A client middleware that counts API requests by verb.
+    pub fn count_requests(&self) -> CountRequests {
+        CountRequests {
+            counter: self.api_requests.clone(),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counts each request a kube client sends, by verb.
+#[derive(Clone)]
+pub struct CountRequests {
+    counter: IntCounterVec,
+}
+
+impl<S> tower::Layer<S> for CountRequests {
+    type Service = Counted<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Counted {
+            inner,
+            counter: self.counter.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Counted<S> {
+    inner: S,
+    counter: IntCounterVec,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Counted<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.counter.with_label_values(&[verb(&request)]).inc();
+        Box::pin(self.inner.call(request))
+    }
+}
+
+/// The Kubernetes verb of an HTTP request, from a fixed set.
+fn verb<B>(request: &http::Request<B>) -> &'static str {
+    let watching = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    match *request.method() {
+        http::Method::GET if watching => "watch",
+        http::Method::GET => "get",
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
+/// Logs to stderr as text or JSON, filtered by RUST_LOG (default info).
+pub fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_come_from_a_fixed_set() {
+        let request = |method: &str, uri: &str| http::Request::builder().method(method).uri(uri).body(()).unwrap();
+        let cases = [
+            ("GET", "/apis/apps/v1/replicasets?watch=true&resourceVersion=1", "watch"),
+            ("GET", "/apis/apps/v1/namespaces/a/replicasets/b", "get"),
+            ("POST", "/api/v1/namespaces/a/events", "create"),
+            (
+                "PATCH",
+                "/apis/serin.dev/v1alpha1/namespaces/a/releases/b/status",
+                "patch",
+            ),
+            ("DELETE", "/apis/batch/v1/namespaces/a/jobs/b", "delete"),
+            ("PUT", "/x", "update"),
+            ("OPTIONS", "/x", "other"),
+        ];
+        for (method, uri, want) in cases {
+            assert_eq!(verb(&request(method, uri)), want, "{method} {uri}");
+        }
+    }
+
+    #[test]
+    fn phase_gauges_mark_one_phase_and_go_with_their_release() {
+        let metrics = Metrics::new();
+        metrics.phase("shop", "web", Phase::Healthy);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"serin_release_phase{namespace="shop",phase="Healthy",release="web"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"serin_release_phase{namespace="shop",phase="Degraded",release="web"} 0"#));
+        metrics.forget("shop", "web");
+        assert!(!metrics.render().contains(r#"release="web""#));
+    }
+}
