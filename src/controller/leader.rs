@@ -52,6 +52,7 @@ impl Leadership {
         let by_name = watcher::Config::default().fields(&format!("metadata.name={}", config.name));
         let task = tokio::spawn(async move {
             let mut lease_changes = watcher(leases, by_name).default_backoff().touched_objects().boxed();
+            let mut leading = false;
             loop {
                 tokio::select! {
                     biased;
@@ -65,6 +66,7 @@ impl Leadership {
                     changed = manager.changed() => match changed {
                         Ok(leader) => {
                             tracing::info!(leader, "leadership changed");
+                            leading = leader;
                             let _ = leader_tx.send(leader);
                         }
                         Err(error) => {
@@ -72,8 +74,10 @@ impl Leadership {
                             tokio::time::sleep(Duration::from_secs(1)).await;
                         }
                     },
-                    // The Lease changed (released, or taken): look again at once.
-                    Some(_) = lease_changes.next() => {}
+                    // A standby looks again at once when the Lease changes (say, is
+                    // released). The leader does not: its own renewals would
+                    // interrupt it mid-renewal, and it would renew again and again.
+                    Some(_) = lease_changes.next(), if !leading => {}
                 }
             }
         });

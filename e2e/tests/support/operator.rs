@@ -80,6 +80,15 @@ impl ControllerProcess {
             .stdout(Stdio::from(file.try_clone().unwrap()))
             .stderr(Stdio::from(file))
             .kill_on_drop(true);
+        // `make e2e-rbac` runs the controller as the Helm chart's ServiceAccount,
+        // whose Lease may live only in the chart's namespace.
+        if let Ok(kubeconfig) = std::env::var("SERIN_E2E_CONTROLLER_KUBECONFIG") {
+            command.env("KUBECONFIG", kubeconfig);
+        }
+        if let Ok(lease_namespace) = std::env::var("SERIN_E2E_LEASE_NAMESPACE") {
+            let lease = format!("serin-{namespace}");
+            command.args(["--lease-namespace", &lease_namespace, "--lease-name", &lease]);
+        }
         for flag in ["--metrics-addr", "--health-addr"] {
             if !extra.contains(&flag) {
                 command.args([flag, "127.0.0.1:0"]);
