@@ -215,4 +215,24 @@ async fn prometheus_scrapes_the_controllers_metrics() {
         assert!(value.is_some(), "Prometheus has no value of at least 1 for {query}");
         println!("{query} = {}", value.unwrap_or_default());
     }
+
+    // Idle, the controller only renews its Lease: every half Lease duration.
+    let patches = || async {
+        let text = reqwest::get(format!("http://{address}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(r#"serin_kube_requests_total{verb="patch"}"#))?;
+        line.rsplit(' ').next()?.parse::<f64>().ok()
+    };
+    let before = patches().await.expect("the patch counter");
+    // A measurement window, not a wait for something to happen.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let idle = patches().await.expect("the patch counter") - before;
+    println!("{idle} patches in 6 s idle");
+    assert!(idle <= 5.0, "{idle} patches in 6 s of idling");
 }
