@@ -13,9 +13,9 @@ SERIN_PROMETHEUS_TARGETS ?= $(SERIN_CLUSTER_DIR)/prometheus/targets
 export SERIN_PROMETHEUS_PORT SERIN_PROMETHEUS_URL SERIN_PROMETHEUS_TARGETS
 export PATH := $(SERIN_CACHE)/bin:$(PATH)
 
-.PHONY: test fmt lint unit e2e bench crds cluster-up cluster-down cluster-env tools kind-up demo
+.PHONY: test fmt lint unit argocd argocd-cm e2e bench crds cluster-up cluster-down cluster-env tools kind-up demo
 
-test: fmt lint unit e2e
+test: fmt lint unit argocd e2e
 
 fmt:
 	cargo fmt --all -- --check
@@ -25,6 +25,17 @@ lint:
 
 unit:
 	cargo test --lib --bins --tests
+
+# Argo CD health check and actions (argocd/): their tests under Debian's lua5.1,
+# and argocd-cm.yaml up to date with the scripts.
+argocd:
+	@command -v lua5.1 >/dev/null || { apt-get update -qq && apt-get install -y -qq lua5.1 >/dev/null; }
+	lua5.1 argocd/test/run.lua
+	argocd/build-cm.sh --check
+
+# Regenerate argocd/argocd-cm.yaml after editing argocd/*.lua.
+argocd-cm:
+	argocd/build-cm.sh
 
 e2e:
 	cargo test --features e2e --test e2e -- --test-threads=4
