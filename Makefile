@@ -13,9 +13,9 @@ SERIN_PROMETHEUS_TARGETS ?= $(SERIN_CLUSTER_DIR)/prometheus/targets
 export SERIN_PROMETHEUS_PORT SERIN_PROMETHEUS_URL SERIN_PROMETHEUS_TARGETS
 export PATH := $(SERIN_CACHE)/bin:$(PATH)
 
-.PHONY: test fmt lint unit argocd argocd-cm e2e bench crds cluster-up cluster-down cluster-env tools kind-up demo
+.PHONY: test fmt lint unit argocd argocd-cm chart chart-crds image-check image e2e e2e-rbac bench crds cluster-up cluster-down cluster-env tools kind-up demo demo-app
 
-test: fmt lint unit argocd e2e
+test: fmt lint unit argocd chart e2e e2e-rbac image-check
 
 fmt:
 	cargo fmt --all -- --check
@@ -37,8 +37,34 @@ argocd:
 argocd-cm:
 	argocd/build-cm.sh
 
+# The Helm chart: CRD copies in sync, helm lint + hadolint + checkov, server dry-run.
+chart:
+	e2e/chart.sh all
+
+# Copy crds/ into the chart (make crds does it too).
+chart-crds:
+	e2e/chart.sh sync-crds
+
+# The Dockerfile's builder stage, replayed without Docker (a release build).
+image-check:
+	e2e/chart.sh dockerfile-build
+
+# Both images; needs Docker with BuildKit (not on the machines serin is developed on).
+image:
+	docker build -t serin:dev --build-arg VERSION=$$(cargo pkgid | sed 's/.*[#@]//') .
+	docker build -f Dockerfile.demo -t serin-demo:dev .
+
 e2e:
 	cargo test --features e2e --test e2e -- --test-threads=4
+
+# The chart's RBAC: the rolling, canary and blue-green scenarios with the
+# controller running as the chart's ServiceAccount.
+e2e-rbac:
+	e2e/rbac.sh
+
+# The demo app on the host; VERSION, ERROR_RATE, LATENCY_MS, PORT, READY_DELAY_SECONDS.
+demo-app:
+	cargo run --example demo_app
 
 # Figures on the current cluster: rollout time against a Deployment, controller RSS.
 bench:
@@ -48,6 +74,7 @@ bench:
 
 crds:
 	cargo run -q -- crd --write crds/
+	e2e/chart.sh sync-crds
 
 tools:
 	e2e/build-tools.sh

@@ -1,0 +1,78 @@
+{{/* Names, labels and the checks every template relies on. */}}
+
+{{- define "serin.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "serin.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "serin.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "serin.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: controller
+app.kubernetes.io/part-of: serin
+{{- end }}
+
+{{- define "serin.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "serin.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "serin.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "serin.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "serin.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "serin.leaseName" -}}
+{{- default (printf "%s-controller" (include "serin.fullname" .)) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/*
+The namespace the controller watches in namespaced mode, "" in cluster mode.
+Fails the render for a setting the controller cannot honour.
+*/}}
+{{- define "serin.watchNamespace" -}}
+{{- $ns := .Values.watchNamespaces | default list | uniq }}
+{{- if gt (len $ns) 1 }}
+{{- fail (printf "watchNamespaces lists %d namespaces (%s): the serin controller watches all namespaces (leave watchNamespaces empty) or exactly one" (len $ns) (join ", " $ns)) }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount above 1 needs leaderElection.enabled: two controllers without a lease would both act on every Release" }}
+{{- end }}
+{{- first $ns | default "" }}
+{{- end }}
+
+{{/* Namespaces whose Secrets the controller may read: secretNamespaces plus the watched one. */}}
+{{- define "serin.secretNamespaces" -}}
+{{- $ns := .Values.secretNamespaces | default list }}
+{{- $watch := include "serin.watchNamespace" . }}
+{{- if $watch }}
+{{- $ns = append $ns $watch }}
+{{- end }}
+{{- $ns | uniq | sortAlpha | toJson }}
+{{- end }}

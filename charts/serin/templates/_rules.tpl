@@ -1,0 +1,42 @@
+{{/*
+The controller's rules on namespaced objects: the same list for the
+ClusterRole (cluster mode) and the Role (namespaced mode). No wildcards, no
+Secrets (see secret-reader.yaml), no leases (see leader-election.yaml).
+*/}}
+{{- define "serin.rules" -}}
+# Releases and their templates; the controller writes status only.
+- apiGroups: [serin.dev]
+  resources: [releases, analysistemplates]
+  verbs: [get, list, watch]
+- apiGroups: [serin.dev]
+  resources: [releases/status]
+  verbs: [get, patch, update]
+# The ReplicaSets a Release owns, scaled through their scale subresource.
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [apps]
+  resources: [replicasets/scale]
+  verbs: [get, patch, update]
+# Analysis runs of kind Job.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, delete]
+# Traffic: Service selectors (blue-green, canary), HTTPRoute weights, canary Ingresses.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, patch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, patch]
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, create, patch]
+# Events on Releases (events.k8s.io, and core events for older clients).
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
