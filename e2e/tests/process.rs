@@ -206,6 +206,10 @@ async fn prometheus_scrapes_the_controllers_metrics() {
             r#"sum(serin_reconcile_duration_seconds_count{{namespace="{}"}})"#,
             ns.name
         ),
+        format!(
+            r#"sum(serin_rollout_duration_seconds_count{{namespace="{}",strategy="Rolling"}})"#,
+            ns.name
+        ),
     ];
     for query in queries {
         let value = poll_until(Duration::from_secs(20), || async {
