@@ -406,32 +406,6 @@ impl Round<'_> {
             post_promotion_analysis: previous.post_promotion_analysis,
             ..Default::default()
         });
-        if self.synced {
-            self.scale_new(desired);
-            match &scale_down_at {
-                Some(at) => self.requeue_at(self.until(at.0)),
-                None => {
-                    for rs in self.old.clone() {
-                        self.scale_guarded(Some(&rs.name), 0, &selected);
-                    }
-                }
-            }
-        }
-        let available = self
-            .new
-            .is_some_and(|c| c.replicas == desired && c.available >= desired);
-        if available && self.synced {
-            if self.status.stable_revision.as_ref() != Some(&self.revision) {
-                self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
-            }
-            self.status.stable_revision = Some(self.revision.clone());
-            return self.healthy(scale_down_at.as_ref());
-        }
-        let ready = self.new.map_or(0, |c| c.available);
-        let message = format!(
-            "Scaling revision {}: {ready} of {desired} replicas available",
-            self.revision
-        );
-        self.set_conditions(Phase::Progressing, reason::PREVIEW, message, true, None);
+        self.settle_on_current(&selected, scale_down_at.as_ref(), reason::PREVIEW);
     }
 }

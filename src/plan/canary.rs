@@ -576,7 +576,6 @@ impl Round<'_> {
     /// No canary in flight: the current revision runs every pod and takes all
     /// traffic; older revisions scale down once their drain delay is over.
     fn canary_steady(&mut self, strategy: &CanaryStrategy) {
-        let desired = self.desired();
         let scale_down_at = self.draining_until();
         self.status.canary = Some(CanaryStatus {
             revision: self.revision.clone(),
@@ -593,38 +592,6 @@ impl Round<'_> {
             canary_weight: strategy.traffic_routing.as_ref().map(|_| 0),
         };
         let selected = self.steer(strategy, &plan);
-        if self.synced {
-            self.scale_new(desired);
-            match &scale_down_at {
-                Some(at) => self.requeue_at(self.until(at.0)),
-                None => {
-                    for rs in self.old.clone() {
-                        self.scale_guarded(Some(&rs.name), 0, &selected);
-                    }
-                }
-            }
-        }
-        let available = self
-            .new
-            .is_some_and(|c| c.replicas == desired && c.available >= desired);
-        if available && self.synced {
-            if self.status.stable_revision.as_ref() != Some(&self.revision) {
-                self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
-            }
-            self.status.stable_revision = Some(self.revision.clone());
-            return self.healthy(
-                self.status
-                    .canary
-                    .as_ref()
-                    .and_then(|c| c.scale_down_at.clone())
-                    .as_ref(),
-            );
-        }
-        let ready = self.new.map_or(0, |c| c.available);
-        let message = format!(
-            "Scaling revision {}: {ready} of {desired} replicas available",
-            self.revision
-        );
-        self.set_conditions(Phase::Progressing, reason::CANARY_STEP, message, true, None);
+        self.settle_on_current(&selected, scale_down_at.as_ref(), reason::CANARY_STEP);
     }
 }

@@ -91,6 +91,40 @@ impl Round<'_> {
         self.scale(rs, replicas);
     }
 
+    /// No rollout in flight: the current revision runs every pod, and older ones
+    /// scale down once their drain is over and no Service selects them. Healthy
+    /// (and stable) once every pod is available; until then Progressing, for `why`.
+    pub(super) fn settle_on_current(&mut self, selected: &[String], drain_until: Option<&Time>, why: &str) {
+        let desired = self.desired();
+        if self.synced {
+            self.scale_new(desired);
+            match drain_until {
+                Some(at) => self.requeue_at(self.until(at.0)),
+                None => {
+                    for rs in self.old.clone() {
+                        self.scale_guarded(Some(&rs.name), 0, selected);
+                    }
+                }
+            }
+        }
+        let available = self
+            .new
+            .is_some_and(|c| c.replicas == desired && c.available >= desired);
+        if available && self.synced {
+            if self.status.stable_revision.as_ref() != Some(&self.revision) {
+                self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
+            }
+            self.status.stable_revision = Some(self.revision.clone());
+            return self.healthy(drain_until);
+        }
+        let ready = self.new.map_or(0, |c| c.available);
+        let message = format!(
+            "Scaling revision {}: {ready} of {desired} replicas available",
+            self.revision
+        );
+        self.set_conditions(Phase::Progressing, why, message, true, None);
+    }
+
     /// Healthy; older revisions that still run drain until `drain_until`.
     pub(super) fn healthy(&mut self, drain_until: Option<&Time>) {
         let desired = self.desired();
