@@ -1,13 +1,11 @@
 //! The CRDs under `crds/`: up to date, small enough for client-side apply, and
 //! with CEL rules that accept and reject what they should.
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::core::cel::cel::{self, extractors::This};
-use kube::core::cel::{CompiledSchema, ErrorKind, KubeCelExt, Validator, apply_defaults, compile_schema};
 use serde_json::{Value, json};
+use serin::api::validation::rule_errors;
 use serin::api::{crd_files, crds, crds_yaml};
 
 const REGENERATE: &str = "cargo run -- crd --write crds/";
@@ -267,75 +265,8 @@ fn schema_bounds_numbers() {
 // apiserver does.
 //
 // kube-cel 0.8 (on cel 0.13) lacks CEL's `type()` function, which the
-// IntOrPercent rule uses, as Kubernetes recommends for int-or-string fields.
-// The validator reports such rules as unsupported instead of passing them; those
-// few are evaluated again here with a `type()` stand-in, and anything else it
-// cannot evaluate fails the test.
-
-/// CEL's `type()`, reduced to what the rules compare: a tag per value kind, and
-/// the type identifiers (`string`, `int`, ...) bound to the same tags.
-fn with_type_function(ctx: &mut cel::Context<'_>) {
-    fn tag(kind: &str) -> Value {
-        json!(format!("<cel type {kind}>"))
-    }
-    let kinds = [
-        "int",
-        "uint",
-        "double",
-        "string",
-        "bool",
-        "list",
-        "map",
-        "null_type",
-        "bytes",
-    ];
-    for kind in kinds {
-        ctx.add_variable(kind, tag(kind)).unwrap();
-    }
-    ctx.add_function("type", |This(value): This<cel::Value>| -> String {
-        let kind = match value {
-            cel::Value::Int(_) => "int",
-            cel::Value::UInt(_) => "uint",
-            cel::Value::Float(_) => "double",
-            cel::Value::String(_) => "string",
-            cel::Value::Bool(_) => "bool",
-            cel::Value::List(_) => "list",
-            cel::Value::Map(_) => "map",
-            cel::Value::Null => "null_type",
-            cel::Value::Bytes(_) => "bytes",
-            other => panic!("type() of {other:?} is not needed by serin's rules"),
-        };
-        format!("<cel type {kind}>")
-    });
-}
-
-/// Evaluates `rule` of the schema node at the dotted `path` against `object`,
-/// returning the failure as the validator would phrase it.
-fn evaluate_with_type_function(schema: &Value, object: &Value, path: &str, rule: &str) -> Option<String> {
-    let (mut node, mut value) = (schema, object);
-    for field in path.split('.') {
-        node = &node["properties"][field];
-        value = &value[field];
-    }
-    let declared = node["x-kubernetes-validations"]
-        .as_array()
-        .and_then(|rules| rules.iter().find(|r| r["rule"] == rule))
-        .unwrap_or_else(|| panic!("no rule {rule:?} at {path}"));
-    let program = cel::Program::compile(rule).unwrap();
-    let mut ctx = cel::Context::default().with_all();
-    with_type_function(&mut ctx);
-    ctx.add_variable("self", value.clone()).unwrap();
-    match program.execute(&ctx) {
-        Ok(cel::Value::Bool(true)) => None,
-        Ok(cel::Value::Bool(false)) => {
-            let message = declared["message"]
-                .as_str()
-                .map_or_else(|| format!("failed rule: {rule}"), String::from);
-            Some(format!("{path}: {message}"))
-        }
-        other => Some(format!("{path}: {rule:?} evaluated to {other:?}")),
-    }
-}
+// IntOrPercent rule uses; serin::api::validation evaluates those rules again
+// with a `type()` stand-in.
 
 fn release(spec: Value) -> Value {
     json!({
@@ -390,39 +321,10 @@ fn cel_errors(spec: Value) -> Vec<String> {
     cel_errors_of("Release", release(spec))
 }
 
-/// Every CRD's schema by kind, with its rules compiled once: compiling CEL in
-/// a debug build is slow, and the validator would do it for every list item.
-fn compiled_schemas() -> &'static BTreeMap<&'static str, (Value, CompiledSchema)> {
-    static SCHEMAS: OnceLock<BTreeMap<&'static str, (Value, CompiledSchema)>> = OnceLock::new();
-    SCHEMAS.get_or_init(|| {
-        ["Release", "AnalysisTemplate", "ClusterAnalysisTemplate"]
-            .into_iter()
-            .map(|kind| {
-                let schema = schema_of(kind);
-                let compiled = compile_schema(&schema);
-                (kind, (schema, compiled))
-            })
-            .collect()
-    })
-}
-
 /// `path: message` of every rule that fails for `object`, validated against
-/// the schema of the CRD of `kind`.
+/// the schema of the CRD of `kind` (the same check `kubectl serin lint` runs).
 fn cel_errors_of(kind: &str, object: Value) -> Vec<String> {
-    let (schema, compiled) = &compiled_schemas()[kind];
-    let object = apply_defaults(schema, &object);
-    let Err(errors) = Validator::new().validate_compiled(compiled, &object, None) else {
-        return Vec::new();
-    };
-    errors
-        .iter()
-        .filter_map(|e| match e.kind {
-            ErrorKind::UnsupportedReference if e.rule.contains("type(") => {
-                evaluate_with_type_function(schema, &object, &e.field_path, &e.rule)
-            }
-            _ => Some(e.to_string()),
-        })
-        .collect()
+    rule_errors(kind, &object)
 }
 
 #[track_caller]

@@ -6,6 +6,7 @@ mod crd;
 mod int_or_percent;
 mod release;
 pub mod schema;
+pub mod validation;
 
 pub use analysis::{
     AnalysisPhase, AnalysisStatus, AnalysisTemplate, AnalysisTemplateSpec, Arg, ArgValueFrom, Authentication,

@@ -1,0 +1,5 @@
+//! `kubectl serin`: look at a rollout, and steer it, from a terminal or a pipeline.
+pub mod commands;
+pub mod render;
+#[cfg(test)]
+mod tests;
