@@ -15,3 +15,15 @@ pub mod web;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ProviderError(pub String);
+
+/// Checks what can be checked of a metric before its args are known: its
+/// conditions compile and its durations parse.
+pub fn check_metric(metric: &crate::api::Metric) -> Result<(), String> {
+    for expression in metric.success_condition.iter().chain(&metric.failure_condition) {
+        condition::check(expression).map_err(|e| format!("condition {expression:?}: {e}"))?;
+    }
+    run::interval(metric)?;
+    run::initial_delay(metric)?;
+    run::timeout(metric)?;
+    Ok(())
+}

@@ -11,10 +11,13 @@ use super::crd::crds;
 
 /// The openAPIV3Schema of serin's CRD of `kind`.
 pub fn schema_of(kind: &str) -> Option<Value> {
-    crds().into_iter().find(|crd| crd.spec.names.kind == kind).and_then(|crd| {
-        let version = crd.spec.versions.into_iter().next()?;
-        serde_json::to_value(version.schema?.open_api_v3_schema?).ok()
-    })
+    crds()
+        .into_iter()
+        .find(|crd| crd.spec.names.kind == kind)
+        .and_then(|crd| {
+            let version = crd.spec.versions.into_iter().next()?;
+            serde_json::to_value(version.schema?.open_api_v3_schema?).ok()
+        })
 }
 
 /// Each kind's schema, with its rules compiled once: compiling CEL is slow.
@@ -59,7 +62,17 @@ pub fn rule_errors(kind: &str, object: &Value) -> Vec<String> {
 /// CEL's `type()`, reduced to what serin's rules compare: a tag per value kind,
 /// and the type identifiers (`string`, `int`, ...) bound to the same tags.
 fn with_type_function(ctx: &mut cel::Context<'_>) -> Option<()> {
-    let kinds = ["int", "uint", "double", "string", "bool", "list", "map", "null_type", "bytes"];
+    let kinds = [
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bool",
+        "list",
+        "map",
+        "null_type",
+        "bytes",
+    ];
     for kind in kinds {
         ctx.add_variable(kind, json!(format!("<cel type {kind}>"))).ok()?;
     }
@@ -106,5 +119,119 @@ fn evaluate_with_type_function(schema: &Value, object: &Value, path: &str, rule:
         Ok(cel::Value::Bool(true)) => None,
         Ok(cel::Value::Bool(false)) => Some(format!("{path}: {message}")),
         other => Some(format!("{path}: {rule:?} evaluated to {other:?}")),
+    }
+}
+
+/// `path: message` of every place where `object` (of `kind`) breaks the
+/// structure of its schema: types, required fields, bounds, enums.
+pub fn schema_errors(kind: &str, object: &Value) -> Vec<String> {
+    let Some((schema, _)) = compiled(kind) else {
+        return vec![format!("{kind} is not one of serin's kinds")];
+    };
+    let mut errors = Vec::new();
+    // metadata is the API server's to check.
+    if let (Some(properties), Some(fields)) = (schema["properties"].as_object(), object.as_object()) {
+        for (field, value) in fields {
+            if field != "metadata"
+                && let Some(node) = properties.get(field)
+            {
+                structure(node, value, field, &mut errors);
+            }
+        }
+    }
+    errors
+}
+
+fn structure(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
+    if value.is_null() {
+        if schema["nullable"] != true {
+            errors.push(format!("{path}: must not be null"));
+        }
+        return;
+    }
+    if schema["x-kubernetes-int-or-string"] == true {
+        if !(value.is_i64() || value.is_u64() || value.is_string()) {
+            errors.push(format!("{path}: must be an integer or a string"));
+        }
+        return;
+    }
+    let fits = match schema["type"].as_str() {
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        _ => true,
+    };
+    if !fits {
+        let want = schema["type"].as_str().unwrap_or_default();
+        errors.push(format!("{path}: must be of type {want}"));
+        return;
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        errors.push(format!("{path}: must be one of {}", Value::from(options.clone())));
+    }
+    if let Some(number) = value.as_f64() {
+        if let Some(minimum) = schema["minimum"].as_f64()
+            && number < minimum
+        {
+            errors.push(format!("{path}: should be greater than or equal to {minimum}"));
+        }
+        if let Some(maximum) = schema["maximum"].as_f64()
+            && number > maximum
+        {
+            errors.push(format!("{path}: should be less than or equal to {maximum}"));
+        }
+    }
+    if let Some(text) = value.as_str() {
+        let length = text.chars().count() as u64;
+        if schema["maxLength"].as_u64().is_some_and(|max| length > max) {
+            errors.push(format!("{path}: may not be longer than {}", schema["maxLength"]));
+        }
+        if schema["minLength"].as_u64().is_some_and(|min| length < min) {
+            errors.push(format!("{path}: should be at least {} long", schema["minLength"]));
+        }
+    }
+    if let Some(items) = value.as_array() {
+        if schema["maxItems"].as_u64().is_some_and(|max| items.len() as u64 > max) {
+            errors.push(format!("{path}: must have at most {} items", schema["maxItems"]));
+        }
+        if schema["minItems"]
+            .as_u64()
+            .is_some_and(|min| (items.len() as u64) < min)
+        {
+            errors.push(format!("{path}: must have at least {} items", schema["minItems"]));
+        }
+        for (index, item) in items.iter().enumerate() {
+            structure(&schema["items"], item, &format!("{path}[{index}]"), errors);
+        }
+    }
+    if let Some(fields) = value.as_object() {
+        for required in schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !fields.contains_key(required) {
+                errors.push(format!("{path}.{required}: Required value"));
+            }
+        }
+        let properties = schema["properties"].as_object();
+        for (field, value) in fields {
+            match properties.and_then(|p| p.get(field)) {
+                Some(node) => structure(node, value, &format!("{path}.{field}"), errors),
+                None => {
+                    if let Some(extra) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                        structure(extra, value, &format!("{path}.{field}"), errors);
+                    } else if properties.is_some() && schema["x-kubernetes-preserve-unknown-fields"] != true {
+                        errors.push(format!("{path}.{field}: unknown field"));
+                    }
+                }
+            }
+        }
     }
 }

@@ -75,6 +75,13 @@ enum Command {
         #[command(subcommand)]
         what: SetWhat,
     },
+    /// Check Release and AnalysisTemplate manifests offline: the CRD schema and
+    /// its rules, and serin's own checks. Exit 1 when anything is wrong.
+    Lint {
+        /// The manifest file (YAML, several documents allowed); - for stdin.
+        #[arg(short, long)]
+        file: std::path::PathBuf,
+    },
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
 }
@@ -118,6 +125,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         clap_complete::generate(*shell, &mut Cli::command(), "kubectl-serin", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Lint { file } = &cli.command {
+        return lint(file);
+    }
     let (client, namespace) = client(&cli).await?;
     let api: Api<Release> = Api::namespaced(client.clone(), &namespace);
     let mut stdout = std::io::stdout();
@@ -157,13 +167,31 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let code = commands::status(&api, &name, timeout, &mut stdout).await?;
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
         }
-        Command::Completion { .. } => return Ok(ExitCode::SUCCESS),
+        Command::Completion { .. } | Command::Lint { .. } => return Ok(ExitCode::SUCCESS),
     };
     print!("{message}");
     if !message.ends_with('\n') {
         println!();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Offline: no cluster needed.
+fn lint(file: &std::path::Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?
+    };
+    let problems = serin::cli::lint::lint(&text)?;
+    for problem in &problems {
+        println!("{}: {problem}", file.display());
+    }
+    if problems.is_empty() {
+        println!("{}: no problems", file.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 #[tokio::main]

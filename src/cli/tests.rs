@@ -135,3 +135,213 @@ fn colour_only_marks_the_phase_and_results() {
 fn the_list() {
     insta::assert_snapshot!(list(&[rolling(), canary(), blue_green()]));
 }
+
+mod lint {
+    use serde_json::{Value, json};
+
+    use crate::cli::lint::lint;
+
+    fn release(strategy: Value) -> Value {
+        json!({
+            "apiVersion": "serin.dev/v1alpha1", "kind": "Release", "metadata": { "name": "web" },
+            "spec": {
+                "replicas": 3,
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": { "metadata": { "labels": { "app": "web" } },
+                              "spec": { "containers": [{ "name": "web", "image": "example.com/web:1" }] } },
+                "strategy": strategy
+            }
+        })
+    }
+
+    /// `value` with the JSON at `pointer` replaced (or removed, for null).
+    fn with(mut value: Value, pointer: &str, replacement: Value) -> Value {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let target = value.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+        if replacement.is_null() {
+            target.remove(key);
+        } else {
+            target.insert(key.to_string(), replacement);
+        }
+        value
+    }
+
+    fn template(metric: Value) -> Value {
+        json!({
+            "apiVersion": "serin.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": { "name": "errors" },
+            "spec": { "metrics": [metric] }
+        })
+    }
+
+    fn metric(extra: Value) -> Value {
+        let mut metric = json!({ "name": "errors", "provider": { "web": { "url": "http://x" } } });
+        metric
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        metric
+    }
+
+    fn problems(object: &Value) -> Vec<String> {
+        let yaml = serde_yaml::to_string(object).unwrap();
+        lint(&yaml).unwrap().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn good_manifests_have_no_problems() {
+        let canary = json!({ "canary": { "stableService": "web", "canaryService": "web-canary",
+            "steps": [{ "setWeight": 20 }, { "pause": { "duration": "1m" } }, { "pause": {} }],
+            "trafficRouting": { "gatewayAPI": { "httpRoutes": [{ "name": "web" }] } } } });
+        let blue_green = json!({ "blueGreen": { "activeService": "web", "previewService": "web-preview",
+            "prePromotionAnalysis": { "templates": [{ "templateName": "smoke" }] } } });
+        for strategy in [json!({ "rolling": {} }), canary, blue_green] {
+            assert_eq!(problems(&release(strategy.clone())), Vec::<String>::new(), "{strategy}");
+        }
+        let good = metric(json!({ "interval": "30s", "successCondition": "result[0] < 0.01" }));
+        assert_eq!(problems(&template(good)), Vec::<String>::new());
+        let service = json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "web" } });
+        assert_eq!(problems(&service), Vec::<String>::new(), "other kinds are left alone");
+    }
+
+    #[test]
+    fn each_bad_input_is_named_with_its_field_and_reason() {
+        let rolling = || release(json!({ "rolling": {} }));
+        let canary = |c: Value| release(json!({ "canary": c }));
+        let blue_green = |b: Value| release(json!({ "blueGreen": b }));
+        let cases: Vec<(Value, &str)> = vec![
+            // Issue 3: Releases.
+            (
+                with(rolling(), "/spec/replicas", json!(-1)),
+                "spec.replicas: should be greater than or equal to 0",
+            ),
+            (
+                with(rolling(), "/spec/selector", json!({ "matchLabels": { "app": "api" } })),
+                "must match spec.template.metadata.labels",
+            ),
+            (
+                with(rolling(), "/spec/strategy", json!({})),
+                "exactly one of rolling, blueGreen or canary",
+            ),
+            (
+                with(rolling(), "/spec/strategy", json!({ "rolling": {}, "canary": {} })),
+                "exactly one of rolling, blueGreen or canary",
+            ),
+            (
+                with(
+                    rolling(),
+                    "/spec/strategy",
+                    json!({ "rolling": { "maxSurge": 0, "maxUnavailable": "0%" } }),
+                ),
+                "may not both be 0",
+            ),
+            (
+                with(
+                    with(rolling(), "/spec/minReadySeconds", json!(700)),
+                    "/spec/progressDeadlineSeconds",
+                    json!(600),
+                ),
+                "must be greater than spec.minReadySeconds",
+            ),
+            (
+                with(rolling(), "/spec/strategy", json!({ "rolling": { "maxSurge": "x%" } })),
+                "maxSurge",
+            ),
+            (
+                with(rolling(), "/spec/template", Value::Null),
+                "spec.template: Required value",
+            ),
+            (
+                with(rolling(), "/spec/replicas", json!("three")),
+                "spec.replicas: must be of type integer",
+            ),
+            // Issue 4: analysis.
+            (
+                template(json!({ "name": "errors", "provider": {} })),
+                "exactly one of prometheus, web or job",
+            ),
+            (
+                template(metric(json!({ "successCondition": "result[0] <" }))),
+                "condition \"result[0] <\"",
+            ),
+            (
+                template(metric(json!({ "interval": "soon" }))),
+                "interval \"soon\" is not a duration",
+            ),
+            (
+                template(metric(json!({ "count": 0 }))),
+                "spec.metrics[0].count: should be greater than or equal to 1",
+            ),
+            // Issue 5: canaries.
+            (
+                canary(json!({ "steps": [{ "setWeight": 10, "pause": {} }] })),
+                "exactly one of setWeight, pause, analysis or setCanaryScale",
+            ),
+            (
+                canary(json!({ "steps": [{ "setWeight": 120 }] })),
+                "setWeight: should be less than or equal to 100",
+            ),
+            (
+                canary(json!({ "trafficRouting": { "nginx": { "ingress": "web" } } })),
+                "needs stableService and canaryService",
+            ),
+            (
+                canary(json!({ "stableService": "web", "canaryService": "web" })),
+                "must be different Services",
+            ),
+            (
+                canary(json!({ "steps": [{ "setCanaryScale": { "replicas": 1 } }] })),
+                "setCanaryScale needs spec.strategy.canary.trafficRouting",
+            ),
+            (
+                canary(json!({ "steps": [{ "pause": { "duration": "5 minutes" } }] })),
+                "pause.duration",
+            ),
+            (
+                canary(
+                    json!({ "steps": [{ "setWeight": 5 }], "analysis": { "templates": [{ "templateName": "t" }], "startingStep": 3 } }),
+                ),
+                "startingStep 3 is past the last of 1 steps",
+            ),
+            (
+                canary(json!({ "steps": [{ "analysis": { "templates": [] } }] })),
+                "templates: must have at least 1 items",
+            ),
+            // Issue 6: blue-green.
+            (blue_green(json!({})), "activeService: Required value"),
+            (
+                blue_green(json!({ "activeService": "web", "previewService": "web" })),
+                "previewService must differ from activeService",
+            ),
+            (
+                blue_green(
+                    json!({ "activeService": "web", "autoPromotionEnabled": false, "autoPromotionSeconds": 30 }),
+                ),
+                "autoPromotionSeconds needs autoPromotionEnabled",
+            ),
+            (
+                blue_green(json!({ "activeService": "web", "previewReplicaCount": -1 })),
+                "previewReplicaCount: should be greater than or equal to 0",
+            ),
+        ];
+        for (object, needle) in cases {
+            let found = problems(&object);
+            assert!(
+                found.iter().any(|p| p.contains(needle)),
+                "want {needle:?} in {found:#?} for {object}"
+            );
+            assert!(found.iter().all(|p| p.starts_with("document 1: ")), "{found:?}");
+        }
+    }
+
+    #[test]
+    fn every_document_is_checked_and_named() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n---\n".to_string()
+            + &serde_yaml::to_string(&with(release(json!({ "rolling": {} })), "/spec/replicas", json!(-2))).unwrap();
+        let found: Vec<String> = lint(&yaml).unwrap().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            found,
+            vec!["document 2: Release web: spec.replicas: should be greater than or equal to 0"]
+        );
+        assert!(lint("a: [").is_err(), "not YAML");
+    }
+}

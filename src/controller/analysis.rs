@@ -217,12 +217,7 @@ async fn render(
     args: &Args,
 ) -> Result<Result<Resolved, String>, Error> {
     let checks = || -> Result<Metric, String> {
-        for expression in metric.success_condition.iter().chain(&metric.failure_condition) {
-            condition::check(expression).map_err(|e| format!("condition {expression:?}: {e}"))?;
-        }
-        run::interval(metric)?;
-        run::initial_delay(metric)?;
-        run::timeout(metric)?;
+        crate::analysis::check_metric(metric)?;
         let mut metric = metric.clone();
         let provider = &mut metric.provider;
         if let Some(p) = &mut provider.prometheus {
