@@ -189,3 +189,26 @@ async fn get_watch_redraws_and_mistakes_say_what_is_wrong() {
     let completion = serin(&ns, &["completion", "bash"]).await;
     assert!(succeeded(&completion).contains("kubectl-serin"));
 }
+
+#[tokio::test]
+async fn lint_passes_the_readme_examples_and_names_each_problem() {
+    let dir = std::env::temp_dir().join(format!("serin-lint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for marker in ["Save as `canary.yaml`", "Save as `bluegreen.yaml`"] {
+        let file = dir.join("example.yaml");
+        std::fs::write(&file, crate::support::readme_yaml(marker)).unwrap();
+        let clean = serin("default", &["lint", "-f", file.to_str().unwrap()]).await;
+        assert!(succeeded(&clean).contains("no problems"), "{marker}: {}", text(&clean));
+    }
+    let bad = dir.join("bad.yaml");
+    let manifest = "apiVersion: serin.dev/v1alpha1\nkind: Release\nmetadata: {name: web}\nspec:\n  replicas: -1\n  selector: {matchLabels: {app: web}}\n  template: {metadata: {labels: {app: web}}}\n  strategy: {canary: {steps: [{setWeight: 10, pause: {}}]}}\n";
+    std::fs::write(&bad, manifest).unwrap();
+    let found = serin("default", &["lint", "-f", bad.to_str().unwrap()]).await;
+    assert_eq!(found.status.code(), Some(1), "{}", text(&found));
+    assert!(
+        text(&found).contains("document 1: Release web: spec.replicas: should be greater than or equal to 0"),
+        "{}",
+        text(&found)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
