@@ -271,6 +271,28 @@ mod lint {
                 template(metric(json!({ "count": 0 }))),
                 "spec.metrics[0].count: should be greater than or equal to 1",
             ),
+            (
+                with(
+                    template(metric(json!({}))),
+                    "/spec/args",
+                    json!([{ "name": "token", "value": "x", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } }]),
+                ),
+                "set value or valueFrom, not both",
+            ),
+            (
+                with(
+                    template(metric(json!({}))),
+                    "/spec/metrics",
+                    Value::from(vec![metric(json!({})); 21]),
+                ),
+                "spec.metrics: must have at most 20 items",
+            ),
+            (
+                template(
+                    json!({ "name": "errors", "provider": { "web": { "url": "http://x" }, "job": { "spec": { "template": {} } } } }),
+                ),
+                "exactly one of prometheus, web or job",
+            ),
             // Issue 5: canaries.
             (
                 canary(json!({ "steps": [{ "setWeight": 10, "pause": {} }] })),
@@ -283,6 +305,13 @@ mod lint {
             (
                 canary(json!({ "trafficRouting": { "nginx": { "ingress": "web" } } })),
                 "needs stableService and canaryService",
+            ),
+            (
+                canary(
+                    json!({ "stableService": "web", "canaryService": "web-canary", "trafficRouting": {
+                    "nginx": { "ingress": "web" }, "gatewayAPI": { "httpRoutes": [{ "name": "web" }] } } }),
+                ),
+                "sets exactly one of gatewayAPI or nginx",
             ),
             (
                 canary(json!({ "stableService": "web", "canaryService": "web" })),
