@@ -15,7 +15,7 @@ use serin::api::{AnalysisTemplate, Release};
 use crate::support::TestNamespace;
 use crate::support::operator::{ControllerProcess, releases, setup, wait_condition};
 use crate::support::rollout::{
-    LIMIT, control, create_services, ready_on, replicas, roll_to_v2, set_image, wait_replicas,
+    LIMIT, control, create_services, ready_on, replicas, roll_to_v2, set_image, wait_replicas, web_release,
 };
 use crate::support::traffic::{STABLE, TrafficRecorder};
 use crate::support::{from_json, kubectl_apply, readme_yaml, wait_for};
@@ -30,20 +30,7 @@ fn release(replicas: i32, extra: Value) -> Release {
     if let (Some(strategy), Some(extra)) = (strategy.as_object_mut(), extra.as_object()) {
         strategy.extend(extra.clone());
     }
-    from_json(json!({
-        "apiVersion": "serin.dev/v1alpha1", "kind": "Release",
-        "metadata": { "name": "web" },
-        "spec": {
-            "replicas": replicas,
-            "progressDeadlineSeconds": 60,
-            "selector": { "matchLabels": { "app": "web" } },
-            "template": {
-                "metadata": { "labels": { "app": "web" } },
-                "spec": { "containers": [{ "name": "web", "image": "example.com/web:1" }] }
-            },
-            "strategy": { "blueGreen": strategy }
-        }
-    }))
+    web_release(replicas, json!({ "blueGreen": strategy }))
 }
 
 /// The revision a Service selects now.

@@ -8,26 +8,13 @@ use serin::api::{AnalysisTemplate, Release};
 
 use crate::support::operator::{releases, setup, wait_condition};
 use crate::support::rollout::{
-    LIMIT, control, create_services, ready_on, replicas, roll_to_v2, set_image, wait_replicas,
+    LIMIT, control, create_services, ready_on, replicas, roll_to_v2, set_image, wait_replicas, web_release,
 };
 use crate::support::traffic::{CANARY, STABLE, TrafficRecorder, World};
 use crate::support::{from_json, kubectl_apply, readme_yaml, wait_for};
 
 fn release(replicas: i32, canary: Value) -> Release {
-    from_json(json!({
-        "apiVersion": "serin.dev/v1alpha1", "kind": "Release",
-        "metadata": { "name": "web" },
-        "spec": {
-            "replicas": replicas,
-            "progressDeadlineSeconds": 60,
-            "selector": { "matchLabels": { "app": "web" } },
-            "template": {
-                "metadata": { "labels": { "app": "web" } },
-                "spec": { "containers": [{ "name": "web", "image": "example.com/web:1" }] }
-            },
-            "strategy": { "canary": canary }
-        }
-    }))
+    web_release(replicas, json!({ "canary": canary }))
 }
 
 fn gateway_canary(steps: Value) -> Value {

@@ -84,17 +84,25 @@ async fn reporting_instances(client: &Client, ns: &str) -> Vec<String> {
     instances
 }
 
-#[tokio::test]
-async fn a_standby_takes_over_when_the_leader_dies_and_the_rollout_completes() {
-    let (client, ns) = bare("failover").await;
-    let leader = ControllerProcess::start_with(&ns.name, "serin-a", &[]).await;
-    wait_holder(&client, &ns.name, "serin-a", LIMIT).await;
-    let _standby = ControllerProcess::start_with(&ns.name, "serin-b", &[]).await;
-
-    let api = releases(&client, &ns.name);
+/// serin-a leading and serin-b standing by, with a rollout to v2 under way.
+async fn leader_and_standby_mid_rollout(
+    client: &Client,
+    ns: &str,
+) -> (ControllerProcess, ControllerProcess, Api<Release>, String) {
+    let leader = ControllerProcess::start_with(ns, "serin-a", &[]).await;
+    wait_holder(client, ns, "serin-a", LIMIT).await;
+    let standby = ControllerProcess::start_with(ns, "serin-b", &[]).await;
+    let api = releases(client, ns);
     api.create(&PostParams::default(), &slow_release(4)).await.unwrap();
     wait_condition(&api, "web", "Ready", "True", None, LIMIT).await;
     let v2 = rollout_under_way(&api).await;
+    (leader, standby, api, v2)
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_when_the_leader_dies_and_the_rollout_completes() {
+    let (client, ns) = bare("failover").await;
+    let (leader, _standby, api, v2) = leader_and_standby_mid_rollout(&client, &ns.name).await;
     assert_eq!(
         reporting_instances(&client, &ns.name).await,
         vec!["serin-a".to_string()],
@@ -116,14 +124,7 @@ async fn a_standby_takes_over_when_the_leader_dies_and_the_rollout_completes() {
 #[tokio::test]
 async fn sigterm_releases_the_lease_within_two_seconds_and_the_standby_finishes() {
     let (client, ns) = bare("handover").await;
-    let leader = ControllerProcess::start_with(&ns.name, "serin-a", &[]).await;
-    wait_holder(&client, &ns.name, "serin-a", LIMIT).await;
-    let _standby = ControllerProcess::start_with(&ns.name, "serin-b", &[]).await;
-
-    let api = releases(&client, &ns.name);
-    api.create(&PostParams::default(), &slow_release(4)).await.unwrap();
-    wait_condition(&api, "web", "Ready", "True", None, LIMIT).await;
-    let v2 = rollout_under_way(&api).await;
+    let (leader, _standby, api, v2) = leader_and_standby_mid_rollout(&client, &ns.name).await;
 
     let signalled = Instant::now();
     let exiting = tokio::spawn(leader.terminate());

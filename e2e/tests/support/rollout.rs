@@ -14,6 +14,25 @@ use super::{from_json, wait_for};
 
 pub const LIMIT: Duration = Duration::from_secs(45);
 
+/// A Release `web` of `replicas` pods of example.com/web:1 with `strategy`
+/// (`{"canary": {...}}`, say), rolled back if not available within 60 s.
+pub fn web_release(replicas: i32, strategy: serde_json::Value) -> Release {
+    from_json(json!({
+        "apiVersion": "serin.dev/v1alpha1", "kind": "Release",
+        "metadata": { "name": "web" },
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": 60,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": {
+                "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [{ "name": "web", "image": "example.com/web:1" }] }
+            },
+            "strategy": strategy
+        }
+    }))
+}
+
 /// Services selecting `app: web`, for serin to point at revisions.
 pub async fn create_services(client: &Client, ns: &str, names: &[&str]) {
     let api: Api<Service> = Api::namespaced(client.clone(), ns);
