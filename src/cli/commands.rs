@@ -78,27 +78,51 @@ pub async fn set_image(api: &Api<Release>, name: &str, assignment: &str) -> Resu
         .split_once('=')
         .filter(|(c, i)| !c.is_empty() && !i.is_empty())
         .ok_or_else(|| CliError::Usage(format!("{assignment:?} is not CONTAINER=IMAGE")))?;
-    let mut release = fetch(api, name).await?;
-    let containers = release
-        .spec
-        .template
-        .spec
-        .as_mut()
-        .map(|s| &mut s.containers)
-        .ok_or_else(|| CliError::Usage(format!("release {name} has no pod spec")))?;
-    let have = containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(", ");
-    let Some(target) = containers.iter_mut().find(|c| c.name == container) else {
-        return Err(CliError::NoContainer {
-            release: name.into(),
-            container: container.into(),
-            have,
-        });
-    };
-    target.image = Some(image.to_string());
-    // A replace under the resourceVersion read: nothing else in the spec changes,
-    // and a concurrent edit fails rather than being lost.
-    api.replace(name, &PostParams::default(), &release).await?;
+    edit_spec(api, name, |release| {
+        let containers = release
+            .spec
+            .template
+            .spec
+            .as_mut()
+            .map(|s| &mut s.containers)
+            .ok_or_else(|| CliError::Usage(format!("release {name} has no pod spec")))?;
+        let have = containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(", ");
+        let Some(target) = containers.iter_mut().find(|c| c.name == container) else {
+            return Err(CliError::NoContainer {
+                release: name.into(),
+                container: container.into(),
+                have,
+            });
+        };
+        target.image = Some(image.to_string());
+        Ok(())
+    })
+    .await?;
     Ok(format!("release {name}: container {container} image set to {image}"))
+}
+
+/// Reads the Release, changes its spec, and replaces it under the
+/// resourceVersion read: no one else's edit is lost. The controller's status
+/// writes also move the resourceVersion, so a conflict is read again and
+/// retried, as kubectl does.
+async fn edit_spec(
+    api: &Api<Release>,
+    name: &str,
+    mut change: impl FnMut(&mut Release) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        let mut release = fetch(api, name).await?;
+        change(&mut release)?;
+        match api.replace(name, &PostParams::default(), &release).await {
+            Err(kube::Error::Api(status)) if status.is_conflict() && attempt < ATTEMPTS => continue,
+            other => {
+                other?;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The Release's ReplicaSets, as the planner sees them.
@@ -160,9 +184,11 @@ pub async fn undo(client: &Client, api: &Api<Release>, name: &str, to: Option<i6
         labels.remove(REVISION_LABEL);
     }
     let number = target.0;
-    let mut release = release;
-    release.spec.template = template;
-    api.replace(name, &PostParams::default(), &release).await?;
+    edit_spec(api, name, |release| {
+        release.spec.template = template.clone();
+        Ok(())
+    })
+    .await?;
     Ok(format!("release {name} rolled back to revision {number}"))
 }
 
