@@ -220,8 +220,8 @@ fn a_failing_pre_promotion_analysis_blocks_the_switch_and_scales_the_preview_dow
     assert_eq!(cluster.replicas_of(&v1), 4);
 }
 
-#[test]
-fn a_failing_post_promotion_analysis_switches_back_in_the_same_round() {
+/// A 4-replica blue-green with a post-promotion analysis, switched from v1 to v2.
+fn switched_with_post_promotion_analysis() -> (Release, Cluster, String, String) {
     let checks = serde_json::json!({ "templateName": "smoke" });
     let mut r = blue_green(
         4,
@@ -230,6 +230,12 @@ fn a_failing_post_promotion_analysis_switches_back_in_the_same_round() {
     let mut cluster = Cluster::new();
     let (v1, v2) = rolled_out(&mut r, &mut cluster);
     run_until(&mut cluster, &mut r, 10, switched);
+    (r, cluster, v1, v2)
+}
+
+#[test]
+fn a_failing_post_promotion_analysis_switches_back_in_the_same_round() {
+    let (mut r, mut cluster, v1, v2) = switched_with_post_promotion_analysis();
     assert_eq!(cluster.traffic.stable_service.as_ref(), Some(&v2));
     assert_eq!(reason_of(&r), "PostPromotionAnalysis");
     assert_eq!(cluster.replicas_of(&v1), 4, "stands by");
@@ -254,14 +260,7 @@ fn a_failing_post_promotion_analysis_switches_back_in_the_same_round() {
 
 #[test]
 fn a_passing_post_promotion_analysis_makes_the_new_revision_stable() {
-    let checks = serde_json::json!({ "templateName": "smoke" });
-    let mut r = blue_green(
-        4,
-        serde_json::json!({ "postPromotionAnalysis": { "templates": [checks] } }),
-    );
-    let mut cluster = Cluster::new();
-    let (v1, v2) = rolled_out(&mut r, &mut cluster);
-    run_until(&mut cluster, &mut r, 10, switched);
+    let (mut r, mut cluster, v1, v2) = switched_with_post_promotion_analysis();
     cluster.settle(40);
     round_with(
         &mut cluster,
