@@ -3,7 +3,7 @@ use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{Arg, RolloutAnalysis, TemplateRef};
-use super::int_or_percent::IntOrPercent;
+use super::int_or_percent::{IntOrPercent, MAX_UNAVAILABLE_MESSAGE, MAX_UNAVAILABLE_RULE};
 
 /// The most steps a canary may have. Bounded so the apiserver can estimate the
 /// cost of the per-step rules.
@@ -21,6 +21,7 @@ pub const HTTP_ROUTES_MAX: u64 = 8;
         .message("spec.strategy.canary.stableService and canaryService must be different Services"),
     validation = Rule::new("has(self.trafficRouting) || !has(self.steps) || self.steps.all(s, !has(s.setCanaryScale))")
         .message("setCanaryScale needs spec.strategy.canary.trafficRouting: without a router the weight is the replica ratio"),
+    validation = Rule::new(MAX_UNAVAILABLE_RULE).message(MAX_UNAVAILABLE_MESSAGE).field_path(".maxUnavailable"),
 )]
 pub struct CanaryStrategy {
     /// Service whose selector serin points at the stable revision.

@@ -4,6 +4,13 @@ use std::borrow::Cow;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
+/// The rule on `maxUnavailable` beyond [`IntOrPercent`]'s own: a Deployment
+/// refuses more than 100%, and so does serin, at the API server.
+/// On the strategy that holds the field (a rule on the field itself is lost
+/// when kube merges it with the type's own rule).
+pub const MAX_UNAVAILABLE_RULE: &str = "!has(self.maxUnavailable) || type(self.maxUnavailable) == int || self.maxUnavailable.matches('^(100|[1-9]?[0-9])%$')";
+pub const MAX_UNAVAILABLE_MESSAGE: &str = "maxUnavailable must not exceed 100%";
+
 /// An absolute count (`3`) or a percent of replicas (`"25%"`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(untagged)]
@@ -13,6 +20,14 @@ pub enum IntOrPercent {
 }
 
 impl IntOrPercent {
+    /// The percent, when this is a well-formed percent.
+    pub fn percent(&self) -> Option<i64> {
+        match self {
+            IntOrPercent::Percent(s) => s.strip_suffix('%')?.parse().ok(),
+            IntOrPercent::Int(_) => None,
+        }
+    }
+
     /// Resolves against `total` replicas. Percents round up or down, as Deployments do:
     /// maxSurge rounds up, maxUnavailable rounds down.
     pub fn resolve(&self, total: i32, round_up: bool) -> Result<i32, String> {

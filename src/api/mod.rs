@@ -20,6 +20,7 @@ pub use canary::{
 };
 pub use crd::{crd_files, crds, crds_yaml};
 pub use int_or_percent::IntOrPercent;
+pub use int_or_percent::{MAX_UNAVAILABLE_MESSAGE, MAX_UNAVAILABLE_RULE};
 pub use release::{
     BlueGreenStatus, CanaryStatus, Control, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy,
 };

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::analysis::{AnalysisStatus, RolloutAnalysis};
 use super::bluegreen::BlueGreenStrategy;
 use super::canary::CanaryStrategy;
-use super::int_or_percent::IntOrPercent;
+use super::int_or_percent::{IntOrPercent, MAX_UNAVAILABLE_MESSAGE, MAX_UNAVAILABLE_RULE};
 use super::schema::{stripped_label_selector, stripped_pod_template};
 
 /// A workload rolled out progressively. It takes the place of a Deployment.
@@ -129,6 +129,7 @@ impl Strategy {
          (self.maxSurge == 0 || self.maxSurge == '0%') && \
          (self.maxUnavailable == 0 || self.maxUnavailable == '0%'))"
     ).message("maxSurge and maxUnavailable may not both be 0"),
+    validation = Rule::new(MAX_UNAVAILABLE_RULE).message(MAX_UNAVAILABLE_MESSAGE).field_path(".maxUnavailable"),
 )]
 pub struct RollingStrategy {
     /// Pods above `replicas` during a rollout: an int or a percent, rounded up. Default 25%.

@@ -39,12 +39,69 @@ pub const MATCH_LABELS_MAX: u64 = 64;
 /// the CRD.
 pub const METRICS_MAX: u64 = 20;
 
-/// `PodTemplateSpec`, without descriptions, and with label values bounded to
-/// [`LABEL_VALUE_MAX_LENGTH`].
+/// `PodTemplateSpec`, without descriptions, with label values bounded to
+/// [`LABEL_VALUE_MAX_LENGTH`], and with what the API server would refuse in a
+/// ReplicaSet's template refused already by `kubectl apply` (see [`refuse_like_a_replica_set`]).
 pub fn stripped_pod_template(generator: &mut SchemaGenerator) -> Schema {
     let mut schema = inline_without_descriptions::<PodTemplateSpec>(generator);
     bound_label_map(&mut schema, "/properties/metadata/properties/labels", None);
+    refuse_like_a_replica_set(&mut schema);
     schema
+}
+
+/// A container name as Kubernetes requires it: a DNS-1123 label.
+pub const CONTAINER_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// Cheap checks of a pod template that a ReplicaSet's validation makes too:
+/// container names (DNS-1123 labels, unique: a list-map keyed by name, as in
+/// Deployments), a non-empty image, and `restartPolicy: Always`. What is left
+/// (quantities, sizes, the rest of pod validation) is caught when the API
+/// server refuses the ReplicaSet, and shown as InvalidSpec.
+fn refuse_like_a_replica_set(schema: &mut Schema) {
+    for list in ["containers", "initContainers"] {
+        let pointer = format!("/properties/spec/properties/{list}");
+        let containers = schema
+            .pointer_mut(&pointer)
+            .and_then(serde_json::Value::as_object_mut)
+            .unwrap_or_else(|| panic!("no container list at {pointer}"));
+        containers.insert("x-kubernetes-list-type".into(), "map".into());
+        containers.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["name"]));
+        let item = containers
+            .get_mut("items")
+            .and_then(|i| i.pointer_mut("/properties"))
+            .and_then(serde_json::Value::as_object_mut)
+            .unwrap_or_else(|| panic!("no container properties at {pointer}"));
+        let name = item
+            .get_mut("name")
+            .and_then(serde_json::Value::as_object_mut)
+            .expect("container name");
+        name.insert("pattern".into(), CONTAINER_NAME_PATTERN.into());
+        name.insert("maxLength".into(), LABEL_VALUE_MAX_LENGTH.into());
+        if list == "containers" {
+            let image = item
+                .get_mut("image")
+                .and_then(serde_json::Value::as_object_mut)
+                .expect("container image");
+            image.insert("minLength".into(), 1.into());
+        }
+    }
+    if let Some(containers) = schema.pointer_mut("/properties/spec/properties/containers/items") {
+        let required = containers
+            .as_object_mut()
+            .expect("container schema")
+            .entry("required")
+            .or_insert_with(|| serde_json::json!([]));
+        if let Some(required) = required.as_array_mut()
+            && !required.iter().any(|r| r == "image")
+        {
+            required.push("image".into());
+        }
+    }
+    let restart = schema
+        .pointer_mut("/properties/spec/properties/restartPolicy")
+        .and_then(serde_json::Value::as_object_mut)
+        .expect("restartPolicy");
+    restart.insert("enum".into(), serde_json::json!(["Always"]));
 }
 
 /// `LabelSelector`, without descriptions, and with `matchLabels` bounded to

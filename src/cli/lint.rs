@@ -127,6 +127,7 @@ fn invalid_spec(release: &Release) -> Option<String> {
         analysis: None,
         gate_analysis: None,
         traffic: Traffic::default(),
+        refused: None,
         now: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
     });
     let degraded = plan.status.conditions.iter().find(|c| c.type_ == "Degraded")?;

@@ -1,13 +1,19 @@
 //! Leader election on a coordination.k8s.io Lease, through kube-lease-manager.
-//! Besides the manager's own timers, the Lease is watched, so that a standby
-//! takes a released Lease at once rather than when it would have expired.
-use std::time::Duration;
+//! Besides the manager's own timers, the Lease is watched:
+//! - a standby takes a released Lease at once, not when its cached copy of the
+//!   Lease says it would have expired;
+//! - a deleted Lease is recreated and campaigned for again; the holder steps
+//!   down (writes stop) until it holds the new one.
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
-use kube_lease_manager::LeaseManagerBuilder;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -31,27 +37,51 @@ pub struct Leadership {
     task: JoinHandle<()>,
 }
 
+/// What a change of the Lease object means for this campaign.
+#[derive(Debug, PartialEq, Eq)]
+enum LeaseChange {
+    /// Nothing this campaign must act on now (a renewal, say).
+    Ignore,
+    /// Nobody holds it: a standby should try at once.
+    Free,
+    /// The object is gone: recreate it and campaign again.
+    Deleted,
+}
+
+fn classify(event: &Event<Lease>) -> LeaseChange {
+    match event {
+        Event::Delete(_) => LeaseChange::Deleted,
+        Event::Apply(lease) | Event::InitApply(lease) => {
+            let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref());
+            if holder.is_none_or(str::is_empty) {
+                LeaseChange::Free
+            } else {
+                LeaseChange::Ignore
+            }
+        }
+        Event::Init | Event::InitDone => LeaseChange::Ignore,
+    }
+}
+
 impl Leadership {
     /// Starts campaigning.
-    pub async fn campaign(client: Client, config: LeaseConfig) -> Result<Self, kube_lease_manager::LeaseManagerError> {
-        let duration = config.duration_seconds.max(2);
-        // Renew halfway to expiry, leaving half the duration for a slow API server.
-        let grace = (duration / 2).max(1);
-        let mut builder = LeaseManagerBuilder::new(client.clone(), &config.name)
-            .with_namespace(&config.namespace)
-            .with_duration(duration)
-            .with_grace(grace)
-            .with_field_manager(FIELD_MANAGER);
-        if let Some(identity) = &config.identity {
-            builder = builder.with_identity(identity);
-        }
-        let manager = builder.build().await?;
+    pub async fn campaign(client: Client, config: LeaseConfig) -> Result<Self, LeaseManagerError> {
+        // One identity for every manager this campaign builds, so that a
+        // rebuilt manager recognises a Lease it already holds.
+        let identity = config.identity.clone().unwrap_or_else(random_identity);
+        let build = {
+            let (client, config, identity) = (client.clone(), config.clone(), identity.clone());
+            move || build_manager(client.clone(), config.clone(), identity.clone())
+        };
+        let mut manager = Arc::new(build().await?);
         let (leader_tx, is_leader) = watch::channel(false);
         let (stop, mut stopping) = watch::channel(false);
         let leases: Api<Lease> = Api::namespaced(client, &config.namespace);
         let by_name = watcher::Config::default().fields(&format!("metadata.name={}", config.name));
         let task = tokio::spawn(async move {
-            let mut lease_changes = watcher(leases, by_name).default_backoff().touched_objects().boxed();
+            let mut lease_changes = watcher::watcher(leases, by_name).default_backoff().boxed();
+            // Kept across loop turns: dropping it mid-renewal would renew again and again.
+            let mut changed = changes(&manager);
             let mut leading = false;
             loop {
                 tokio::select! {
@@ -63,21 +93,40 @@ impl Leadership {
                         let _ = leader_tx.send(false);
                         return;
                     }
-                    changed = manager.changed() => match changed {
-                        Ok(leader) => {
-                            tracing::info!(leader, "leadership changed");
-                            leading = leader;
-                            let _ = leader_tx.send(leader);
+                    outcome = &mut changed => {
+                        match outcome {
+                            Ok(leader) => {
+                                tracing::info!(leader, "leadership changed");
+                                leading = leader;
+                                let _ = leader_tx.send(leader);
+                            }
+                            Err(LeaseManagerError::NonexistentLease(_)) => {
+                                tracing::warn!("the Lease was deleted; recreating it and campaigning again");
+                                step_down(&mut leading, &leader_tx);
+                                manager = rebuild(&build, manager).await;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "leader election failed; trying again");
+                                tokio::time::sleep(RETRY).await;
+                            }
                         }
-                        Err(error) => {
-                            tracing::warn!(%error, "leader election failed; trying again");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        changed = changes(&manager);
+                    }
+                    Some(event) = lease_changes.next() => match event.as_ref().map(classify) {
+                        Ok(LeaseChange::Deleted) => {
+                            tracing::warn!("the Lease was deleted; recreating it and campaigning again");
+                            step_down(&mut leading, &leader_tx);
+                            manager = rebuild(&build, manager).await;
+                            changed = changes(&manager);
                         }
+                        // The manager trusts its cached expiry; a fresh one reads the Lease again.
+                        Ok(LeaseChange::Free) if !leading => {
+                            manager = rebuild(&build, manager).await;
+                            changed = changes(&manager);
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::debug!(%error, "Lease watch interrupted"),
                     },
-                    // A standby looks again at once when the Lease changes (say, is
-                    // released). The leader does not: its own renewals would
-                    // interrupt it mid-renewal, and it would renew again and again.
-                    Some(_) = lease_changes.next(), if !leading => {}
                 }
             }
         });
@@ -89,6 +138,95 @@ impl Leadership {
         let _ = self.stop.send(true);
         if tokio::time::timeout(Duration::from_secs(1), self.task).await.is_err() {
             tracing::warn!("releasing the Lease took over a second");
+        }
+    }
+}
+
+async fn build_manager(
+    client: Client,
+    config: LeaseConfig,
+    identity: String,
+) -> Result<LeaseManager, LeaseManagerError> {
+    let duration = config.duration_seconds.max(2);
+    // Renew halfway to expiry, leaving half the duration for a slow API server.
+    let grace = (duration / 2).max(1);
+    LeaseManagerBuilder::new(client, &config.name)
+        .with_namespace(&config.namespace)
+        .with_duration(duration)
+        .with_grace(grace)
+        .with_field_manager(FIELD_MANAGER)
+        .with_identity(identity)
+        .build()
+        .await
+}
+
+/// A new manager (which creates the Lease if it is missing); the old one while that fails.
+async fn rebuild<F, Fut>(build: &F, old: Arc<LeaseManager>) -> Arc<LeaseManager>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<LeaseManager, LeaseManagerError>>,
+{
+    match build().await {
+        Ok(manager) => Arc::new(manager),
+        Err(error) => {
+            tracing::warn!(%error, "could not set up the Lease; trying again");
+            tokio::time::sleep(RETRY).await;
+            old
+        }
+    }
+}
+
+fn changes(manager: &Arc<LeaseManager>) -> BoxFuture<'static, Result<bool, LeaseManagerError>> {
+    let manager = manager.clone();
+    async move { manager.changed().await }.boxed()
+}
+
+fn step_down(leading: &mut bool, leader_tx: &watch::Sender<bool>) {
+    if std::mem::take(leading) {
+        tracing::info!(leader = false, "leadership changed");
+        let _ = leader_tx.send(false);
+    }
+}
+
+fn random_identity() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("serin-{}-{nanos:08x}", std::process::id())
+}
+
+/// Pause before trying again after a failed election step.
+const RETRY: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+
+    fn lease(holder: Option<&str>) -> Lease {
+        Lease {
+            spec: Some(LeaseSpec {
+                holder_identity: holder.map(String::from),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lease_changes_are_classified() {
+        let table = [
+            (Event::Apply(lease(Some("serin-a"))), LeaseChange::Ignore),
+            (Event::Apply(lease(None)), LeaseChange::Free),
+            (Event::Apply(lease(Some(""))), LeaseChange::Free),
+            (Event::InitApply(lease(None)), LeaseChange::Free),
+            (Event::Delete(lease(Some("serin-a"))), LeaseChange::Deleted),
+            (Event::Init, LeaseChange::Ignore),
+            (Event::InitDone, LeaseChange::Ignore),
+        ];
+        for (event, expected) in table {
+            assert_eq!(classify(&event), expected, "{event:?}");
         }
     }
 }

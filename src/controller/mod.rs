@@ -32,6 +32,11 @@ pub struct Context {
     pub recorder: Recorder,
     /// serin's ReplicaSets, from one label-selected watch.
     pub replica_sets: Store<ReplicaSet>,
+    /// Turns true once `replica_sets` holds a full list. Every reconcile waits on
+    /// it: kube-runtime's own `Store::wait_until_ready` wakes only one of several
+    /// concurrent waiters (a oneshot receiver keeps a single waker), which left
+    /// Releases present at start unreconciled.
+    pub synced: watch::Receiver<bool>,
     /// For metric providers; connection pools are shared across Releases.
     pub http: reqwest::Client,
     pub metrics: Arc<Metrics>,
@@ -45,8 +50,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("Release has no namespace")]
     MissingNamespace,
-    #[error("the ReplicaSet cache is gone: {0}")]
-    CacheGone(#[from] reflector::store::WriterDropped),
+    #[error("the ReplicaSet cache is gone")]
+    CacheGone,
     #[error("traffic routing: {0}")]
     Traffic(String),
     #[error("this process does not hold the Lease; it writes nothing")]
@@ -60,7 +65,7 @@ pub enum RunError {
     Endpoints(#[from] std::io::Error),
     #[error("leader election failed: {0}")]
     Election(#[from] kube_lease_manager::LeaseManagerError),
-    #[error("lost the Lease; stopping so that nothing is written without it")]
+    #[error("the leader election stopped; stopping so that nothing is written without the Lease")]
     LostLease,
 }
 
@@ -105,36 +110,50 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, options: Options) -> Res
     };
     let leadership = Leadership::campaign(client.clone(), lease).await?;
     let mut is_leader = leadership.is_leader.clone();
-    // A standby is ready: it is healthy and can take over.
-    ready.store(true, Ordering::Relaxed);
-    tracing::info!("waiting for the Lease");
-    while !*is_leader.borrow_and_update() {
-        tokio::select! {
-            changed = is_leader.changed() => if changed.is_err() { return Err(RunError::LostLease) },
-            _ = shutdown.changed() => {
-                leadership.release().await;
-                return Ok(());
+    loop {
+        // A standby is ready: it is healthy and can take over.
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!("waiting for the Lease");
+        while !*is_leader.borrow_and_update() {
+            tokio::select! {
+                changed = is_leader.changed() => if changed.is_err() { return Err(RunError::LostLease) },
+                _ = shutdown.changed() => {
+                    leadership.release().await;
+                    return Ok(());
+                }
             }
+        }
+        tracing::info!("holding the Lease; starting the controller");
+        ready.store(false, Ordering::Relaxed);
+        let mut watching_lease = leadership.is_leader.clone();
+        let lost = async move {
+            while *watching_lease.borrow_and_update() {
+                if watching_lease.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let leading = lead(
+            client.clone(),
+            metrics.clone(),
+            &options,
+            leadership.is_leader.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        );
+        tokio::select! {
+            _ = leading => break,
+            // Dropping the controller stops its writes; campaign again, as a standby.
+            _ = lost => tracing::warn!("lost the Lease; stopped the controller until it holds the Lease again"),
+        }
+        if *shutdown.borrow() {
+            break;
         }
     }
-    tracing::info!("holding the Lease; starting the controller");
-    ready.store(false, Ordering::Relaxed);
-    let mut watching_lease = leadership.is_leader.clone();
-    let lost = async move {
-        while *watching_lease.borrow_and_update() {
-            if watching_lease.changed().await.is_err() {
-                break;
-            }
-        }
-    };
-    let outcome = tokio::select! {
-        _ = lead(client, metrics, &options, leadership.is_leader.clone(), ready.clone(), shutdown) => Ok(()),
-        _ = lost => Err(RunError::LostLease),
-    };
     ready.store(false, Ordering::Relaxed);
     leadership.release().await;
     tracing::info!("released the Lease");
-    outcome
+    Ok(())
 }
 
 /// A channel that turns true on SIGTERM or Ctrl-C.
@@ -205,16 +224,20 @@ async fn lead(
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let (synced_tx, synced) = watch::channel(false);
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
         replica_sets: replica_sets.clone(),
+        synced,
         http: reqwest::Client::new(),
         metrics,
         leader,
     });
+    // The one waiter on the store's readiness; everyone else watches `synced`.
     tokio::spawn(async move {
         if replica_sets.wait_until_ready().await.is_ok() {
+            let _ = synced_tx.send(true);
             ready.store(true, Ordering::Relaxed);
             tracing::info!("caches synced; ready");
         }

@@ -23,7 +23,8 @@ pub async fn timed(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, E
 
 pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // Planning on a partial cache would re-create ReplicaSets that exist.
-    ctx.replica_sets.wait_until_ready().await?;
+    let mut synced = ctx.synced.clone();
+    synced.wait_for(|synced| *synced).await.map_err(|_| Error::CacheGone)?;
     let namespace = cached.namespace().ok_or(Error::MissingNamespace)?;
     let releases = Api::<Release>::namespaced(ctx.client.clone(), &namespace);
     // Read the Release fresh: the cache can lag behind this controller's own
@@ -56,14 +57,24 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
         }
     }
     let (traffic, router) = traffic::observe(&ctx, &release).await?;
-    let plan = plan::plan(&Observed {
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut observed = Observed {
         release: &release,
         replica_sets: &observed,
         analysis,
         gate_analysis,
         traffic,
+        refused: None,
         now,
-    });
+    };
+    let mut plan = plan::plan(&observed);
+    // A template the API server refuses for a ReplicaSet: asked before anything
+    // moves, so that the round's other actions (scaling the old revision down)
+    // are not taken for a revision that can never start.
+    if let Some(refusal) = refusal(&replica_sets, &release, &plan.actions).await? {
+        observed.refused = Some(refusal);
+        plan = plan::plan(&observed);
+    }
     tracing::debug!(
         release = %release.name_any(), %namespace, phase = ?plan.status.phase, actions = ?plan.actions,
         requeue_after = ?plan.requeue_after, analysis = ?plan.status.analysis.as_ref().map(|a| (a.phase, &a.message)),
@@ -74,7 +85,6 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
     if !*ctx.leader.borrow() {
         return Err(Error::NotLeader);
     }
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     // In order: the plan puts route and Service changes before the scaling they make safe.
     for action in &plan.actions {
         match action {
@@ -142,6 +152,52 @@ fn series_key(note: &str) -> String {
     }
     note[..end].to_string()
 }
+
+/// Why the API server refuses the ReplicaSet the plan would create, if it does:
+/// a server-side dry run of the create.
+async fn refusal(api: &Api<ReplicaSet>, release: &Release, actions: &[Action]) -> Result<Option<String>, Error> {
+    let Some(Action::Create {
+        revision,
+        number,
+        replicas,
+    }) = actions.iter().find(|a| matches!(a, Action::Create { .. }))
+    else {
+        return Ok(None);
+    };
+    let rs = replicaset::build(release, revision, *number, *replicas);
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
+    match api.create(&params, &rs).await {
+        Err(kube::Error::Api(status)) if is_refusal(status.code) => Ok(Some(clipped(&status.message, REFUSAL_MAX))),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(None),
+        Err(error) => Err(error.into()),
+        Ok(_) => Ok(None),
+    }
+}
+
+/// The API server refused the object itself (422 Invalid, 400 Bad Request, 413
+/// too large), as opposed to a failure worth retrying.
+fn is_refusal(code: u16) -> bool {
+    matches!(code, 400 | 413 | 422)
+}
+
+/// The first `max` bytes of `text` (on a character boundary), marked when cut.
+fn clipped(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Longest refusal message kept in a condition: an Event's note holds 1 kB, and
+/// a refusal quoting a 300 kB annotation must not grow the status with it.
+const REFUSAL_MAX: usize = 900;
 
 async fn apply(api: &Api<ReplicaSet>, release: &Release, action: &Action) -> Result<(), Error> {
     match action {

@@ -53,6 +53,9 @@ pub struct Observed<'a> {
     pub gate_analysis: Option<AnalysisInput>,
     /// The canary's Services and router, as observed; default for other strategies.
     pub traffic: Traffic,
+    /// The API server refused the current revision's ReplicaSet, with this
+    /// message (a pod template the CRD schema let through).
+    pub refused: Option<String>,
     pub now: Timestamp,
 }
 

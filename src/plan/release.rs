@@ -48,7 +48,13 @@ pub fn plan(observed: &Observed) -> Plan {
     round.analysis = observed.analysis.as_ref();
     round.gate_analysis = observed.gate_analysis.as_ref();
     round.traffic = &observed.traffic;
-    match validate(&release.spec) {
+    let valid = match &observed.refused {
+        Some(refusal) => Err(format!(
+            "spec.template: the API server refuses its ReplicaSet: {refusal}"
+        )),
+        None => validate(&release.spec),
+    };
+    match valid {
         Err(message) => round.invalid(message),
         Ok(Validated::Rolling { bounds }) => round.decide(bounds),
         Ok(Validated::Canary { strategy, bounds }) => round.decide_canary(strategy, bounds),

@@ -59,10 +59,11 @@ pub fn bounds(strategy: &RollingStrategy, desired: i32) -> Result<(i32, i32), St
         .unwrap_or(&default)
         .resolve(desired, true)
         .map_err(|e| format!("maxSurge: {e}"))?;
-    let unavailable = strategy
-        .max_unavailable
-        .as_ref()
-        .unwrap_or(&default)
+    let max_unavailable = strategy.max_unavailable.as_ref().unwrap_or(&default);
+    if max_unavailable.percent().is_some_and(|p| p > 100) {
+        return Err(crate::api::MAX_UNAVAILABLE_MESSAGE.into());
+    }
+    let unavailable = max_unavailable
         .resolve(desired, false)
         .map_err(|e| format!("maxUnavailable: {e}"))?;
     Ok(if surge == 0 && unavailable == 0 {

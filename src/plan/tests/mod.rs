@@ -44,6 +44,8 @@ pub(super) struct Cluster {
     pub(super) now: Timestamp,
     pub(super) unhealthy: Vec<String>,
     pub(super) traffic: Traffic,
+    /// What the API server says when it refuses the current revision's ReplicaSet.
+    pub(super) refused: Option<String>,
 }
 
 impl Cluster {
@@ -53,6 +55,7 @@ impl Cluster {
             now: Timestamp::from_second(1_000_000).unwrap(),
             unhealthy: Vec::new(),
             traffic: Traffic::default(),
+            refused: None,
         }
     }
 
@@ -76,6 +79,7 @@ impl Cluster {
             analysis,
             gate_analysis,
             traffic: self.traffic.clone(),
+            refused: self.refused.clone(),
             now: self.now,
         };
         let plan = plan(&observed);
@@ -352,6 +356,10 @@ fn invalid_specs_change_nothing_and_say_why() {
             rolling(serde_json::json!("x"), serde_json::json!(1)),
             "spec.strategy.rolling",
         ),
+        (
+            rolling(serde_json::json!(1), serde_json::json!("150%")),
+            "spec.strategy.rolling: maxUnavailable must not exceed 100%",
+        ),
     ];
     for (strategy, needle) in cases {
         let mut r = release(3, "web:1", strategy);
@@ -371,6 +379,36 @@ fn invalid_specs_change_nothing_and_say_why() {
     let plan = Cluster::new().plan(&mut r);
     assert!(plan.actions.is_empty());
     assert!(plan.status.message.unwrap().contains("does not match"));
+}
+
+#[test]
+fn a_template_the_api_server_refuses_is_invalid_and_changes_nothing() {
+    let mut r = release(3, "web:1", rolling(serde_json::json!(1), serde_json::json!(1)));
+    let mut cluster = Cluster::new();
+    cluster.run(&mut r, 10);
+    let v1 = revision(&r);
+    r.spec.template.spec.as_mut().unwrap().containers[0].name = "UPPER_case".into();
+    let refusal =
+        r#"ReplicaSet.apps "web-x" is invalid: spec.template.spec.containers[0].name: Invalid value: "UPPER_case""#;
+    cluster.refused = Some(refusal.into());
+    for round in 0..2 {
+        let plan = cluster.plan(&mut r);
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert_eq!(plan.status.phase, Some(Phase::Degraded));
+        assert_eq!(condition_reason(&r, DEGRADED), ("True".into(), "InvalidSpec".into()));
+        let message = plan.status.message.clone().unwrap();
+        assert!(
+            message.contains("containers[0].name") && message.starts_with("spec.template"),
+            "{message}"
+        );
+        assert_eq!(r.status.as_ref().unwrap().stable_revision.as_ref(), Some(&v1));
+        // The Event is recorded once, not at every reconcile.
+        assert_eq!(
+            plan.events.iter().filter(|e| e.reason == "InvalidSpec").count(),
+            1 - round
+        );
+    }
+    assert_eq!(cluster.replicas_of(&v1), 3);
 }
 
 #[test]
