@@ -92,7 +92,7 @@ pub fn next_due(metric: &Metric, status: Option<&MetricStatus>, started_at: Time
         if status.phase != AnalysisPhase::Running {
             return None;
         }
-        if count_limit(metric).is_some_and(|count| status.count >= count) {
+        if count_limit(metric).is_some_and(|count| decisive(status) >= count) {
             return None;
         }
     }
@@ -156,8 +156,8 @@ pub fn record(metric: &Metric, status: &mut MetricStatus, measurement: Measureme
 
 /// Failed when failed > failureLimit or consecutive_error >
 /// consecutiveErrorLimit; else Inconclusive when inconclusive >
-/// inconclusiveLimit; else Successful when count is set and reached; else
-/// Running.
+/// inconclusiveLimit; else Successful when count is set and reached by
+/// measurements that are not errors (see [`decisive`]); else Running.
 pub fn metric_phase(metric: &Metric, status: &MetricStatus) -> AnalysisPhase {
     // The schema keeps limits >= 0 and count >= 1; clamp anyway so a bad
     // object cannot fail (or pass) a metric before it is measured.
@@ -165,7 +165,7 @@ pub fn metric_phase(metric: &Metric, status: &MetricStatus) -> AnalysisPhase {
         AnalysisPhase::Failed
     } else if status.inconclusive > metric.inconclusive_limit.max(0) {
         AnalysisPhase::Inconclusive
-    } else if count_limit(metric).is_some_and(|count| status.count >= count) {
+    } else if count_limit(metric).is_some_and(|count| decisive(status) >= count) {
         // All measurements taken: passing needs at least one success, so a
         // metric that only ever saw no data is never Successful.
         if status.successful > 0 {
@@ -176,6 +176,15 @@ pub fn metric_phase(metric: &Metric, status: &MetricStatus) -> AnalysisPhase {
     } else {
         AnalysisPhase::Running
     }
+}
+
+/// Measurements that said something: every one but the errors. `count` counts
+/// only these, so errors never make up a pass: an error is measured again
+/// (at most `consecutiveErrorLimit` in a row), and a metric with `count: 10`
+/// passes on ten measurements that are Successful, Failed (within
+/// `failureLimit`) or Inconclusive (within `inconclusiveLimit`).
+pub fn decisive(status: &MetricStatus) -> i32 {
+    status.count.saturating_sub(status.error).max(0)
 }
 
 fn count_limit(metric: &Metric) -> Option<i32> {
@@ -429,10 +438,23 @@ mod tests {
                 count: Some(2),
                 ..case(0, &[Successful, Failed], A::Failed)
             },
-            // Count reached without one success: no evidence, so not Successful.
+            // Errors do not count toward count: they never make up a pass.
+            Case {
+                count: Some(10),
+                ..case(
+                    0,
+                    &[Successful, Error, Successful, Error, Error, Successful, Error, Error, Error, Error],
+                    A::Running,
+                )
+            },
+            Case {
+                count: Some(3),
+                ..case(0, &[Successful, Error, Successful, Error, Successful], A::Successful)
+            },
+            // An error is measured again rather than completing the count.
             Case {
                 count: Some(1),
-                ..case(0, &[Error], A::Inconclusive)
+                ..case(0, &[Error], A::Running)
             },
             Case {
                 count: Some(2),
@@ -727,9 +749,13 @@ mod tests {
 
             // An independent model: the first prefix that crosses a limit decides; else Running or Successful.
             let (mut n, mut failed, mut inconclusive, mut successful, mut run_of_errors) = (0, 0, 0, 0, 0);
+            // `n` counts decisive measurements only.
             let mut want = A::Running;
             for p in &phases {
-                n += 1;
+                // Errors are measured again: they do not count toward `count`.
+                if *p != Error {
+                    n += 1;
+                }
                 match p {
                     Failed => failed += 1,
                     Inconclusive => inconclusive += 1,
