@@ -13,18 +13,18 @@ use crate::support::rollout::{
 use crate::support::traffic::{CANARY, STABLE, TrafficRecorder, World};
 use crate::support::{from_json, kubectl_apply, readme_yaml, wait_for};
 
-fn release(replicas: i32, canary: Value) -> Release {
+pub(crate) fn release(replicas: i32, canary: Value) -> Release {
     web_release(replicas, json!({ "canary": canary }))
 }
 
-fn gateway_canary(steps: Value) -> Value {
+pub(crate) fn gateway_canary(steps: Value) -> Value {
     json!({
         "stableService": STABLE, "canaryService": CANARY, "steps": steps, "scaleDownDelaySeconds": 2,
         "trafficRouting": { "gatewayAPI": { "httpRoutes": [{ "name": "web" }] } }
     })
 }
 
-fn routes(client: &Client, ns: &str) -> Api<DynamicObject> {
+pub(crate) fn routes(client: &Client, ns: &str) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
         "httproutes",
@@ -32,7 +32,7 @@ fn routes(client: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &resource)
 }
 
-async fn create_route(client: &Client, ns: &str) {
+pub(crate) async fn create_route(client: &Client, ns: &str) {
     let route: DynamicObject = from_json(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": { "name": "web" },
@@ -45,7 +45,7 @@ async fn create_route(client: &Client, ns: &str) {
 }
 
 /// (stable, canary) weights of the route's first rule, as stored.
-async fn route_weights(client: &Client, ns: &str) -> (i64, i64) {
+pub(crate) async fn route_weights(client: &Client, ns: &str) -> (i64, i64) {
     let route = routes(client, ns).get("web").await.unwrap();
     let refs = route.data["spec"]["rules"][0]["backendRefs"]
         .as_array()
@@ -60,7 +60,7 @@ async fn route_weights(client: &Client, ns: &str) -> (i64, i64) {
 }
 
 /// Waits until the Release is paused at `step`, waiting for a person.
-async fn paused_at(api: &Api<Release>, step: i32) -> Release {
+pub(crate) async fn paused_at(api: &Api<Release>, step: i32) -> Release {
     wait_for(&format!("a pause at step {step}"), LIMIT, || async {
         let release = api.get("web").await.ok()?;
         let status = release.status.as_ref()?;

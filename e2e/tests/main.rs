@@ -6,5 +6,6 @@ mod canary;
 mod plugin;
 mod process;
 mod release;
+mod resilience;
 mod support;
 mod testbed;

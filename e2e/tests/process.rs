@@ -143,6 +143,70 @@ async fn sigterm_releases_the_lease_within_two_seconds_and_the_standby_finishes(
     ready_on(&api, &v2).await;
 }
 
+/// At the Lease settings users get (15 s), a standby must not wait for the
+/// released Lease to expire in its own cached copy.
+#[tokio::test]
+async fn at_the_default_lease_duration_the_standby_holds_the_lease_within_two_seconds_of_sigterm() {
+    let (client, ns) = bare("handover-defaults").await;
+    let defaults = ["--lease-duration-seconds", "15"];
+    let leader = ControllerProcess::start_with(&ns.name, "serin-a", &defaults).await;
+    wait_holder(&client, &ns.name, "serin-a", LIMIT).await;
+    let _standby = ControllerProcess::start_with(&ns.name, "serin-b", &defaults).await;
+    let api = releases(&client, &ns.name);
+    api.create(&PostParams::default(), &slow_release(2)).await.unwrap();
+    wait_condition(&api, "web", "Ready", "True", None, LIMIT).await;
+    // The standby has read the Lease as held for the next 15 s.
+    wait_for("the standby to campaign", LIMIT, || async {
+        let log =
+            std::fs::read_to_string(std::env::temp_dir().join(format!("serin-controller-{}.log", ns.name))).ok()?;
+        (log.matches("waiting for the Lease").count() >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // let serin-b's first try at the held Lease finish
+    let signalled = Instant::now();
+    let exiting = tokio::spawn(leader.terminate());
+    let took = poll_until(Duration::from_secs(10), || async {
+        (holder(&client, &ns.name).await.as_deref() == Some("serin-b")).then(|| signalled.elapsed())
+    })
+    .await
+    .expect("serin-b takes the Lease");
+    println!("handover at the default 15 s Lease: serin-b holds it {took:?} after serin-a's SIGTERM");
+    assert!(took <= Duration::from_secs(2), "handover took {took:?}");
+    assert!(exiting.await.unwrap().success());
+    let v2 = set_image(&api, "example.com/web:2").await;
+    ready_on(&api, &v2).await;
+}
+
+/// Deleting the Lease by hand: the holder stops writing, recreates it, holds it
+/// again, and the rollout it was driving completes.
+#[tokio::test]
+async fn a_deleted_lease_is_recreated_and_the_rollout_completes() {
+    let (client, ns) = bare("lease-deleted").await;
+    let leader = ControllerProcess::start_with(&ns.name, "serin-a", &[]).await;
+    wait_holder(&client, &ns.name, "serin-a", LIMIT).await;
+    let api = releases(&client, &ns.name);
+    api.create(&PostParams::default(), &slow_release(4)).await.unwrap();
+    wait_condition(&api, "web", "Ready", "True", None, LIMIT).await;
+    let v2 = rollout_under_way(&api).await;
+
+    let leases = Api::<Lease>::namespaced(client.clone(), &ns.name);
+    leases.delete(LEASE, &Default::default()).await.unwrap();
+    let deleted = Instant::now();
+    wait_holder(&client, &ns.name, "serin-a", Duration::from_secs(10)).await;
+    println!(
+        "Lease recreated and held again {:?} after it was deleted",
+        deleted.elapsed()
+    );
+    ready_on(&api, &v2).await;
+    let log = std::fs::read_to_string(std::env::temp_dir().join(format!("serin-controller-{}.log", ns.name))).unwrap();
+    assert!(
+        log.contains("the Lease was deleted; recreating it"),
+        "the controller says what happened"
+    );
+    assert!(!log.contains("doesn't exist\n"), "no endless retry on a missing Lease");
+    drop(leader);
+}
+
 /// A port nobody listens on now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

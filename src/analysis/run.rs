@@ -443,7 +443,9 @@ mod tests {
                 count: Some(10),
                 ..case(
                     0,
-                    &[Successful, Error, Successful, Error, Error, Successful, Error, Error, Error, Error],
+                    &[
+                        Successful, Error, Successful, Error, Error, Successful, Error, Error, Error, Error,
+                    ],
                     A::Running,
                 )
             },

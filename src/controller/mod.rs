@@ -5,6 +5,7 @@ pub mod endpoints;
 pub mod leader;
 mod reconcile;
 pub mod replicaset;
+mod steered;
 mod traffic;
 
 use std::net::SocketAddr;
@@ -242,10 +243,16 @@ async fn lead(
             tracing::info!("caches synced; ready");
         }
     });
+    let steered = steered::watch(&context.client, namespace, releases.clone()).await;
     let stopping = wait_for(shutdown.clone());
     let controller = Controller::for_stream(release_stream, releases)
         .owns_stream(rs_stream)
         .owns_stream(job_stream)
+        .reconcile_on(steered.filter_map(|trigger| async move {
+            trigger
+                .inspect_err(|error| tracing::debug!(%error, "watch of steered objects interrupted"))
+                .ok()
+        }))
         .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
         .graceful_shutdown_on(stopping)
         .run(reconcile::timed, error_policy, context)

@@ -1,4 +1,6 @@
 //! Reading and steering a canary's Services and traffic router.
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -67,15 +69,20 @@ pub async fn observe(ctx: &Context, release: &Release) -> Result<(Traffic, Optio
     Ok((observed, router))
 }
 
-/// Points a Service's revision selector at `revision`. Server-side apply owns
-/// just that one selector key, so the user's own selector stays theirs.
+/// Points a Service's revision selector at `revision`, keeping every other
+/// key of its selector. `spec.selector` is an atomic map, so an apply of just
+/// the revision key would replace the user's keys: serin applies the whole map
+/// as it is now, plus its key. A re-apply of the user's Service that drops the
+/// key is seen by the Service watch and put back at once.
 pub async fn select(ctx: &Context, release: &Release, service: &str, revision: &str) -> Result<(), Error> {
     let api = Api::<Service>::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
+    let live = api.get(service).await?;
+    let selector = with_revision(live.spec.and_then(|s| s.selector).unwrap_or_default(), revision);
     let patch = json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": { "name": service },
-        "spec": { "selector": { REVISION_LABEL: revision } },
+        "spec": { "selector": selector },
     });
     api.patch(
         service,
@@ -84,6 +91,12 @@ pub async fn select(ctx: &Context, release: &Release, service: &str, revision: &
     )
     .await?;
     Ok(())
+}
+
+/// The selector with serin's revision key set to `revision`, the rest untouched.
+fn with_revision(mut selector: BTreeMap<String, String>, revision: &str) -> BTreeMap<String, String> {
+    selector.insert(REVISION_LABEL.to_string(), revision.to_string());
+    selector
 }
 
 /// Sets the canary's share of traffic through the router.
@@ -95,4 +108,20 @@ pub async fn set_weight(router: Option<&dyn TrafficRouter>, canary: i32) -> Resu
         RouterError::Kube(error) => Error::Kube(error),
         RouterError::Misconfigured(message) => Error::Traffic(message),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_revision_key_joins_the_users_selector() {
+        let user: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+        let selector = with_revision(user.clone(), "abc");
+        assert_eq!(selector.get("app").map(String::as_str), Some("web"));
+        assert_eq!(selector.get(REVISION_LABEL).map(String::as_str), Some("abc"));
+        let moved = with_revision(selector, "def");
+        assert_eq!(moved.len(), 2);
+        assert_eq!(moved.get(REVISION_LABEL).map(String::as_str), Some("def"));
+    }
 }

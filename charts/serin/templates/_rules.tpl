@@ -22,16 +22,17 @@ Secrets (see secret-reader.yaml), no leases (see leader-election.yaml).
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]
-# Traffic: Service selectors (blue-green, canary), HTTPRoute weights, canary Ingresses.
+# Traffic: Service selectors (blue-green, canary), HTTPRoute weights, canary
+# Ingresses; watched so that an outside edit is put back at once.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, patch]
+  verbs: [get, list, watch, patch]
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, patch]
+  verbs: [get, list, watch, patch]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
-  verbs: [get, create, patch]
+  verbs: [get, list, watch, create, patch]
 # Events on Releases (events.k8s.io, and core events for older clients).
 - apiGroups: [events.k8s.io]
   resources: [events]

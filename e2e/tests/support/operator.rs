@@ -67,13 +67,7 @@ impl ControllerProcess {
             .unwrap();
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_serin"));
         command
-            .args([
-                "controller",
-                "--namespace",
-                namespace,
-                "--lease-duration-seconds",
-                LEASE_SECONDS,
-            ])
+            .args(["controller", "--namespace", namespace])
             .args(extra)
             .env("RUST_LOG", "info,serin=debug")
             .env_remove("POD_NAMESPACE")
@@ -85,6 +79,9 @@ impl ControllerProcess {
         // own: the scenarios, each with a controller of its own, run without one.
         if let Ok(kubeconfig) = std::env::var("SERIN_E2E_CONTROLLER_KUBECONFIG") {
             command.env("KUBECONFIG", kubeconfig).arg("--leader-elect=false");
+        }
+        if !extra.contains(&"--lease-duration-seconds") {
+            command.args(["--lease-duration-seconds", LEASE_SECONDS]);
         }
         for flag in ["--metrics-addr", "--health-addr"] {
             if !extra.contains(&flag) {
@@ -101,6 +98,11 @@ impl ControllerProcess {
     /// Kills the process at once (SIGKILL), as a crash would.
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
+    }
+
+    /// The exit status, if the process has exited (without waiting for it).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Sends SIGTERM, as the kubelet does, and waits for the process to exit.
