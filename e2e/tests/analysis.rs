@@ -239,6 +239,40 @@ async fn the_web_provider_gates_a_rollout_on_a_json_endpoint() {
     assert!(metric.successful >= 1 && metric.count >= 2, "{metric:?}");
 }
 
+/// Errors never make up a pass: `count: 3` against an endpoint that fails every
+/// other request passes on three successful measurements, not on two and an error.
+#[tokio::test]
+async fn errors_do_not_count_toward_count() {
+    let (client, ns, _controller) = setup("analysis-errors").await;
+    let source = MetricsSource::start(&ns.name).await;
+    let api = releases(&client, &ns.name);
+    let metric = json!({
+        "name": "health",
+        "interval": "1s",
+        "count": 3,
+        "successCondition": "result < 0.05",
+        "consecutiveErrorLimit": 2,
+        "provider": { "web": {
+            "url": format!("http://{}/flaky/{{{{args.revision.canary}}}}", source.address),
+            "jsonPath": "$.errorRate",
+            "timeout": "2s"
+        } }
+    });
+    let release = release_with_analysis(json!({ "metrics": [metric] }));
+    source.set_error_ratio(&v2_revision(&release), 0.0);
+    let v2 = roll_to_v2(&api, &release).await;
+    let release = wait_condition(&api, "web", "Ready", "True", None, Duration::from_secs(40)).await;
+    let status = release.status.unwrap();
+    assert_eq!(status.stable_revision, Some(v2));
+    let metric = &status.analysis.unwrap().metrics[0];
+    println!(
+        "passed with {} successful and {} errored measurements",
+        metric.successful, metric.error
+    );
+    assert_eq!(metric.successful, 3, "{metric:?}");
+    assert!(metric.error >= 1, "the endpoint failed in between: {metric:?}");
+}
+
 #[tokio::test]
 async fn job_checks_pass_when_the_job_completes_and_roll_back_when_it_fails() {
     let (client, ns, _controller) = setup("analysis-job").await;

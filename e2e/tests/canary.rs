@@ -1,7 +1,9 @@
 //! Canary releases on a real control plane: Gateway API, NGINX and replica-ratio
 //! traffic, human controls, and the traffic invariants checked over every write.
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use std::time::Duration;
+
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use serin::api::{AnalysisTemplate, Release};
@@ -276,6 +278,24 @@ async fn an_nginx_canary_ingress_follows_the_steps() {
 
     let states = recorder.finish();
     assert_eq!(weight_steps(&states), vec![(100, 0), (70, 30), (100, 0)]);
+
+    // After the canary (the traffic recorder is done): a hand edit of the
+    // canary Ingress's weight is put back.
+    let edit = json!({ "metadata": { "annotations": { "nginx.ingress.kubernetes.io/canary-weight": "100" } } });
+    ingresses
+        .patch("web-web-canary", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    wait_for("the canary weight to be put back", Duration::from_secs(2), || async {
+        let twin = ingresses.get("web-web-canary").await.ok()?;
+        (twin
+            .metadata
+            .annotations?
+            .get("nginx.ingress.kubernetes.io/canary-weight")?
+            == "0")
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -26,9 +26,11 @@ impl MetricsSource {
         let ratios: Arc<Mutex<BTreeMap<String, f64>>> = Arc::default();
         let started = Instant::now();
         let state = ratios.clone();
+        let flaky = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let task = tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let state = state.clone();
+                let flaky = flaky.clone();
                 tokio::spawn(async move {
                     let mut buffer = vec![0u8; 4096];
                     let n = socket.read(&mut buffer).await.unwrap_or(0);
@@ -36,6 +38,17 @@ impl MetricsSource {
                     let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
                     let seconds = started.elapsed().as_secs_f64();
                     let ratios = state.lock().unwrap().clone();
+                    // Every other request to /flaky/<revision> fails with a 500.
+                    let mut status = "200 OK";
+                    let path = match path.strip_prefix("/flaky/") {
+                        Some(revision) => {
+                            if flaky.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 1 {
+                                status = "500 Internal Server Error";
+                            }
+                            format!("/health/{revision}")
+                        }
+                        None => path,
+                    };
                     let (content_type, body) = if let Some(revision) = path.strip_prefix("/health/") {
                         let ratio = ratios.get(revision).copied();
                         (
@@ -46,7 +59,7 @@ impl MetricsSource {
                         ("text/plain; version=0.0.4", exposition(&ratios, seconds))
                     };
                     let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = socket.write_all(response.as_bytes()).await;
