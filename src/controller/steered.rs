@@ -171,7 +171,7 @@ mod tests {
     fn a_release_steers_the_objects_its_strategy_names() {
         let canary = release(serde_json::json!({ "canary": {
             "stableService": "web", "canaryService": "web-canary",
-            "trafficRouting": { "gatewayApi": { "httpRoutes": [{ "name": "route" }] } }
+            "trafficRouting": { "gatewayAPI": { "httpRoutes": [{ "name": "route" }] } }
         }}));
         let nginx = release(serde_json::json!({ "canary": {
             "stableService": "web", "canaryService": "web-canary",

@@ -18,7 +18,7 @@ impl Round<'_> {
     pub(super) fn decide_blue_green(&mut self, strategy: &BlueGreenStrategy) {
         let retry = self.begin();
         if let Some(problem) = self.traffic.problem.clone() {
-            // Services are not watched: look again in a while.
+            // The Service watch wakes the controller when it appears; look again anyway.
             self.requeue_at(super::release::INVALID_RECHECK);
             return self.invalid(problem);
         }

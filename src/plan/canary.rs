@@ -16,8 +16,8 @@ use super::{Action, RevisionState, Verdict};
 use crate::analysis::run::duration;
 use crate::api::{CanaryStatus, CanaryStep, CanaryStrategy, Phase, Release, SetCanaryScale};
 
-/// How soon a round that switched a Service or moved a weight looks again:
-/// those objects are not watched, and the next step may hinge on them.
+/// How soon a round that switched a Service or moved a weight looks again: a
+/// backstop to the watches of those objects, as the next step may hinge on them.
 const TRAFFIC_RECHECK: Duration = Duration::from_secs(1);
 
 /// Checks what the CRD schema cannot.
@@ -116,7 +116,7 @@ impl Round<'_> {
     pub(super) fn decide_canary(&mut self, strategy: &CanaryStrategy, bounds: (i32, i32)) {
         let retry = self.begin();
         if let Some(problem) = self.traffic.problem.clone() {
-            // Services and routes are not watched: look again in a while.
+            // Their watches wake the controller when they appear; look again anyway.
             self.requeue_at(super::release::INVALID_RECHECK);
             return self.invalid(problem);
         }
@@ -524,7 +524,7 @@ impl Round<'_> {
             self.event(false, "TrafficShifted", note);
         }
         if self.actions.len() > actions_before {
-            // Services and routes are not watched: look at what this round changed soon.
+            // A backstop to the watches: look at what this round changed soon.
             self.requeue_at(TRAFFIC_RECHECK);
         }
         selected

@@ -667,7 +667,7 @@ fn a_round_that_steers_traffic_looks_again_soon() {
         .collect();
     assert!(!steering.is_empty());
     for plan in steering {
-        // Services and routes are not watched: nothing else would wake the controller.
+        // A backstop to the watches of Services and routes.
         assert!(plan.requeue_after.is_some_and(|d| d.as_secs() <= 1), "{plan:?}");
     }
 }
