@@ -3,6 +3,7 @@
 mod analysis;
 mod bluegreen;
 mod canary;
+mod fuzz;
 mod plugin;
 mod process;
 mod release;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// refuses more than 100%, and so does serin, at the API server.
 /// On the strategy that holds the field (a rule on the field itself is lost
 /// when kube merges it with the type's own rule).
-pub const MAX_UNAVAILABLE_RULE: &str = "!has(self.maxUnavailable) || type(self.maxUnavailable) == int || self.maxUnavailable.matches('^(100|[1-9]?[0-9])%$')";
+pub const MAX_UNAVAILABLE_RULE: &str = "!has(self.maxUnavailable) || (type(self.maxUnavailable) == string ? self.maxUnavailable.matches('^(100|[1-9]?[0-9])%$') : true)";
 pub const MAX_UNAVAILABLE_MESSAGE: &str = "maxUnavailable must not exceed 100%";
 
 /// An absolute count (`3`) or a percent of replicas (`"25%"`).
@@ -54,8 +54,11 @@ impl JsonSchema for IntOrPercent {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // The integer side is bounded to an i32 (see `schema::bound_to_i32`).
         json_schema!({
             "x-kubernetes-int-or-string": true,
+            "maximum": i32::MAX,
+            "minimum": i32::MIN,
             "anyOf": [{ "type": "integer" }, { "type": "string" }],
             "x-kubernetes-validations": [{
                 "rule": "type(self) == string ? self.matches('^[0-9]+%$') : self >= 0",

@@ -182,7 +182,36 @@ fn inline_without_descriptions<T: JsonSchema>(generator: &SchemaGenerator) -> Sc
         inlining.definitions().keys().collect::<Vec<_>>()
     );
     StripDescriptions.transform(&mut schema);
+    BoundIntOrStringPorts.transform(&mut schema);
     schema
+}
+
+/// The range of an `i32`, as `maximum`/`minimum` on an int-or-string value.
+/// The API server does not bound the integer side of an int-or-string field;
+/// one larger than an `i32` (a port of 2147483648) is stored, and then no
+/// client with 32-bit types (serin's watch among them) can read the object:
+/// its whole list fails. Declared, the API server refuses such a value instead.
+pub fn bound_to_i32(schema: &mut serde_json::Map<String, serde_json::Value>) {
+    schema.insert("maximum".into(), i32::MAX.into());
+    schema.insert("minimum".into(), i32::MIN.into());
+}
+
+/// Bounds every int-or-string property named `port` (probes, lifecycle hooks)
+/// to an `i32` (see [`bound_to_i32`]). Quantities, the other int-or-string
+/// values in a pod, are read at any size.
+struct BoundIntOrStringPorts;
+
+impl Transform for BoundIntOrStringPorts {
+    fn transform(&mut self, schema: &mut Schema) {
+        if let Some(port) = schema
+            .pointer_mut("/properties/port")
+            .and_then(serde_json::Value::as_object_mut)
+            .filter(|p| p.get("x-kubernetes-int-or-string") == Some(&serde_json::Value::Bool(true)))
+        {
+            bound_to_i32(port);
+        }
+        transform_subschemas(self, schema);
+    }
 }
 
 /// Removes the `description` keyword from a schema and all its subschemas.
