@@ -281,6 +281,7 @@ async fn an_nginx_canary_ingress_follows_the_steps() {
 
     // After the canary (the traffic recorder is done): a hand edit of the
     // canary Ingress's weight is put back.
+    tokio::time::sleep(crate::resilience::QUIET).await; // only the watch can put it back
     let edit = json!({ "metadata": { "annotations": { "nginx.ingress.kubernetes.io/canary-weight": "100" } } });
     ingresses
         .patch("web-web-canary", &PatchParams::default(), &Patch::Merge(&edit))

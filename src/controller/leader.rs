@@ -48,6 +48,25 @@ enum LeaseChange {
     Deleted,
 }
 
+/// Tracks a watch (re-)list: one that ends without the Lease means it was
+/// deleted while the watch was down, and no Delete event will come.
+#[derive(Default)]
+struct Listing {
+    saw_lease: bool,
+}
+
+impl Listing {
+    fn classify(&mut self, event: &Event<Lease>) -> LeaseChange {
+        match event {
+            Event::Init => self.saw_lease = false,
+            Event::InitApply(_) => self.saw_lease = true,
+            Event::InitDone if !self.saw_lease => return LeaseChange::Deleted,
+            _ => {}
+        }
+        classify(event)
+    }
+}
+
 fn classify(event: &Event<Lease>) -> LeaseChange {
     match event {
         Event::Delete(_) => LeaseChange::Deleted,
@@ -83,10 +102,13 @@ impl Leadership {
             // Kept across loop turns: dropping it mid-renewal would renew again and again.
             let mut changed = changes(&manager);
             let mut leading = false;
+            let mut listing = Listing::default();
             loop {
                 tokio::select! {
                     biased;
                     _ = stopping.changed() => {
+                        // A renewal in flight holds the manager's lock: end it first.
+                        drop(changed);
                         if let Err(error) = manager.release().await {
                             tracing::warn!(%error, "could not release the Lease");
                         }
@@ -100,7 +122,7 @@ impl Leadership {
                                 leading = leader;
                                 let _ = leader_tx.send(leader);
                             }
-                            Err(LeaseManagerError::NonexistentLease(_)) => {
+                            Err(error) if is_missing(&error) => {
                                 tracing::warn!("the Lease was deleted; recreating it and campaigning again");
                                 step_down(&mut leading, &leader_tx);
                                 manager = rebuild(&build, manager).await;
@@ -112,7 +134,7 @@ impl Leadership {
                         }
                         changed = changes(&manager);
                     }
-                    Some(event) = lease_changes.next() => match event.as_ref().map(classify) {
+                    Some(event) = lease_changes.next() => match event.as_ref().map(|e| listing.classify(e)) {
                         Ok(LeaseChange::Deleted) => {
                             tracing::warn!("the Lease was deleted; recreating it and campaigning again");
                             step_down(&mut leading, &leader_tx);
@@ -142,6 +164,29 @@ impl Leadership {
     }
 }
 
+/// The Lease is gone: the manager says so, or a renewal's patch found nothing.
+fn is_missing(error: &LeaseManagerError) -> bool {
+    match error {
+        LeaseManagerError::NonexistentLease(_) => true,
+        LeaseManagerError::KubeError(kube::Error::Api(status)) => status.is_not_found(),
+        _ => false,
+    }
+}
+
+/// The Lease's field manager: one per replica. kube-lease-manager takes the
+/// Lease with a server-side apply of `holderIdentity` that is not forced, so
+/// only a different manager's claim conflicts; with one shared manager two
+/// replicas claiming a free Lease at once would both win.
+fn lease_field_manager(identity: &str) -> String {
+    let mut manager = format!("{FIELD_MANAGER}/{identity}");
+    let mut end = manager.len().min(FIELD_MANAGER_MAX);
+    while !manager.is_char_boundary(end) {
+        end -= 1;
+    }
+    manager.truncate(end);
+    manager
+}
+
 async fn build_manager(
     client: Client,
     config: LeaseConfig,
@@ -154,7 +199,7 @@ async fn build_manager(
         .with_namespace(&config.namespace)
         .with_duration(duration)
         .with_grace(grace)
-        .with_field_manager(FIELD_MANAGER)
+        .with_field_manager(lease_field_manager(&identity))
         .with_identity(identity)
         .build()
         .await
@@ -199,6 +244,9 @@ fn random_identity() -> String {
 /// Pause before trying again after a failed election step.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// The longest field manager name the API server accepts.
+const FIELD_MANAGER_MAX: usize = 128;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +276,25 @@ mod tests {
         for (event, expected) in table {
             assert_eq!(classify(&event), expected, "{event:?}");
         }
+    }
+
+    #[test]
+    fn a_relist_without_the_lease_means_it_was_deleted() {
+        let mut listing = Listing::default();
+        assert_eq!(listing.classify(&Event::Init), LeaseChange::Ignore);
+        assert_eq!(
+            listing.classify(&Event::InitApply(lease(Some("serin-a")))),
+            LeaseChange::Ignore
+        );
+        assert_eq!(listing.classify(&Event::InitDone), LeaseChange::Ignore);
+        assert_eq!(listing.classify(&Event::Init), LeaseChange::Ignore);
+        assert_eq!(listing.classify(&Event::InitDone), LeaseChange::Deleted);
+    }
+
+    #[test]
+    fn each_replica_claims_the_lease_as_a_manager_of_its_own() {
+        assert_eq!(lease_field_manager("serin-a"), "serin/serin-a");
+        assert_ne!(lease_field_manager("serin-a"), lease_field_manager("serin-b"));
+        assert_eq!(lease_field_manager(&"é".repeat(100)).len(), 128);
     }
 }

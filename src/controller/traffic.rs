@@ -81,7 +81,8 @@ pub async fn select(ctx: &Context, release: &Release, service: &str, revision: &
     let patch = json!({
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": { "name": service },
+        // The map as read: a change made since is a conflict, not overwritten.
+        "metadata": { "name": service, "resourceVersion": live.metadata.resource_version },
         "spec": { "selector": selector },
     });
     api.patch(
