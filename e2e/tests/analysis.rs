@@ -88,6 +88,33 @@ fn prometheus_url() -> String {
     std::env::var("SERIN_PROMETHEUS_URL").expect("SERIN_PROMETHEUS_URL (run through make e2e)")
 }
 
+/// Waits until Prometheus has scraped `revision`'s series in `namespace` often
+/// enough for the 5 s rate() of the error-ratio query, so that a test with a
+/// short `count` does not spend its measurements on a busy scraper's lag.
+async fn scraped(namespace: &str, revision: &str) {
+    let query =
+        format!("count_over_time(http_requests_total{{namespace=\"{namespace}\",revision=\"{revision}\"}}[5s])");
+    let http = reqwest::Client::new();
+    wait_for(
+        "Prometheus to scrape the new revision twice",
+        Duration::from_secs(30),
+        || async {
+            let body: Value = http
+                .get(format!("{}/api/v1/query", prometheus_url()))
+                .query(&[("query", query.as_str())])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let samples: f64 = body["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+            (samples >= 2.0).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn good_metrics_let_the_rollout_complete() {
     let (client, ns, _controller) = setup("analysis-good").await;
@@ -96,6 +123,7 @@ async fn good_metrics_let_the_rollout_complete() {
     let metric = prometheus_metric(&prometheus_url(), "1s", 0, Some(3));
     let release = release_with_analysis(json!({ "metrics": [metric] }));
     source.set_error_ratio(&v2_revision(&release), 0.01);
+    scraped(&ns.name, &v2_revision(&release)).await;
     let v2 = roll_to_v2(&api, &release).await;
 
     let release = wait_condition(&api, "web", "Ready", "True", None, Duration::from_secs(40)).await;
