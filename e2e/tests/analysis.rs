@@ -7,7 +7,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use serin::api::{AnalysisPhase, AnalysisTemplate, Phase, Release};
 
-use crate::support::metrics::{ERROR_RATIO_QUERY, MetricsSource};
+use crate::support::metrics::{ERROR_RATIO_QUERY, MetricsSource, prometheus_value};
 use crate::support::operator::{releases, setup, wait_condition};
 use crate::support::{from_json, wait_for};
 
@@ -94,23 +94,10 @@ fn prometheus_url() -> String {
 async fn scraped(namespace: &str, revision: &str) {
     let query =
         format!("count_over_time(http_requests_total{{namespace=\"{namespace}\",revision=\"{revision}\"}}[5s])");
-    let http = reqwest::Client::new();
     wait_for(
         "Prometheus to scrape the new revision twice",
         Duration::from_secs(30),
-        || async {
-            let body: Value = http
-                .get(format!("{}/api/v1/query", prometheus_url()))
-                .query(&[("query", query.as_str())])
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let samples: f64 = body["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
-            (samples >= 2.0).then_some(())
-        },
+        || async { (prometheus_value(&query).await? >= 2.0).then_some(()) },
     )
     .await;
 }

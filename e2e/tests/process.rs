@@ -10,6 +10,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use serin::api::Release;
 
+use crate::support::metrics::prometheus_value;
 use crate::support::operator::{ControllerProcess, install_crds, releases, wait_condition};
 use crate::support::rollout::{LIMIT, ready_on, set_image};
 use crate::support::{TestNamespace, client, from_json, poll_until, wait_for};
@@ -231,20 +232,6 @@ impl Drop for Target {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-async fn prometheus_value(query: &str) -> Option<f64> {
-    let url = std::env::var("SERIN_PROMETHEUS_URL").expect("SERIN_PROMETHEUS_URL (run through make e2e)");
-    let body: serde_json::Value = reqwest::Client::new()
-        .get(format!("{url}/api/v1/query"))
-        .query(&[("query", query)])
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
 }
 
 #[tokio::test]

@@ -78,15 +78,14 @@ fn triggers<K>(
 ) -> Triggers
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-    K::DynamicType: Default,
 {
     watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(strip_managed_fields)
         .touched_objects()
-        .map(move |object| object.map(|o| futures::stream::iter(map(&releases, &o).into_iter().map(Ok))))
+        .map(move |object| object.map(|o| map(&releases, &o)))
         .flat_map(|r| match r {
-            Ok(refs) => refs.boxed(),
+            Ok(refs) => futures::stream::iter(refs.into_iter().map(Ok)).boxed(),
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         })
         .boxed()
@@ -126,23 +125,9 @@ pub async fn watch(
         None => Api::all_with(client.clone(), &resource),
     };
     match routes.list_metadata(&ListParams::default().limit(1)).await {
-        Ok(_) => {
-            let stream = watcher(routes, watcher::Config::default())
-                .default_backoff()
-                .modify(strip_managed_fields)
-                .touched_objects()
-                .map(move |o| {
-                    o.map(|route| {
-                        releases_steering(&releases, Steered::HttpRoute, route.namespace(), &route.name_any())
-                    })
-                })
-                .flat_map(|r| match r {
-                    Ok(refs) => futures::stream::iter(refs.into_iter().map(Ok)).boxed(),
-                    Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-                })
-                .boxed();
-            all.push(stream);
-        }
+        Ok(_) => all.push(triggers(routes, releases, |store, route: &DynamicObject| {
+            releases_steering(store, Steered::HttpRoute, route.namespace(), &route.name_any())
+        })),
         Err(error) => tracing::info!(%error, "not watching HTTPRoutes: the Gateway API is not served"),
     }
     futures::stream::select_all(all)
