@@ -50,6 +50,13 @@ build_helm() {
   build helm "$tools/helm" helm.sh/helm/v3/cmd/helm "$helm" "-X helm.sh/helm/v3/internal/version.version=$helm"
 }
 
+# kstatus as Flux and kpt compute it, for the e2e suite; rebuilt when main.go changes.
+build_kstatus() {
+  local version
+  version=$(module_version "$tools/kstatus" sigs.k8s.io/cli-utils)-$(sha256sum "$tools/kstatus/main.go" | cut -c1-12)
+  build kstatus "$tools/kstatus" . "$version"
+}
+
 # Gateway API CRDs: plain YAML from the module zip, verified against the
 # checksum database like any module download.
 build_gateway-api() {
@@ -61,7 +68,7 @@ build_gateway-api() {
   rm -rf "$crds.tmp" && mkdir -p "$crds.tmp" && cp "$dir"/config/crd/standard/*.yaml "$crds.tmp/" && mv "$crds.tmp" "$crds"
 }
 
-# Usage: build-tools.sh [kube etcd kwok helm gateway-api]; default: all.
-for tool in "${@:-kube etcd kwok helm gateway-api}"; do
+# Usage: build-tools.sh [kube etcd kwok helm kstatus gateway-api]; default: all.
+for tool in "${@:-kube etcd kwok helm kstatus gateway-api}"; do
   for t in $tool; do "build_$t"; done
 done

@@ -4,6 +4,7 @@ mod analysis;
 mod bluegreen;
 mod canary;
 mod fuzz;
+mod health;
 mod plugin;
 mod process;
 mod release;

@@ -84,7 +84,7 @@ async fn every_release_present_at_start_is_reconciled_and_ready_turns_200_on_eve
             let stuck: Vec<_> = list
                 .items
                 .iter()
-                .filter(|r| r.status.is_none())
+                .filter(|r| r.status.as_ref().and_then(|s| s.phase).is_none())
                 .map(|r| r.metadata.name.clone())
                 .collect();
             panic!("start {start}: not every Release reconciled within 10 s; without status: {stuck:?}");

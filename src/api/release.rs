@@ -144,8 +144,12 @@ pub struct RollingStrategy {
 }
 
 /// What the controller last observed and decided.
+///
+/// Defaults to `{observedGeneration: 0}` when read, so a Release serin has not
+/// reconciled yet reads as in progress to kstatus (generation 1 is not observed).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("default" = {"observedGeneration": 0}))]
 pub struct ReleaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -154,7 +158,7 @@ pub struct ReleaseStatus {
     /// The strategy in use, for printer columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
-    /// Ready, Progressing and Degraded, in the kstatus convention.
+    /// Ready, Progressing, Degraded, Reconciling and Stalled (the kstatus convention).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::schema::conditions")]
     pub conditions: Vec<Condition>,

@@ -4,6 +4,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// kstatus reads `Reconciling=True` as InProgress: a rollout in flight or held.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus reads `Stalled=True` as Failed: rolled back, aborted or invalid.
+pub const STALLED: &str = "Stalled";
 
 /// Sets condition `type_`, keeping its lastTransitionTime unless the status flips,
 /// so an unchanged Release writes an unchanged status.

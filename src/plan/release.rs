@@ -5,7 +5,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use super::conditions::{self, DEGRADED, PROGRESSING, READY};
+use super::conditions::{self, DEGRADED, PROGRESSING, READY, RECONCILING, STALLED};
 use super::revision::revision_of;
 use super::rolling::{self, Pods, RollingInput};
 use super::selector::{matches, selector_string};
@@ -704,7 +704,7 @@ impl<'a> Round<'a> {
         self.events.push(Transition { warning, reason, note });
     }
 
-    /// Sets phase, message and the three conditions together so they never disagree.
+    /// Sets phase, message and the five conditions together so they never disagree.
     pub(super) fn set_conditions(
         &mut self,
         phase: Phase,
@@ -728,18 +728,35 @@ impl<'a> Round<'a> {
             generation,
             &now,
         );
-        match degraded {
-            Some(r) => conditions::set(list, DEGRADED, true, r, message.clone(), generation, &now),
-            None => conditions::set(
-                list,
-                DEGRADED,
-                false,
-                reason::AS_EXPECTED,
-                "No failure".into(),
-                generation,
-                &now,
-            ),
-        }
+        let (failed, failure_reason, failure) = match degraded {
+            Some(r) => (true, r, message.clone()),
+            None => (false, reason::AS_EXPECTED, "No failure".to_string()),
+        };
+        conditions::set(
+            list,
+            DEGRADED,
+            failed,
+            failure_reason,
+            failure.clone(),
+            generation,
+            &now,
+        );
+        conditions::set(list, STALLED, failed, failure_reason, failure, generation, &now);
+        // Not ready and not failed: in flight, paused, or waiting for a person.
+        let (reconciling, reconciling_reason) = if ready || failed {
+            (false, reason::AS_EXPECTED)
+        } else {
+            (true, why)
+        };
+        conditions::set(
+            list,
+            RECONCILING,
+            reconciling,
+            reconciling_reason,
+            message.clone(),
+            generation,
+            &now,
+        );
         self.status.phase = Some(phase);
         self.status.message = Some(message);
     }

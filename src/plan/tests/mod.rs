@@ -7,10 +7,39 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
-use super::conditions::{DEGRADED, READY, get};
+use super::conditions::{DEGRADED, PROGRESSING, READY, RECONCILING, STALLED, get};
 use super::revision::revision_of;
 use super::{Action, AnalysisInput, AnalysisSlot, Observed, Plan, RevisionState, Traffic, Verdict, analyses_due, plan};
 use crate::api::{AnalysisPhase, AnalysisStatus, Control, Phase, Release};
+
+/// Every planned status reads one way to kstatus: exactly one of Ready,
+/// Reconciling and Stalled is True; Stalled mirrors Degraded; Ready means Healthy.
+fn assert_kstatus_consistent(status: &crate::api::ReleaseStatus) {
+    let is_true = |t: &str| get(&status.conditions, t).map(|c| c.status.as_str());
+    for t in [READY, PROGRESSING, DEGRADED, RECONCILING, STALLED] {
+        assert!(is_true(t).is_some(), "condition {t} missing: {status:#?}");
+    }
+    let on: Vec<_> = [READY, RECONCILING, STALLED]
+        .into_iter()
+        .filter(|t| is_true(t) == Some("True"))
+        .collect();
+    assert_eq!(
+        on.len(),
+        1,
+        "exactly one of Ready/Reconciling/Stalled must be True: {status:#?}"
+    );
+    assert_eq!(is_true(STALLED), is_true(DEGRADED), "{status:#?}");
+    assert_eq!(
+        is_true(READY) == Some("True"),
+        status.phase == Some(Phase::Healthy),
+        "{status:#?}"
+    );
+    assert_eq!(
+        is_true(STALLED) == Some("True"),
+        status.phase == Some(Phase::Degraded),
+        "{status:#?}"
+    );
+}
 
 pub(super) fn release(replicas: i32, image: &str, strategy: serde_json::Value) -> Release {
     serde_json::from_value(serde_json::json!({
@@ -83,6 +112,7 @@ impl Cluster {
             now: self.now,
         };
         let plan = plan(&observed);
+        assert_kstatus_consistent(&plan.status);
         let control = release.status.as_ref().and_then(|s| s.control.clone());
         // Through JSON, as the API server stores it: times keep whole seconds only.
         let stored = serde_json::to_value(&plan.status).unwrap();

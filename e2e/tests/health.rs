@@ -1,0 +1,221 @@
+//! What outside clients read from live Releases in every phase: kstatus
+//! (sigs.k8s.io/cli-utils, as Flux, kpt and `kubectl wait`-style tools compute
+//! it), run as the real library through the test bed's `kstatus` binary.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use serin::api::Release;
+
+use crate::support::operator::{ControllerProcess, install_crds, releases, wait_condition};
+use crate::support::rollout::create_services;
+use crate::support::{TestNamespace, client, from_json, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A Release `name` of 2 pods of `image` with `strategy`; `labels` go on the pod
+/// template (a `serin.dev/fault` label makes kwok keep the pods unready).
+fn release(name: &str, image: &str, strategy: Value) -> Release {
+    from_json(json!({
+        "apiVersion": "serin.dev/v1alpha1", "kind": "Release",
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": 2,
+            "progressDeadlineSeconds": 600,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "web", "image": image }] }
+            },
+            "strategy": strategy
+        }
+    }))
+}
+
+fn kstatus_bin() -> PathBuf {
+    let cache = std::env::var_os("SERIN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/serin"));
+    cache.join("bin/kstatus")
+}
+
+/// kstatus's verdict and message for `object`, from cli-utils itself.
+pub async fn kstatus(object: &Value) -> (String, String) {
+    use tokio::io::AsyncWriteExt;
+    let bin = kstatus_bin();
+    let mut child = tokio::process::Command::new(&bin)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} (built by `make tools`): {e}", bin.display()));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(object.to_string().as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "kstatus: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line: Value = serde_json::from_slice(&output.stdout).unwrap();
+    (
+        line["status"].as_str().unwrap_or_default().to_string(),
+        line["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// The live object as JSON, as a client reading the API gets it.
+async fn live(api: &Api<Release>, name: &str) -> Value {
+    serde_json::to_value(api.get(name).await.unwrap()).unwrap()
+}
+
+/// Waits until kstatus reads `want` for `name`; returns the message it gave.
+async fn wait_kstatus(api: &Api<Release>, name: &str, want: &str) -> String {
+    wait_for(&format!("kstatus {want} for {name}"), LIMIT, || async {
+        let (status, message) = kstatus(&live(api, name).await).await;
+        (status == want).then_some(message)
+    })
+    .await
+}
+
+async fn patch_spec(api: &Api<Release>, name: &str, spec: Value) {
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&json!({ "spec": spec })))
+        .await
+        .unwrap();
+}
+
+fn image(tag: &str, fault: Option<&str>) -> Value {
+    let labels = match fault {
+        Some(fault) => json!({ "serin.dev/fault": fault }),
+        None => json!({}),
+    };
+    json!({ "template": {
+        "metadata": { "labels": labels },
+        "spec": { "containers": [{ "name": "web", "image": format!("example.com/web:{tag}") }] }
+    } })
+}
+
+/// One namespace, one Release per phase, each read by kstatus while it is in
+/// that phase. The table printed at the end is the one docs/health.md shows.
+#[tokio::test]
+async fn kstatus_reads_every_phase_as_flux_should() {
+    let client: Client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::new(&client, "kstatus").await;
+    let api = releases(&client, &ns.name);
+    let mut table: Vec<(&str, String, String)> = Vec::new();
+
+    // Before any controller has seen it: the status default (observedGeneration 0).
+    let rolling = json!({ "rolling": { "maxSurge": 1, "maxUnavailable": 0 } });
+    api.create(
+        &PostParams::default(),
+        &release("healthy", "example.com/web:1", rolling.clone()),
+    )
+    .await
+    .unwrap();
+    let message = wait_kstatus(&api, "healthy", "InProgress").await;
+    assert!(message.contains("observed generation is 0"), "{message}");
+    table.push(("created, not yet reconciled", "InProgress".into(), message));
+
+    let controller = ControllerProcess::start(&ns.name).await;
+    let message = wait_kstatus(&api, "healthy", "Current").await;
+    table.push(("Healthy", "Current".into(), message));
+
+    // A spec change the controller has not observed (it is stopped).
+    controller.kill().await;
+    patch_spec(&api, "healthy", json!({ "replicas": 3 })).await;
+    let message = wait_kstatus(&api, "healthy", "InProgress").await;
+    assert!(message.contains("generation is 2"), "{message}");
+    table.push(("spec changed, not yet observed", "InProgress".into(), message));
+    let _controller = ControllerProcess::start(&ns.name).await;
+    wait_kstatus(&api, "healthy", "Current").await;
+
+    create_services(&client, &ns.name, &["bg-active", "bg-preview"]).await;
+    let canary = json!({ "canary": { "steps": [{ "setWeight": 50 }, { "pause": {} }] } });
+    let blue_green = json!({ "blueGreen": {
+        "activeService": "bg-active", "previewService": "bg-preview", "autoPromotionEnabled": false,
+    } });
+    let short_deadline = json!({ "rolling": { "maxSurge": 1, "maxUnavailable": 0 } });
+    for (name, strategy) in [
+        ("rolling", rolling.clone()),
+        ("canary", canary.clone()),
+        ("aborted", canary),
+        ("bluegreen", blue_green),
+        ("rolledback", short_deadline),
+        ("invalid", rolling),
+    ] {
+        api.create(&PostParams::default(), &release(name, "example.com/web:1", strategy))
+            .await
+            .unwrap();
+    }
+    for name in ["rolling", "canary", "aborted", "bluegreen", "rolledback", "invalid"] {
+        wait_condition(&api, name, "Ready", "True", None, LIMIT).await;
+    }
+    // New revisions: one never ready (in flight), one rolled back by its deadline.
+    patch_spec(&api, "rolling", image("2", Some("never-ready"))).await;
+    patch_spec(&api, "canary", image("2", None)).await;
+    patch_spec(&api, "aborted", image("2", None)).await;
+    patch_spec(&api, "bluegreen", image("2", None)).await;
+    let mut rolled_back = image("2", Some("never-ready"));
+    rolled_back["progressDeadlineSeconds"] = json!(5);
+    patch_spec(&api, "rolledback", rolled_back).await;
+    let mut refused = image("2", None);
+    refused["template"]["spec"]["containers"][0]["ports"] = json!([{ "containerPort": 70000 }]);
+    patch_spec(&api, "invalid", refused).await;
+
+    let expect = [
+        (
+            "rolling",
+            "rolling update in flight",
+            "Reconciling",
+            "RollingUpdate",
+            "InProgress",
+        ),
+        (
+            "canary",
+            "canary paused at a step",
+            "Reconciling",
+            "CanaryPauseStep",
+            "InProgress",
+        ),
+        (
+            "bluegreen",
+            "blue-green awaiting promotion",
+            "Reconciling",
+            "AwaitingPromotion",
+            "InProgress",
+        ),
+        (
+            "rolledback",
+            "rolled back (deadline)",
+            "Stalled",
+            "ProgressDeadlineExceeded",
+            "Failed",
+        ),
+        ("invalid", "InvalidSpec", "Stalled", "InvalidSpec", "Failed"),
+    ];
+    for (name, phase, condition, reason, want) in expect {
+        wait_condition(&api, name, condition, "True", Some(reason), LIMIT).await;
+        let message = wait_kstatus(&api, name, want).await;
+        table.push((phase, want.into(), message));
+    }
+    wait_condition(&api, "aborted", "Reconciling", "True", Some("CanaryPauseStep"), LIMIT).await;
+    let patch = json!({ "status": { "control": { "abort": true } } });
+    api.patch_status("aborted", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_condition(&api, "aborted", "Stalled", "True", Some("Aborted"), LIMIT).await;
+    let message = wait_kstatus(&api, "aborted", "Failed").await;
+    table.push(("aborted", "Failed".into(), message));
+
+    // A healthy Release being deleted reads as Terminating only while a finalizer holds it;
+    // serin adds none, so deletion is immediate and not a phase to check.
+    println!("| phase | kstatus | message |\n|---|---|---|");
+    for (phase, status, message) in &table {
+        println!("| {phase} | {status} | {message} |");
+    }
+    assert_eq!(table.len(), 9, "every phase was read");
+}
