@@ -2,7 +2,7 @@
 # Creates a kind cluster, builds serin's two images (the controller from
 # Dockerfile, the demo app from Dockerfile.demo), loads them into the nodes and
 # installs serin from charts/serin: the path for hosts with Docker. It cannot
-# run on machines without a container engine (see README, "Testing on kind").
+# run on machines without a container engine (see docs/testbed.md, "Testing on kind").
 #   KIND_NODE_IMAGE=kindest/node:v1.36.x e2e/kind/up.sh
 # SERIN_KIND_KUBECONFIG: where kind writes its context (default ~/.kube/config).
 # SERIN_KIND_BUILD=0: use serin:dev and serin-demo:dev as already built.

@@ -106,13 +106,18 @@ pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T 
     serde_json::from_value(value).expect("test manifest must deserialize")
 }
 
-/// The first YAML block after `marker` in the README: its examples are tested.
+/// The first YAML block after `marker` in the README or the guide in docs/
+/// (the canary and blue-green pages hold the examples): its examples are tested.
 pub fn readme_yaml(marker: &str) -> String {
-    let readme = include_str!("../../../README.md");
-    let from = readme
-        .find(marker)
-        .unwrap_or_else(|| panic!("the README has {marker:?}"));
-    let block = &readme[from..];
+    let guide = [
+        include_str!("../../../README.md"),
+        include_str!("../../../docs/canary.md"),
+        include_str!("../../../docs/bluegreen.md"),
+    ];
+    let block = guide
+        .iter()
+        .find_map(|page| page.find(marker).map(|from| &page[from..]))
+        .unwrap_or_else(|| panic!("the README and docs/ have no {marker:?}"));
     let start = block.find("```yaml\n").expect("a yaml block follows") + "```yaml\n".len();
     let end = block[start..].find("```").expect("the block ends");
     block[start..start + end].to_string()
