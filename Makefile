@@ -13,9 +13,14 @@ SERIN_PROMETHEUS_TARGETS ?= $(SERIN_CLUSTER_DIR)/prometheus/targets
 export SERIN_PROMETHEUS_PORT SERIN_PROMETHEUS_URL SERIN_PROMETHEUS_TARGETS
 export PATH := $(SERIN_CACHE)/bin:$(PATH)
 
-.PHONY: test fmt lint unit argocd argocd-cm chart chart-crds image-check image e2e e2e-rbac bench crds cluster-up cluster-down cluster-env tools kind-up demo demo-app
+.PHONY: test test-steps fmt lint unit argocd argocd-cm chart chart-crds image-check image e2e e2e-rbac bench crds cluster-up cluster-down cluster-env tools kind-up demo demo-app
 
-test: fmt lint unit argocd chart e2e e2e-rbac image-check
+# Starts the local cluster when KUBECONFIG is the local one and none is running,
+# and stops what it started (e2e/with-cluster.sh); any other cluster is used as is.
+test:
+	e2e/with-cluster.sh $(MAKE) --no-print-directory test-steps
+
+test-steps: fmt lint unit argocd chart e2e e2e-rbac image-check
 
 fmt:
 	cargo fmt --all -- --check
@@ -39,7 +44,7 @@ argocd-cm:
 
 # The Helm chart: CRD copies in sync, helm lint + hadolint + checkov, server dry-run.
 chart:
-	e2e/chart.sh all
+	e2e/with-cluster.sh e2e/chart.sh all
 
 # Copy crds/ into the chart (make crds does it too).
 chart-crds:
@@ -55,12 +60,12 @@ image:
 	docker build -f Dockerfile.demo -t serin-demo:dev .
 
 e2e:
-	cargo test --features e2e --test e2e -- --test-threads=4
+	e2e/with-cluster.sh cargo test --features e2e --test e2e -- --test-threads=4
 
 # The chart's RBAC: the rolling, canary and blue-green scenarios with the
 # controller running as the chart's ServiceAccount.
 e2e-rbac:
-	e2e/rbac.sh
+	e2e/with-cluster.sh e2e/rbac.sh
 
 # The demo app on the host; VERSION, ERROR_RATE, LATENCY_MS, PORT, READY_DELAY_SECONDS.
 demo-app:
