@@ -81,6 +81,24 @@ async fn wait_kstatus(api: &Api<Release>, name: &str, want: &str) -> String {
     .await
 }
 
+/// `kubectl wait --for=condition=COND` on the Release returns success within `seconds`.
+async fn kubectl_waits_for(ns: &str, name: &str, condition: &str, seconds: u32) -> bool {
+    tokio::process::Command::new("kubectl")
+        .args([
+            "-n",
+            ns,
+            "wait",
+            &format!("--for=condition={condition}"),
+            &format!("--timeout={seconds}s"),
+        ])
+        .arg(format!("release/{name}"))
+        .output()
+        .await
+        .expect("kubectl on PATH")
+        .status
+        .success()
+}
+
 async fn patch_spec(api: &Api<Release>, name: &str, spec: Value) {
     api.patch(name, &PatchParams::default(), &Patch::Merge(&json!({ "spec": spec })))
         .await
@@ -120,15 +138,22 @@ async fn kstatus_reads_every_phase_as_flux_should() {
     assert!(message.contains("observed generation is 0"), "{message}");
     table.push(("created, not yet reconciled", "InProgress".into(), message));
 
+    assert!(!kubectl_waits_for(&ns.name, "healthy", "Ready", 1).await);
     let controller = ControllerProcess::start(&ns.name).await;
     let message = wait_kstatus(&api, "healthy", "Current").await;
     table.push(("Healthy", "Current".into(), message));
+    assert!(kubectl_waits_for(&ns.name, "healthy", "Ready", 5).await);
 
     // A spec change the controller has not observed (it is stopped).
     controller.kill().await;
     patch_spec(&api, "healthy", json!({ "replicas": 3 })).await;
     let message = wait_kstatus(&api, "healthy", "InProgress").await;
     assert!(message.contains("generation is 2"), "{message}");
+    // kubectl wait compares the condition's observedGeneration with the object's.
+    assert!(
+        !kubectl_waits_for(&ns.name, "healthy", "Ready", 1).await,
+        "kubectl wait took a Ready condition of generation 1 for generation 2"
+    );
     table.push(("spec changed, not yet observed", "InProgress".into(), message));
     let _controller = ControllerProcess::start(&ns.name).await;
     wait_kstatus(&api, "healthy", "Current").await;
@@ -201,6 +226,9 @@ async fn kstatus_reads_every_phase_as_flux_should() {
         wait_condition(&api, name, condition, "True", Some(reason), LIMIT).await;
         let message = wait_kstatus(&api, name, want).await;
         table.push((phase, want.into(), message));
+        let failed = want == "Failed";
+        assert_eq!(kubectl_waits_for(&ns.name, name, "Stalled", 1).await, failed, "{name}");
+        assert!(!kubectl_waits_for(&ns.name, name, "Ready", 1).await, "{name}");
     }
     wait_condition(&api, "aborted", "Reconciling", "True", Some("CanaryPauseStep"), LIMIT).await;
     let patch = json!({ "status": { "control": { "abort": true } } });
