@@ -100,7 +100,10 @@ impl Watch {
     /// Waits until `more` frames beyond those drawn so far have arrived.
     async fn redraws(&self, more: usize, what: &str) {
         let target = self.drawn() + more;
-        let drawn = poll_until(Duration::from_secs(30), || async { (self.drawn() >= target).then_some(()) }).await;
+        let drawn = poll_until(Duration::from_secs(30), || async {
+            (self.drawn() >= target).then_some(())
+        })
+        .await;
         assert!(
             drawn.is_some(),
             "{what}: fewer than {more} redraws in 30 s; screen:\n{}",
@@ -131,7 +134,10 @@ fn one_frame(screen: &str, when: &str) {
         "{when}: want exactly one frame on screen, found {headers} headers, {strategy} strategy lines and \
          {revisions} revision headings; screen:\n{screen}"
     );
-    assert!(screen.contains("Paused until promoted"), "{when}: the frame is whole:\n{screen}");
+    assert!(
+        screen.contains("Paused until promoted"),
+        "{when}: the frame is whole:\n{screen}"
+    );
 }
 
 /// Starts at `widths[0]`, lets it redraw, then resizes through the rest,
@@ -177,7 +183,10 @@ async fn watch_shows_one_frame_at_any_width_and_after_resizes() {
         .unwrap();
     let paused = wait_condition(&api, NAME, "Progressing", "True", Some("CanaryPauseStep"), LIMIT).await;
     let message = paused.status.and_then(|s| s.message).unwrap_or_default();
-    assert!(message.len() > 80, "the paused message wraps at 80 columns: {message:?}");
+    assert!(
+        message.len() > 80,
+        "the paused message wraps at 80 columns: {message:?}"
+    );
 
     for widths in [[80, 140, 80], [140, 80, 140]] {
         let dumps = watch_through(&ns, &widths).await;
