@@ -193,3 +193,136 @@ async fn watch_shows_one_frame_at_any_width_and_after_resizes() {
         println!("{}", dumps.join("\n"));
     }
 }
+
+/// `kubectl serin get release web` through a pipe, as a script reads it.
+async fn get(namespace: &str) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-serin"))
+        .args(["-n", namespace, "get", "release", "web"])
+        .output()
+        .await
+        .expect("kubectl-serin runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!text.contains('\x1b'), "no control sequences in a pipe: {text:?}");
+    text
+}
+
+/// The text after `label` on the tree's line that starts with it.
+fn field<'a>(tree: &'a str, label: &str) -> Option<&'a str> {
+    tree.lines()
+        .map(str::trim_start)
+        .find_map(|l| l.strip_prefix(label))
+        .map(str::trim_start)
+}
+
+/// Seconds in a "1m05s left" or "45s left" countdown.
+fn seconds_left(text: &str) -> u64 {
+    let clock = text
+        .rsplit_once(' ')
+        .map(|(rest, _)| rest.rsplit(' ').next().unwrap_or(rest))
+        .unwrap_or_else(|| panic!("no countdown in {text:?}"));
+    let (minutes, seconds) = clock
+        .trim_end_matches('s')
+        .split_once('m')
+        .unwrap_or(("0", clock.trim_end_matches('s')));
+    minutes.parse::<u64>().unwrap() * 60 + seconds.parse::<u64>().unwrap()
+}
+
+/// Seconds from `since` to this machine's clock (the controller's too: one machine).
+fn elapsed_since(since: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> u64 {
+    let elapsed = k8s_openapi::jiff::Timestamp::now().duration_since(since.0);
+    u64::try_from(elapsed.as_secs()).unwrap_or(0)
+}
+
+/// Polls the tree until the countdown on `label`'s line is below `from` seconds.
+async fn counts_down(namespace: &str, label: &str, from: u64) {
+    let lower = poll_until(Duration::from_secs(10), || async {
+        let tree = get(namespace).await;
+        let left = seconds_left(field(&tree, label)?);
+        (left < from).then_some(left)
+    })
+    .await;
+    assert!(lower.is_some(), "{label} still at {from}s or more after 10 s");
+}
+
+#[tokio::test]
+async fn the_tree_counts_down_a_timed_pause_and_shows_the_traffic_the_route_carries() {
+    use crate::canary::{create_route, gateway_canary, release, route_weights};
+    use crate::support::rollout::{control, create_services, ready_on, roll_to_v2};
+    use crate::support::traffic::{CANARY, STABLE};
+
+    let (client, ns, _controller) = setup("terminal-traffic").await;
+    create_services(&client, &ns.name, &[STABLE, CANARY]).await;
+    create_route(&client, &ns.name).await;
+    let api = releases(&client, &ns.name);
+    let steps = json!([{ "setWeight": 25 }, { "pause": { "duration": "2m" } }, { "pause": {} }]);
+    let (_, v2) = roll_to_v2(&api, &release(4, gateway_canary(steps))).await;
+
+    // In the timed pause: the time left, as the step's start and the clock say.
+    let paused = crate::support::wait_for("the timed pause at step 2", LIMIT, || async {
+        let release = api.get("web").await.ok()?;
+        let status = release.status.as_ref()?;
+        (status.current_step_index == Some(1) && status.canary_weight == Some(25)).then_some(release)
+    })
+    .await;
+    let tree = get(&ns.name).await;
+    assert_eq!(route_weights(&client, &ns.name).await, (75, 25));
+    assert!(
+        field(&tree, "Steps:").is_some_and(|l| l.ends_with("Traffic: 75% stable, 25% canary")),
+        "{tree}"
+    );
+    let now = field(&tree, "Now:").unwrap_or_else(|| panic!("a Now line: {tree}"));
+    assert!(
+        now.starts_with("step 2/3, pause 2m: ") && now.ends_with(" left"),
+        "{now}"
+    );
+    let started = paused.status.unwrap().canary.unwrap().step_started_at.unwrap();
+    let want = 120u64.saturating_sub(elapsed_since(&started));
+    let left = seconds_left(now);
+    assert!(left.abs_diff(want) <= 3, "{left}s left, want about {want}s: {tree}");
+    println!("in the timed pause:\n{tree}");
+    counts_down(&ns.name, "Now:", left).await;
+
+    // Promoted and settled: the new revision is stable and the route sends it everything.
+    control(&ns.name, "promoteFull").await;
+    ready_on(&api, &v2).await;
+    assert_eq!(route_weights(&client, &ns.name).await, (100, 0));
+    let tree = get(&ns.name).await;
+    assert!(
+        field(&tree, "Steps:").is_some_and(|l| l.ends_with("Traffic: 100% stable, 0% canary")),
+        "{tree}"
+    );
+    assert_eq!(field(&tree, "Now:"), None, "nothing in flight: {tree}");
+    println!("promoted:\n{tree}");
+}
+
+#[tokio::test]
+async fn the_tree_counts_down_to_blue_green_auto_promotion() {
+    use crate::support::rollout::{create_services, roll_to_v2, web_release};
+
+    let (client, ns, _controller) = setup("terminal-bluegreen").await;
+    create_services(&client, &ns.name, &["web", "web-preview"]).await;
+    let api = releases(&client, &ns.name);
+    let strategy = json!({ "blueGreen": { "activeService": "web", "previewService": "web-preview",
+        "autoPromotionSeconds": 120 } });
+    roll_to_v2(&api, &web_release(3, strategy)).await;
+    let ready_at = crate::support::wait_for("the preview to be ready", LIMIT, || async {
+        api.get("web").await.ok()?.status?.blue_green?.preview_ready_at
+    })
+    .await;
+    let tree = get(&ns.name).await;
+    let promotion = field(&tree, "Promotion:").unwrap_or_else(|| panic!("a Promotion line: {tree}"));
+    assert!(
+        promotion.starts_with("automatic, ") && promotion.ends_with(" left"),
+        "{promotion}"
+    );
+    let want = 120u64.saturating_sub(elapsed_since(&ready_at));
+    let left = seconds_left(promotion);
+    assert!(left.abs_diff(want) <= 3, "{left}s left, want about {want}s: {tree}");
+    println!("awaiting auto-promotion:\n{tree}");
+    counts_down(&ns.name, "Promotion:", left).await;
+}
