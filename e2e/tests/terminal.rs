@@ -53,11 +53,15 @@ struct Watch {
 
 impl Watch {
     fn start(namespace: &str, cols: u16) -> Self {
+        Self::start_on(namespace, cols, "xterm-256color")
+    }
+
+    fn start_on(namespace: &str, cols: u16, term: &str) -> Self {
         let (pty, pts) = pty_process::open().expect("open a pty");
         pty.resize(pty_process::Size::new(ROWS, cols)).expect("size the pty");
         let child = pty_process::Command::new(env!("CARGO_BIN_EXE_kubectl-serin"))
             .args(["-n", namespace, "get", "release", NAME, "--watch"])
-            .env("TERM", "xterm-256color")
+            .env("TERM", term)
             .kill_on_drop(true)
             .spawn(pts)
             .expect("start kubectl-serin on the pty");
@@ -192,6 +196,12 @@ async fn watch_shows_one_frame_at_any_width_and_after_resizes() {
         let dumps = watch_through(&ns, &widths).await;
         println!("{}", dumps.join("\n"));
     }
+
+    // TERM=dumb: what a pipe gets, frame after frame, no control sequences.
+    let dumb = Watch::start_on(&ns, 80, "dumb");
+    dumb.redraws(3, "TERM=dumb").await;
+    let raw = String::from_utf8_lossy(&dumb.raw.lock().unwrap()).into_owned();
+    assert!(!raw.contains('\x1b'), "no control sequences for TERM=dumb: {raw:?}");
 }
 
 /// `kubectl serin get release web` through a pipe, as a script reads it.

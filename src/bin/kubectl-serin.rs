@@ -137,7 +137,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Get {
             what: GetWhat::Release { name, watch },
         } => {
-            let (colour, terminal) = if stdout.is_terminal() {
+            // A dumb terminal (Emacs' shell, say) gets what a pipe gets.
+            let dumb = std::env::var_os("TERM").is_some_and(|term| term == "dumb");
+            let (colour, terminal) = if stdout.is_terminal() && !dumb {
                 (Colour::Always, Some(terminal_size as commands::TerminalSize))
             } else {
                 (Colour::Never, None)
