@@ -10,4 +10,5 @@ mod process;
 mod release;
 mod resilience;
 mod support;
+mod terminal;
 mod testbed;

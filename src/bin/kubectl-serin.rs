@@ -92,7 +92,9 @@ enum GetWhat {
     #[command(alias = "releases", alias = "rls")]
     Release {
         name: String,
-        /// Redraw in place as the rollout moves.
+        /// Redraw every second as the rollout moves: in place on a terminal
+        /// (its alternate screen, left with Ctrl-C), one frame after another
+        /// when piped.
         #[arg(short, long)]
         watch: bool,
     },
@@ -135,12 +137,14 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Get {
             what: GetWhat::Release { name, watch },
         } => {
-            let colour = if stdout.is_terminal() {
-                Colour::Always
+            // A dumb terminal (Emacs' shell, say) gets what a pipe gets.
+            let dumb = std::env::var_os("TERM").is_some_and(|term| term == "dumb");
+            let (colour, terminal) = if stdout.is_terminal() && !dumb {
+                (Colour::Always, Some(terminal_size as commands::TerminalSize))
             } else {
-                Colour::Never
+                (Colour::Never, None)
             };
-            commands::get(&client, &api, &name, watch, colour, &mut stdout).await?;
+            commands::get(&client, &api, &name, watch, colour, terminal, &mut stdout).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::List { all_namespaces } => {
@@ -174,6 +178,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         println!();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Standard output's terminal size, as (columns, rows).
+fn terminal_size() -> Option<(u16, u16)> {
+    terminal_size::terminal_size_of(std::io::stdout()).map(|(width, height)| (width.0, height.0))
 }
 
 /// Offline: no cluster needed.

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -228,33 +229,107 @@ pub async fn status(api: &Api<Release>, name: &str, timeout: Duration, out: &mut
     }
 }
 
-/// The tree of one Release; redrawn in place every second under `watch`.
+/// Reads the terminal's size as (columns, rows), or None when it is not a terminal.
+pub type TerminalSize = fn() -> Option<(u16, u16)>;
+
+/// The tree of one Release, once or every second under `watch`.
+///
+/// Under `watch` on a terminal (`terminal` is Some) the frame is redrawn in
+/// place on the alternate screen, sized to the terminal on every frame and
+/// again as soon as it is resized; Ctrl-C (or SIGTERM, SIGHUP) returns to the
+/// normal screen and leaves the last frame there. Otherwise (a pipe, a file)
+/// frames follow one another, a blank line between them, with no control
+/// sequences.
 pub async fn get(
     client: &Client,
     api: &Api<Release>,
     name: &str,
     watch: bool,
     colour: Colour,
+    terminal: Option<TerminalSize>,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let mut drawn_lines = 0;
+    if let (true, Some(size)) = (watch, terminal) {
+        return watch_screen(client, api, name, colour, size, out).await;
+    }
     loop {
-        let release = fetch(api, name).await?;
-        let frame = render::tree(&release, &revisions(client, &release).await?, colour);
-        if watch && drawn_lines > 0 && colour == Colour::Always {
-            // Back to the top of the last frame, and clear to the end of the screen.
-            write!(out, "\x1b[{drawn_lines}A\x1b[J")?;
-        }
+        let frame = frame(client, api, name, colour).await?;
         write!(out, "{frame}")?;
         out.flush()?;
-        drawn_lines = frame.lines().count();
         if !watch {
             return Ok(());
         }
-        if colour == Colour::Never {
-            writeln!(out)?;
-        }
+        writeln!(out)?;
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn frame(client: &Client, api: &Api<Release>, name: &str, colour: Colour) -> Result<String, CliError> {
+    let release = fetch(api, name).await?;
+    let replica_sets = revisions(client, &release).await?;
+    Ok(render::tree(&release, &replica_sets, colour, Timestamp::now()))
+}
+
+/// `get --watch` on a terminal: the alternate screen, entered and always left.
+async fn watch_screen(
+    client: &Client,
+    api: &Api<Release>,
+    name: &str,
+    colour: Colour,
+    size: TerminalSize,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    write!(out, "{}", render::ENTER_SCREEN)?;
+    out.flush()?;
+    let mut last = None;
+    let watched = redraw_until_stopped(client, api, name, colour, size, out, &mut last).await;
+    // The terminal is restored even when the watch failed (the Release was deleted, say).
+    write!(out, "{}", render::LEAVE_SCREEN)?;
+    if let Some(frame) = &last {
+        write!(out, "{frame}")?;
+    }
+    out.flush()?;
+    watched
+}
+
+/// Fetches and draws a frame a second, and redraws the last one at once on a
+/// resize, until a signal asks to stop.
+async fn redraw_until_stopped(
+    client: &Client,
+    api: &Api<Release>,
+    name: &str,
+    colour: Colour,
+    size: TerminalSize,
+    out: &mut impl Write,
+    last: &mut Option<String>,
+) -> Result<(), CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut resized = signal(SignalKind::window_change())?;
+    let mut terminated = signal(SignalKind::terminate())?;
+    let mut hung_up = signal(SignalKind::hangup())?;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let mut next = tokio::time::Instant::now();
+    loop {
+        let fetched = async {
+            tokio::time::sleep_until(next).await;
+            frame(client, api, name, colour).await
+        };
+        tokio::select! {
+            _ = &mut interrupted => return Ok(()),
+            _ = terminated.recv() => return Ok(()),
+            _ = hung_up.recv() => return Ok(()),
+            _ = resized.recv() => {}
+            frame = fetched => {
+                *last = Some(frame?);
+                next = tokio::time::Instant::now() + Duration::from_secs(1);
+            }
+        }
+        if let Some(frame) = last.as_deref() {
+            let (cols, rows) = size().unwrap_or((80, 24));
+            write!(out, "{}", render::redraw(frame, cols, rows))?;
+            out.flush()?;
+        }
     }
 }
 

@@ -1,6 +1,12 @@
 //! What `kubectl serin` shows: a Release as a tree, and Releases as a table.
-//! Pure: objects in, text out, so snapshot tests can pin every layout.
-use crate::api::{AnalysisStatus, MeasurementPhase, Phase, Release};
+//! Pure: objects and the time in, text out, so snapshot tests can pin every
+//! layout; and the control sequences that redraw a frame on a terminal.
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use unicode_width::UnicodeWidthChar;
+
+use crate::api::{AnalysisPhase, AnalysisStatus, MeasurementPhase, Phase, Release, ReleaseStatus};
 use crate::plan::RevisionState;
 
 /// ANSI colours, or none when the output is not a terminal.
@@ -31,7 +37,8 @@ impl Colour {
 }
 
 /// The Release, its revisions with their pods, traffic, step and analyses.
-pub fn tree(release: &Release, replica_sets: &[RevisionState], colour: Colour) -> String {
+/// `now` counts down timed pauses and auto-promotion.
+pub fn tree(release: &Release, replica_sets: &[RevisionState], colour: Colour, now: Timestamp) -> String {
     let name = release.metadata.name.as_deref().unwrap_or_default();
     let namespace = release.metadata.namespace.as_deref().unwrap_or("default");
     let status = release.status.clone().unwrap_or_default();
@@ -54,16 +61,22 @@ pub fn tree(release: &Release, replica_sets: &[RevisionState], colour: Colour) -
     if let Some(canary) = &strategy.canary {
         let steps = canary.steps.len();
         let step = status.current_step_index.unwrap_or(0);
-        let weight = status.canary_weight.unwrap_or(0);
+        let weight = canary_share(&status);
         out += &format!(
             "  Steps:    {step} of {steps} done   Traffic: {}% stable, {weight}% canary\n",
             100 - weight
         );
+        if let Some(now_line) = canary_now(release, canary, now) {
+            out += &format!("  Now:      {now_line}\n");
+        }
     }
     if let Some(blue_green) = &status.blue_green {
         let active = blue_green.active_revision.as_deref().unwrap_or("none");
         let preview = blue_green.preview_revision.as_deref().unwrap_or("none");
         out += &format!("  Active:   {active}   Preview: {preview}\n");
+    }
+    if let Some(promotion) = blue_green_promotion(release, now) {
+        out += &format!("  Promotion: {promotion}\n");
     }
     out += &format!(
         "  Pods:     {} desired, {} current, {} updated, {} available\n",
@@ -114,8 +127,148 @@ pub fn tree(release: &Release, replica_sets: &[RevisionState], colour: Colour) -
     out
 }
 
+/// The percent of requests the canary revision takes, as the route carries it.
+/// Once promoted, status.canaryWeight stays at 100 (the new revision takes
+/// everything), but that revision is then the stable one: the route sends all
+/// to the stable Service and none to the canary.
+fn canary_share(status: &ReleaseStatus) -> i32 {
+    if settled(status) {
+        0
+    } else {
+        status.canary_weight.unwrap_or(0).clamp(0, 100)
+    }
+}
+
+/// The current revision is the stable one: no rollout in flight.
+fn settled(status: &ReleaseStatus) -> bool {
+    status.stable_revision.is_some() && status.stable_revision == status.current_revision
+}
+
+/// A rollout of the current revision is under way: not settled, not rolled back.
+fn in_flight(status: &ReleaseStatus) -> bool {
+    status.current_revision.is_some()
+        && status.stable_revision.is_some()
+        && !settled(status)
+        && status.failed_revision != status.current_revision
+        && status.phase != Some(Phase::Degraded)
+}
+
+/// The canary step under way, with the time a timed pause has left.
+fn canary_now(release: &Release, canary: &crate::api::CanaryStrategy, now: Timestamp) -> Option<String> {
+    let status = release.status.as_ref()?;
+    if !in_flight(status) {
+        return None;
+    }
+    let name = release.metadata.name.as_deref().unwrap_or_default();
+    let steps = canary.steps.len();
+    let index = usize::try_from(status.current_step_index.unwrap_or(0)).unwrap_or(0);
+    let Some(step) = canary.steps.get(index) else {
+        return Some("promoting: the canary becomes stable".into());
+    };
+    let at = format!("step {}/{steps}", index + 1);
+    let held = release.spec.paused;
+    if let Some(pause) = &step.pause {
+        let Some(text) = pause.duration.as_deref() else {
+            let until = if held {
+                "held by spec.paused".to_string()
+            } else {
+                format!("paused until promoted (kubectl serin promote {name})")
+            };
+            return Some(format!("{at}, pause: {until}"));
+        };
+        if held {
+            return Some(format!(
+                "{at}, pause {text}: held by spec.paused; the pause starts over when resumed"
+            ));
+        }
+        let started = status
+            .canary
+            .as_ref()
+            .filter(|c| status.current_revision.as_deref() == Some(c.revision.as_str()))
+            .and_then(|c| c.step_started_at.as_ref());
+        let left = match (crate::analysis::run::duration(text), started) {
+            (Ok(wait), Some(started)) => time_left(wait, started.0, now),
+            _ => "starting".to_string(),
+        };
+        return Some(format!("{at}, pause {text}: {left}"));
+    }
+    let what = if let Some(weight) = step.set_weight {
+        format!("setWeight {weight}")
+    } else if step.analysis.is_some() {
+        "analysis".to_string()
+    } else {
+        "setCanaryScale".to_string()
+    };
+    let held = if held { ": held by spec.paused" } else { "" };
+    Some(format!("{at}, {what}{held}"))
+}
+
+/// When the blue-green preview is switched to, with the time auto-promotion has left.
+fn blue_green_promotion(release: &Release, now: Timestamp) -> Option<String> {
+    let strategy = release.spec.strategy.blue_green.as_ref()?;
+    let status = release.status.as_ref()?;
+    let state = status.blue_green.as_ref()?;
+    if !in_flight(status) || state.preview_revision.is_none() || state.switched_at.is_some() {
+        return None;
+    }
+    let name = release.metadata.name.as_deref().unwrap_or_default();
+    let wait = Duration::from_secs(u64::try_from(strategy.auto_promotion_seconds.unwrap_or(0)).unwrap_or(0));
+    let auto = strategy.auto_promotion_enabled;
+    let by_person = format!("waiting for kubectl serin promote {name}");
+    let line = if state.promoting {
+        "under way: the preview scales to full size, then takes the active Service".to_string()
+    } else if release.spec.paused {
+        let restart = if auto {
+            "; the auto-promotion clock starts over when resumed"
+        } else {
+            ""
+        };
+        format!("held by spec.paused{restart}")
+    } else if state.preview_ready_at.is_none() {
+        if auto {
+            format!("automatic, {} after the preview is available", clock(wait))
+        } else {
+            format!("once the preview is available, {by_person}")
+        }
+    } else if strategy.pre_promotion_analysis.is_some()
+        && state.pre_promotion_analysis.as_ref().map(|a| a.phase) != Some(AnalysisPhase::Successful)
+    {
+        let then = if auto { "automatic" } else { "by a person" };
+        format!("{then}, once the pre-promotion analysis passes")
+    } else if let (true, Some(ready)) = (auto, &state.preview_ready_at) {
+        format!("automatic, {}", time_left(wait, ready.0, now))
+    } else {
+        by_person
+    };
+    Some(line)
+}
+
+/// "1m23s left" of `wait` counted from `since`; "due now" once it has passed.
+fn time_left(wait: Duration, since: Timestamp, now: Timestamp) -> String {
+    let elapsed = Duration::try_from(now.duration_since(since)).unwrap_or_default();
+    let left = wait.saturating_sub(elapsed);
+    if left.is_zero() {
+        "due now".to_string()
+    } else {
+        format!("{} left", clock(left))
+    }
+}
+
+/// 45s, 1m05s, 2h00m05s: whole seconds, rounded up.
+pub(super) fn clock(duration: Duration) -> String {
+    let total = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    let (hours, minutes, seconds) = (total / 3600, total / 60 % 60, total % 60);
+    if hours > 0 {
+        format!("{hours}h{minutes:02}m{seconds:02}s")
+    } else if minutes > 0 {
+        format!("{minutes}m{seconds:02}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
 /// What a revision is to the Release: stable, canary, active, preview, failed.
-fn roles(status: &crate::api::ReleaseStatus, rs: &RevisionState, canary: bool, blue_green: bool) -> String {
+fn roles(status: &ReleaseStatus, rs: &RevisionState, canary: bool, blue_green: bool) -> String {
     let mut roles = Vec::new();
     let is = |revision: &Option<String>| revision.as_deref() == Some(rs.revision.as_str());
     if is(&status.stable_revision) {
@@ -186,7 +339,7 @@ pub fn list(releases: &[Release]) -> String {
         let step = canary.map_or("-".to_string(), |c| {
             format!("{}/{}", status.current_step_index.unwrap_or(0), c.steps.len())
         });
-        let weight = canary.map_or("-".to_string(), |_| format!("{}%", status.canary_weight.unwrap_or(0)));
+        let weight = canary.map_or("-".to_string(), |_| format!("{}%", canary_share(&status)));
         rows.push([
             release.metadata.namespace.clone().unwrap_or_default(),
             release.metadata.name.clone().unwrap_or_default(),
@@ -206,4 +359,85 @@ pub fn list(releases: &[Release]) -> String {
             cells.join("   ").trim_end().to_string() + "\n"
         })
         .collect()
+}
+
+/// Enters the alternate screen with the cursor hidden, as `watch` and `top` do:
+/// the redraws never touch the shell's scrollback.
+pub const ENTER_SCREEN: &str = "\x1b[?1049h\x1b[?25l";
+/// Shows the cursor and returns to the normal screen, as it was.
+pub const LEAVE_SCREEN: &str = "\x1b[?25h\x1b[?1049l";
+
+/// The bytes that replace what a terminal of `cols` × `rows` shows with
+/// `frame`. Each line is cut into rows of at most `cols` columns (by display
+/// width, wide characters included), and each row is written at its own
+/// position after erasing it: nothing depends on the terminal's line wrapping
+/// or on what it showed before, so a resize or an older, taller frame leaves
+/// nothing behind. A frame taller than the screen is cut, with a last row
+/// saying how much is hidden. The update is one synchronized output block
+/// (ignored by terminals without it).
+pub fn redraw(frame: &str, cols: u16, rows: u16) -> String {
+    let cols = if cols == 0 { 80 } else { usize::from(cols) };
+    let rows = if rows == 0 { 24 } else { usize::from(rows) };
+    let lines: Vec<Vec<String>> = frame.lines().map(|line| wrap(line, cols)).collect();
+    let total: usize = lines.iter().map(Vec::len).sum();
+    let mut screen: Vec<String> = lines.iter().flatten().cloned().collect();
+    if total > rows {
+        // Whole lines only, and one row left for the note.
+        let mut shown = Vec::new();
+        let mut hidden = 0;
+        for line in &lines {
+            if hidden == 0 && shown.len() + line.len() < rows {
+                shown.extend(line.iter().cloned());
+            } else {
+                hidden += 1;
+            }
+        }
+        let note = format!("… {hidden} more lines: make the terminal taller");
+        shown.extend(wrap(&note, cols).into_iter().take(1));
+        screen = shown;
+    }
+    let mut out = String::from("\x1b[?2026h");
+    for (row, text) in screen.iter().enumerate() {
+        out += &format!("\x1b[{};1H\x1b[2K{text}", row + 1);
+    }
+    if screen.len() < rows {
+        // Below the frame: erase what an older frame left there.
+        out += &format!("\x1b[{};1H\x1b[J", screen.len() + 1);
+    }
+    out += "\x1b[?2026l";
+    out
+}
+
+/// `line` cut into rows of at most `cols` display columns; colour sequences
+/// take no room. An empty line is one empty row.
+pub(super) fn wrap(line: &str, cols: usize) -> Vec<String> {
+    let mut rows = Vec::new();
+    let mut row = String::new();
+    let mut used = 0;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // A CSI sequence: ESC [ parameters, then one final byte in @..~.
+            row.push(c);
+            if chars.peek() == Some(&'[') {
+                row.extend(chars.next());
+                for p in chars.by_ref() {
+                    row.push(p);
+                    if ('@'..='~').contains(&p) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        let width = c.width().unwrap_or(0);
+        if used + width > cols && used > 0 {
+            rows.push(std::mem::take(&mut row));
+            used = 0;
+        }
+        row.push(c);
+        used += width;
+    }
+    rows.push(row);
+    rows
 }

@@ -1,7 +1,21 @@
 //! Snapshots of the tree for fixed Releases of each strategy, and of the list.
-use super::render::{Colour, list, tree};
+use std::num::NonZeroU16;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::render::{self, Colour, list, tree};
 use crate::api::Release;
 use crate::plan::RevisionState;
+
+/// The clock every tree is drawn at, unless a test says otherwise.
+fn now() -> Timestamp {
+    at("2026-11-28T08:03:00Z")
+}
+
+fn at(time: &str) -> Timestamp {
+    time.parse().unwrap()
+}
 
 fn release(strategy: serde_json::Value, status: serde_json::Value) -> Release {
     serde_json::from_value(serde_json::json!({
@@ -102,25 +116,25 @@ fn blue_green() -> Release {
 #[test]
 fn a_rolling_update_tree() {
     let sets = [rs(1, "a1", 8, 8), rs(2, "b2", 5, 2)];
-    insta::assert_snapshot!(tree(&rolling(), &sets, Colour::Never));
+    insta::assert_snapshot!(tree(&rolling(), &sets, Colour::Never, now()));
 }
 
 #[test]
 fn a_canary_tree() {
     let sets = [rs(1, "a1", 10, 10), rs(2, "b2", 5, 5)];
-    insta::assert_snapshot!(tree(&canary(), &sets, Colour::Never));
+    insta::assert_snapshot!(tree(&canary(), &sets, Colour::Never, now()));
 }
 
 #[test]
 fn a_blue_green_tree() {
     let sets = [rs(1, "a1", 10, 10), rs(2, "b2", 10, 10)];
-    insta::assert_snapshot!(tree(&blue_green(), &sets, Colour::Never));
+    insta::assert_snapshot!(tree(&blue_green(), &sets, Colour::Never, now()));
 }
 
 #[test]
 fn colour_only_marks_the_phase_and_results() {
     let sets = [rs(1, "a1", 10, 10), rs(2, "b2", 5, 5)];
-    let coloured = tree(&canary(), &sets, Colour::Always);
+    let coloured = tree(&canary(), &sets, Colour::Always, now());
     assert!(coloured.contains("\x1b[33mPaused\x1b[0m"), "{coloured}");
     assert!(coloured.contains("\x1b[31mfail\x1b[0m"));
     let plain: String = coloured
@@ -128,12 +142,408 @@ fn colour_only_marks_the_phase_and_results() {
         .replace("\x1b[31m", "")
         .replace("\x1b[32m", "")
         .replace("\x1b[0m", "");
-    assert_eq!(plain, tree(&canary(), &sets, Colour::Never));
+    assert_eq!(plain, tree(&canary(), &sets, Colour::Never, now()));
 }
 
 #[test]
 fn the_list() {
     insta::assert_snapshot!(list(&[rolling(), canary(), blue_green()]));
+}
+
+/// The line of `text` that starts with `prefix` (after the indent), if any.
+fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.lines().map(str::trim_start).find(|l| l.starts_with(prefix))
+}
+
+/// A canary of four steps with `status` merged over one in flight at step `step`.
+fn canary_at(step: i32, extra: serde_json::Value) -> Release {
+    let mut status = serde_json::json!({
+        "observedGeneration": 3, "phase": "Progressing", "strategy": "Canary",
+        "conditions": conditions("Progressing", "CanaryStep"),
+        "currentRevision": "b2", "stableRevision": "a1", "currentStepIndex": step, "canaryWeight": 20,
+        "canary": { "revision": "b2", "stepStartedAt": "2026-11-28T08:00:00Z" },
+    });
+    status
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    release(
+        serde_json::json!({ "canary": { "stableService": "web", "canaryService": "web-canary",
+            "steps": [{ "setWeight": 20 }, { "pause": { "duration": "5m" } }, { "analysis": { "templates": [{ "templateName": "t" }] } }, { "pause": {} }],
+            "trafficRouting": { "gatewayAPI": { "httpRoutes": [{ "name": "web" }] } } } }),
+        status,
+    )
+}
+
+#[test]
+fn the_traffic_line_shows_what_the_route_carries() {
+    let cases = [
+        // (what, status over the in-flight one, the Traffic part of the Steps line, the list's WEIGHT)
+        (
+            "in flight at 20%",
+            serde_json::json!({}),
+            "Traffic: 80% stable, 20% canary",
+            "20%",
+        ),
+        (
+            // After promotion the new revision is the stable one; canaryWeight stays 100.
+            "promoted and settled",
+            serde_json::json!({ "stableRevision": "b2", "currentStepIndex": 4, "canaryWeight": 100, "phase": "Healthy" }),
+            "Traffic: 100% stable, 0% canary",
+            "0%",
+        ),
+        (
+            "promoting, the route not yet back to stable",
+            serde_json::json!({ "currentStepIndex": 4, "canaryWeight": 50 }),
+            "Traffic: 50% stable, 50% canary",
+            "50%",
+        ),
+        (
+            "rolled back",
+            serde_json::json!({ "failedRevision": "b2", "canaryWeight": 0, "phase": "Degraded" }),
+            "Traffic: 100% stable, 0% canary",
+            "0%",
+        ),
+        (
+            "no status yet",
+            serde_json::json!({ "stableRevision": null, "currentRevision": null, "canaryWeight": null }),
+            "Traffic: 100% stable, 0% canary",
+            "0%",
+        ),
+    ];
+    for (what, extra, traffic, weight) in cases {
+        let release = canary_at(0, extra);
+        let drawn = tree(&release, &[], Colour::Never, now());
+        let steps = line(&drawn, "Steps:").unwrap();
+        assert!(steps.ends_with(traffic), "{what}: {steps:?}");
+        let listed = list(std::slice::from_ref(&release));
+        let row = listed.lines().nth(1).unwrap();
+        assert!(row.contains(&format!("   {weight}   ")), "{what}: {row:?}");
+    }
+}
+
+#[test]
+fn the_now_line_counts_down_a_timed_pause() {
+    let paused = || serde_json::json!({ "phase": "Paused" });
+    let cases = [
+        // (what, step, status over the in-flight one, spec.paused, clock, the Now line or None)
+        (
+            "a setWeight step",
+            0,
+            serde_json::json!({}),
+            false,
+            "2026-11-28T08:01:00Z",
+            Some("step 1/4, setWeight 20"),
+        ),
+        (
+            "a timed pause, 3m23s to go",
+            1,
+            serde_json::json!({}),
+            false,
+            "2026-11-28T08:01:37Z",
+            Some("step 2/4, pause 5m: 3m23s left"),
+        ),
+        (
+            "rounded up to the second",
+            1,
+            serde_json::json!({}),
+            false,
+            "2026-11-28T08:04:59.2Z",
+            Some("step 2/4, pause 5m: 1s left"),
+        ),
+        (
+            "over, the controller yet to move on",
+            1,
+            serde_json::json!({}),
+            false,
+            "2026-11-28T08:05:00Z",
+            Some("step 2/4, pause 5m: due now"),
+        ),
+        (
+            "a clock behind the controller's",
+            1,
+            serde_json::json!({}),
+            false,
+            "2026-11-28T07:59:00Z",
+            Some("step 2/4, pause 5m: 5m00s left"),
+        ),
+        (
+            "held by spec.paused",
+            1,
+            paused(),
+            true,
+            "2026-11-28T08:01:37Z",
+            Some("step 2/4, pause 5m: held by spec.paused; the pause starts over when resumed"),
+        ),
+        (
+            "the step's clock is an older revision's",
+            1,
+            serde_json::json!({ "canary": { "revision": "a1", "stepStartedAt": "2026-11-28T07:00:00Z" } }),
+            false,
+            "2026-11-28T08:01:37Z",
+            Some("step 2/4, pause 5m: starting"),
+        ),
+        (
+            "an analysis step",
+            2,
+            serde_json::json!({}),
+            false,
+            "2026-11-28T08:01:00Z",
+            Some("step 3/4, analysis"),
+        ),
+        (
+            "a pause for a person",
+            3,
+            paused(),
+            false,
+            "2026-11-28T08:01:00Z",
+            Some("step 4/4, pause: paused until promoted (kubectl serin promote web)"),
+        ),
+        (
+            "promoting",
+            4,
+            serde_json::json!({}),
+            false,
+            "2026-11-28T08:01:00Z",
+            Some("promoting: the canary becomes stable"),
+        ),
+        (
+            "settled",
+            4,
+            serde_json::json!({ "stableRevision": "b2", "phase": "Healthy" }),
+            false,
+            "2026-11-28T08:01:00Z",
+            None,
+        ),
+        (
+            "rolled back",
+            1,
+            serde_json::json!({ "failedRevision": "b2", "phase": "Degraded" }),
+            false,
+            "2026-11-28T08:01:00Z",
+            None,
+        ),
+    ];
+    for (what, step, extra, held, clock, want) in cases {
+        let mut release = canary_at(step, extra);
+        release.spec.paused = held;
+        let drawn = tree(&release, &[], Colour::Never, at(clock));
+        let got = line(&drawn, "Now:").map(|l| l.trim_start_matches("Now:").trim_start());
+        assert_eq!(got, want, "{what}:\n{drawn}");
+    }
+}
+
+#[test]
+fn the_promotion_line_counts_down_to_auto_promotion() {
+    let bg = |strategy: serde_json::Value, state: serde_json::Value| {
+        let mut spec = serde_json::json!({ "activeService": "web", "previewService": "web-preview" });
+        spec.as_object_mut()
+            .unwrap()
+            .extend(strategy.as_object().unwrap().clone());
+        let mut blue_green = serde_json::json!({ "activeRevision": "a1", "previewRevision": "b2",
+            "previewReadyAt": "2026-11-28T08:00:00Z" });
+        blue_green
+            .as_object_mut()
+            .unwrap()
+            .extend(state.as_object().unwrap().clone());
+        release(
+            serde_json::json!({ "blueGreen": spec }),
+            serde_json::json!({
+                "observedGeneration": 3, "phase": "Progressing", "strategy": "BlueGreen",
+                "currentRevision": "b2", "stableRevision": "a1", "blueGreen": blue_green,
+            }),
+        )
+    };
+    let auto = || serde_json::json!({ "autoPromotionEnabled": true, "autoPromotionSeconds": 90 });
+    let gated = || {
+        serde_json::json!({ "autoPromotionEnabled": true, "autoPromotionSeconds": 90,
+        "prePromotionAnalysis": { "templates": [{ "templateName": "smoke" }] } })
+    };
+    let analysis = |phase: &str| serde_json::json!({ "prePromotionAnalysis": { "revision": "b2", "phase": phase, "startedAt": "2026-11-28T08:00:00Z" } });
+    let cases = [
+        // (what, strategy, status.blueGreen over the awaiting one, clock, the Promotion line or None)
+        (
+            "auto, 1m23s to go",
+            auto(),
+            serde_json::json!({}),
+            "2026-11-28T08:00:07Z",
+            Some("automatic, 1m23s left"),
+        ),
+        (
+            "auto, due",
+            auto(),
+            serde_json::json!({}),
+            "2026-11-28T08:01:30Z",
+            Some("automatic, due now"),
+        ),
+        (
+            "auto, the preview not yet available",
+            auto(),
+            serde_json::json!({ "previewReadyAt": null }),
+            "2026-11-28T08:00:07Z",
+            Some("automatic, 1m30s after the preview is available"),
+        ),
+        (
+            "auto, the pre-promotion analysis running",
+            gated(),
+            analysis("Running"),
+            "2026-11-28T08:00:07Z",
+            Some("automatic, once the pre-promotion analysis passes"),
+        ),
+        (
+            "auto, the analysis passed",
+            gated(),
+            analysis("Successful"),
+            "2026-11-28T08:00:07Z",
+            Some("automatic, 1m23s left"),
+        ),
+        (
+            "by a person",
+            serde_json::json!({ "autoPromotionEnabled": false }),
+            serde_json::json!({}),
+            "2026-11-28T08:00:07Z",
+            Some("waiting for kubectl serin promote web"),
+        ),
+        (
+            "promoting",
+            auto(),
+            serde_json::json!({ "promoting": true }),
+            "2026-11-28T08:01:31Z",
+            Some("under way: the preview scales to full size, then takes the active Service"),
+        ),
+        (
+            "switched",
+            auto(),
+            serde_json::json!({ "switchedAt": "2026-11-28T08:01:32Z", "activeRevision": "b2" }),
+            "2026-11-28T08:02:00Z",
+            None,
+        ),
+    ];
+    for (what, strategy, state, clock, want) in cases {
+        let drawn = tree(&bg(strategy, state), &[], Colour::Never, at(clock));
+        let got = line(&drawn, "Promotion:").map(|l| l.trim_start_matches("Promotion:").trim_start());
+        assert_eq!(got, want, "{what}:\n{drawn}");
+    }
+}
+
+#[test]
+fn times_are_whole_seconds_rounded_up() {
+    for (seconds, want) in [
+        (0.0, "0s"),
+        (0.2, "1s"),
+        (45.0, "45s"),
+        (65.0, "1m05s"),
+        (3600.0, "1h00m00s"),
+        (7205.5, "2h00m06s"),
+    ] {
+        assert_eq!(render::clock(Duration::from_secs_f64(seconds)), want, "{seconds}");
+    }
+}
+
+/// A vt100 terminal of `cols` × `rows`, on its alternate screen as under watch.
+fn terminal(cols: u16, rows: u16) -> vt100::Parser {
+    let mut parser = vt100::Parser::new(NonZeroU16::new(rows).unwrap(), NonZeroU16::new(cols).unwrap(), 0);
+    parser.process(render::ENTER_SCREEN.as_bytes());
+    parser
+}
+
+/// The terminal's rows, trailing blanks trimmed, trailing empty rows dropped.
+fn rows(parser: &vt100::Parser) -> Vec<String> {
+    let (_, cols) = parser.screen().size();
+    let mut rows: Vec<String> = parser
+        .screen()
+        .rows(0, cols.get())
+        .map(|r| r.trim_end().to_string())
+        .collect();
+    while rows.last().is_some_and(String::is_empty) {
+        rows.pop();
+    }
+    rows
+}
+
+/// What the terminal shows after `frame` is printed plainly on a cleared screen
+/// of that width: the rows the redraw must produce.
+fn printed(frame: &str, cols: u16, rows_: u16) -> Vec<String> {
+    let mut parser = vt100::Parser::new(NonZeroU16::new(rows_).unwrap(), NonZeroU16::new(cols).unwrap(), 0);
+    parser.process(frame.trim_end_matches('\n').replace('\n', "\r\n").as_bytes());
+    rows(&parser)
+}
+
+#[test]
+fn a_redraw_leaves_exactly_the_new_frame_at_any_width_and_after_a_resize() {
+    let sets = [rs(1, "a1", 10, 10), rs(2, "b2", 5, 5)];
+    let wide = tree(&canary(), &sets, Colour::Always, now());
+    let short = "Release web (namespace shop)\n  Phase: Healthy\n";
+    let cjk = "名前が長いリリース web-ウェブ-サービス (namespace 店)\n  └── 幅の広い文字 ✓\n";
+    let mut parser = terminal(80, 40);
+    for (cols, frame) in [
+        (80, wide.as_str()),
+        (80, short),
+        (140, wide.as_str()),
+        (40, wide.as_str()),
+        (21, cjk),
+        (120, short),
+        (33, wide.as_str()),
+        (80, cjk),
+    ] {
+        parser.set_size(NonZeroU16::new(40).unwrap(), NonZeroU16::new(cols).unwrap());
+        parser.process(render::redraw(frame, cols, 40).as_bytes());
+        assert_eq!(
+            rows(&parser),
+            printed(frame, cols, 40),
+            "{cols} columns, frame {frame:?}"
+        );
+        if frame == wide {
+            assert_eq!(
+                parser
+                    .screen()
+                    .contents()
+                    .matches("Release web (namespace shop)")
+                    .count(),
+                1
+            );
+        }
+    }
+}
+
+#[test]
+fn a_frame_taller_than_the_terminal_is_cut_and_says_so() {
+    let sets = [rs(1, "a1", 10, 10), rs(2, "b2", 5, 5)];
+    let frame = tree(&canary(), &sets, Colour::Never, now());
+    let lines = frame.lines().count();
+    let mut parser = terminal(80, 8);
+    parser.process(render::redraw(&frame, 80, 8).as_bytes());
+    let shown = rows(&parser);
+    assert_eq!(shown.len(), 8, "{shown:#?}");
+    assert_eq!(shown[0], "Release web (namespace shop)", "the top stays: {shown:#?}");
+    // Seven rows of whole lines: the header, strategy, the message (two rows), steps, now, pods.
+    assert_eq!(shown[..7], printed(&frame, 80, 40)[..7]);
+    assert_eq!(
+        shown[7],
+        format!("… {} more lines: make the terminal taller", lines - 6)
+    );
+}
+
+proptest::proptest! {
+    /// Any frames, any widths in turn: the screen shows the last frame as a
+    /// terminal lays it out when printed on a clear screen, and nothing of
+    /// the ones before. (At most 12 lines of 200 columns, 10 or more columns
+    /// wide: 240 rows, so the 250-row terminal never cuts the frame.)
+    #[test]
+    fn redraws_never_leave_an_older_frame_behind(
+        frames in proptest::collection::vec(
+            proptest::collection::vec("[a-z ├──└│名✓é]{0,200}", 1..12), 1..6),
+        widths in proptest::collection::vec(10u16..160, 1..6),
+    ) {
+        const ROWS: u16 = 250;
+        let mut parser = terminal(80, ROWS);
+        for (lines, cols) in frames.iter().zip(widths.iter().cycle()) {
+            let frame = lines.join("\n") + "\n";
+            parser.set_size(NonZeroU16::new(ROWS).unwrap(), NonZeroU16::new(*cols).unwrap());
+            parser.process(render::redraw(&frame, *cols, ROWS).as_bytes());
+            proptest::prop_assert_eq!(rows(&parser), printed(&frame, *cols, ROWS));
+        }
+    }
 }
 
 mod lint {
