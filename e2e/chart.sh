@@ -473,6 +473,26 @@ print(json.dumps(crd))')
     die "no field manager serin on the Release CRD"
   log "the controller applied the CRDs (field manager serin, annotation serin.dev/applied-by-version=$(kubectl get crd releases.serin.dev -o jsonpath='{.metadata.annotations.serin\.dev/applied-by-version}')); live -o wide columns: $(wide_columns)"
 
+  # No downgrade: a CRD a newer serin applied is left as it is.
+  kill -TERM "$life_pid"
+  wait "$life_pid" || die "the controller did not stop cleanly on SIGTERM"
+  kubectl annotate crd releases.serin.dev serin.dev/applied-by-version=999.0.0 --overwrite >/dev/null
+  KUBECONFIG=$life_work/controller.kubeconfig SERIN_APPLY_CRDS=true "$serin" controller --namespace "$LIFE_NS" \
+    "${lease[@]}" --identity chart-life --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 \
+    >"$life_work/controller-newer.log" 2>&1 &
+  life_pid=$!
+  for _ in $(seq 1 150); do
+    grep -q 'holding the Lease' "$life_work/controller-newer.log" 2>/dev/null && break
+    kill -0 "$life_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  grep -q 'CRD was applied by a newer serin; leaving it.*releases.serin.dev' <(sed 's/\x1b\[[0-9;]*m//g' "$life_work/controller-newer.log") ||
+    { cat "$life_work/controller-newer.log" >&2; die "the controller did not leave the newer CRD alone"; }
+  [ "$(kubectl get crd releases.serin.dev -o jsonpath='{.metadata.annotations.serin\.dev/applied-by-version}')" = 999.0.0 ] ||
+    die "the controller overwrote a CRD a newer serin applied"
+  log "a CRD marked as applied by serin 999.0.0 was left alone: $(sed 's/\x1b\[[0-9;]*m//g' "$life_work/controller-newer.log" | grep -o 'CRD was applied by a newer serin.*' | head -1)"
+  kubectl annotate crd releases.serin.dev serin.dev/applied-by-version=0.0.0 --overwrite >/dev/null
+
   log "helm test (kwok completes the Job's pod without running it: this proves the hook's wiring)"
   kill -TERM "$life_pid"
   wait "$life_pid" || die "the controller did not stop cleanly on SIGTERM"
