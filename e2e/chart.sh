@@ -508,14 +508,31 @@ print(json.dumps(crd))')
     die "the passed test's Job was kept; its delete policy says hook-succeeded"
   fi
 
+  # A failing test: kwok fails a Job's pod that carries serin.dev/fault=crash.
+  # helm test must fail and keep the Job for its logs.
+  cp -r "$CHART" "$life_work/failing"
+  sed -i 's/^\(\s*\){{- include "serin.testLabels" . | nindent 8 }}/\1serin.dev\/fault: crash\n&/' "$life_work/failing/templates/tests/self-test.yaml"
+  grep -q 'serin.dev/fault: crash' "$life_work/failing/templates/tests/self-test.yaml" || die "could not make the failing test chart"
+  helm upgrade "$LIFE_RELEASE" "$life_work/failing" -n "$LIFE_NS" --reuse-values >/dev/null
+  if helm test "$LIFE_RELEASE" -n "$LIFE_NS" --timeout 2m >"$life_work/helm-test-failing.txt" 2>&1; then
+    die "helm test passed with a failing Job"
+  fi
+  grep -q 'Phase:.*Failed' "$life_work/helm-test-failing.txt" || die "helm test: $(cat "$life_work/helm-test-failing.txt")"
+  kubectl -n "$LIFE_NS" get job "$LIFE_RELEASE-self-test" >/dev/null || die "the failed test's Job was deleted"
+  log "a failing test Job: helm test fails ($(grep -m1 'Phase:' "$life_work/helm-test-failing.txt" | tr -s ' ')) and keeps job/$LIFE_RELEASE-self-test"
+
   log "helm uninstall: what it leaves"
   helm uninstall "$LIFE_RELEASE" -n "$LIFE_NS" >&2
   kubectl get crd "${LIFE_CRDS[@]}" >/dev/null || die "uninstall removed a CRD"
   kubectl get namespace "$LIFE_NS" >/dev/null || die "uninstall removed the namespace"
   kubectl -n "$LIFE_NS" get lease "$LIFE_RELEASE-controller" >/dev/null || die "uninstall removed the Lease"
-  log "left after uninstall: the 3 CRDs, namespace $LIFE_NS, Lease $LIFE_RELEASE-controller"
-  # The removal the chart's README gives (but for the CRDs: shared cluster).
+  kubectl -n "$LIFE_NS" get job "$LIFE_RELEASE-self-test" >/dev/null || die "uninstall removed the failed test's Job"
+  kubectl -n "$LIFE_NS" get serviceaccount "$LIFE_RELEASE" >/dev/null 2>&1 && die "uninstall left the controller's ServiceAccount"
+  kubectl -n "$LIFE_NS" get serviceaccount "$LIFE_RELEASE-self-test" >/dev/null 2>&1 && die "uninstall left the test's ServiceAccount"
+  log "left after uninstall: the 3 CRDs, namespace $LIFE_NS, Lease $LIFE_RELEASE-controller, the failed test's Job"
+  # The removal docs/upgrading.md gives (but for the CRDs: shared cluster).
   kubectl -n "$LIFE_NS" delete lease "$LIFE_RELEASE-controller" >/dev/null
+  kubectl -n "$LIFE_NS" delete job "$LIFE_RELEASE-self-test" --ignore-not-found >/dev/null
   kubectl delete namespace "$LIFE_NS" >/dev/null
   log "chart lifecycle passed"
 }
