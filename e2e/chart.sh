@@ -48,7 +48,7 @@ need_helm() {
 CASES=(
   "default|"
   "namespaced|--set watchNamespaces={serin-chart-apps} --set secretNamespaces={serin-chart-apps}"
-  "extras|--set secretNamespaces={serin-chart-apps,serin-chart-payments} --set networkPolicy.enabled=true --set networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.name=monitoring --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set image.pullPolicy=Always --set resources.limits.cpu=1"
+  "extras|--set secretNamespaces={serin-chart-apps,serin-chart-payments} --set networkPolicy.enabled=true --set networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.name=monitoring --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set image.pullPolicy=Always --set resources.limits.cpu=1 --set crds.applyOnStart=true"
 )
 # Linted and checked, but not dry-run: the local cluster has no Prometheus
 # Operator CRDs, so the server would reject the ServiceMonitor.
@@ -110,6 +110,14 @@ cmd_lint() {
   fi
   if render --set unknownValue=1 >/dev/null 2>"$out/fail.txt"; then
     die "an unknown value rendered; values.schema.json must reject it"
+  fi
+  if render --set crds.applyOnstart=true >/dev/null 2>"$out/fail.txt"; then
+    die "a misspelt crds.applyOnStart rendered; values.schema.json must reject it"
+  fi
+  render --set crds.applyOnStart=true | grep -q 'name: SERIN_APPLY_CRDS' ||
+    die "crds.applyOnStart=true does not set SERIN_APPLY_CRDS on the controller"
+  if render | grep -q 'SERIN_APPLY_CRDS\|-crds$'; then
+    die "the defaults apply CRDs; crds.applyOnStart is off by default"
   fi
 
   log "hadolint Dockerfile"
