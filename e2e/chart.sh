@@ -258,6 +258,8 @@ life_cleanup() {
   kubectl delete clusterrole,clusterrolebinding -l "app.kubernetes.io/instance=$LIFE_RELEASE" --ignore-not-found >/dev/null 2>&1 || true
   kubectl delete clusterrole serin-chart-life-probe serin-chart-life-probe-nocreate --ignore-not-found >/dev/null 2>&1 || true
   kubectl delete clusterrolebinding serin-chart-life-probe --ignore-not-found >/dev/null 2>&1 || true
+  # The trap replaced dry-run's (in `all`): remove what it made too.
+  delete_made_namespaces
   # The cluster is shared: put the serin CRDs back as they were before the run.
   if [ -s "${life_work:-/nonexistent}/crds-before.json" ]; then
     kubectl apply --server-side --force-conflicts --validate=false --field-manager serin-e2e -f "$life_work/crds-before.json" >/dev/null 2>&1 ||
