@@ -42,7 +42,8 @@ argocd:
 argocd-cm:
 	argocd/build-cm.sh
 
-# The Helm chart: CRD copies in sync, helm lint + hadolint + checkov, server dry-run.
+# The Helm chart: CRD copies in sync, helm lint + hadolint + checkov, server dry-run,
+# and install / upgrade (CRDs applied by the controller) / helm test / uninstall on the cluster.
 chart:
 	e2e/with-cluster.sh e2e/chart.sh all
 

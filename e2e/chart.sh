@@ -7,7 +7,10 @@
 #   e2e/chart.sh check             charts/serin/crds must equal crds/
 #   e2e/chart.sh sync-crds         copy crds/ into charts/serin/crds
 #   e2e/chart.sh dockerfile-build  replay the Dockerfile's builder stage without Docker
-#   e2e/chart.sh all               check, lint, dry-run (what CI runs; no image build)
+#   e2e/chart.sh lifecycle         helm install (old CRD), upgrade with crds.applyOnStart,
+#                                  the controller and self-test as the chart's ServiceAccounts,
+#                                  helm test, helm uninstall; in its own namespace
+#   e2e/chart.sh all               check, lint, dry-run, lifecycle (what CI runs; no image build)
 #
 # helm and kubectl come from $SERIN_CACHE/bin (e2e/build-tools.sh); dry-run
 # needs a cluster: KUBECONFIG, as `make cluster-env` prints it.
@@ -45,7 +48,7 @@ need_helm() {
 CASES=(
   "default|"
   "namespaced|--set watchNamespaces={serin-chart-apps} --set secretNamespaces={serin-chart-apps}"
-  "extras|--set secretNamespaces={serin-chart-apps,serin-chart-payments} --set networkPolicy.enabled=true --set networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.name=monitoring --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set image.pullPolicy=Always --set resources.limits.cpu=1"
+  "extras|--set secretNamespaces={serin-chart-apps,serin-chart-payments} --set networkPolicy.enabled=true --set networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.name=monitoring --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set image.pullPolicy=Always --set resources.limits.cpu=1 --set crds.applyOnStart=true"
 )
 # Linted and checked, but not dry-run: the local cluster has no Prometheus
 # Operator CRDs, so the server would reject the ServiceMonitor.
@@ -107,6 +110,14 @@ cmd_lint() {
   fi
   if render --set unknownValue=1 >/dev/null 2>"$out/fail.txt"; then
     die "an unknown value rendered; values.schema.json must reject it"
+  fi
+  if render --set crds.applyOnstart=true >/dev/null 2>"$out/fail.txt"; then
+    die "a misspelt crds.applyOnStart rendered; values.schema.json must reject it"
+  fi
+  render --set crds.applyOnStart=true | grep -q 'name: SERIN_APPLY_CRDS' ||
+    die "crds.applyOnStart=true does not set SERIN_APPLY_CRDS on the controller"
+  if render | grep -q 'SERIN_APPLY_CRDS\|-crds$'; then
+    die "the defaults apply CRDs; crds.applyOnStart is off by default"
   fi
 
   log "hadolint Dockerfile"
@@ -227,13 +238,323 @@ cmd_dockerfile-build() {
   log "builder stage OK: $(out/serin --version), $(du -h out/serin | cut -f1)"
 }
 
+# The chart's life on the local cluster: install, upgrade, test, uninstall.
+# Helm never upgrades CRDs, so with crds.applyOnStart the controller applies
+# them itself. kwok runs no containers: the controller's pod never executes,
+# so the controller (and `serin self-test`, what the `helm test` Job runs) run
+# here on the host with tokens of the chart's ServiceAccounts, and `helm test`
+# proves the hook's wiring (kwok completes a Job's pod without running it).
+LIFE_NS=serin-chart-life
+LIFE_RELEASE=serin-chart-life # the full name too: it contains "serin"
+LIFE_SA=system:serviceaccount:$LIFE_NS:$LIFE_RELEASE
+LIFE_CRDS=(releases.serin.dev analysistemplates.serin.dev clusteranalysistemplates.serin.dev)
+LIFE_PROBE_CRD=probes.serin-chart-life.dev
+
+life_cleanup() {
+  local status=$?
+  [ -z "${life_pid:-}" ] || { kill -TERM "$life_pid" 2>/dev/null && wait "$life_pid" 2>/dev/null; } || true
+  helm uninstall "$LIFE_RELEASE" -n "$LIFE_NS" >/dev/null 2>&1 || true
+  kubectl delete namespace "$LIFE_NS" --wait=false >/dev/null 2>&1 || true
+  kubectl delete clusterrole,clusterrolebinding -l "app.kubernetes.io/instance=$LIFE_RELEASE" --ignore-not-found >/dev/null 2>&1 || true
+  kubectl delete clusterrole serin-chart-life-probe serin-chart-life-probe-nocreate --ignore-not-found >/dev/null 2>&1 || true
+  kubectl delete clusterrolebinding serin-chart-life-probe --ignore-not-found >/dev/null 2>&1 || true
+  # The trap replaced dry-run's (in `all`): remove what it made too.
+  delete_made_namespaces
+  # The cluster is shared: put the serin CRDs back as they were before the run.
+  if [ -s "${life_work:-/nonexistent}/crds-before.json" ]; then
+    kubectl apply --server-side --force-conflicts --validate=false --field-manager serin-e2e -f "$life_work/crds-before.json" >/dev/null 2>&1 ||
+      log "warning: could not restore the CRDs as they were"
+    kubectl annotate crd "${LIFE_CRDS[@]}" serin.dev/applied-by-version- >/dev/null 2>&1 || true
+  fi
+  return $status
+}
+
+# life_kubeconfig SERVICEACCOUNT FILE: a kubeconfig holding a token of it.
+life_kubeconfig() {
+  local token server ca
+  token=$(kubectl -n "$LIFE_NS" create token "$1" --duration=1h)
+  server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
+  ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+  if [[ -z $ca ]]; then
+    ca=$(base64 -w0 <"$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')")
+  fi
+  cat >"$2" <<YAML
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: sa, user: {token: "$token"}}]
+contexts: [{name: sa, context: {cluster: local, user: sa}}]
+current-context: sa
+YAML
+}
+
+# wide_columns: the live Release CRD's priority-1 printer columns, comma-separated.
+wide_columns() {
+  kubectl get crd releases.serin.dev -o json | python3 -c '
+import json, sys
+crd = json.load(sys.stdin)
+print(",".join(c["name"] for c in crd["spec"]["versions"][0].get("additionalPrinterColumns", []) if c.get("priority", 0) > 0))'
+}
+
+# crd_applied_by_e2e_since TIME: the e2e suite (field manager serin-e2e)
+# applied a serin CRD at TIME or later.
+crd_applied_by_e2e_since() {
+  kubectl get crd "${LIFE_CRDS[@]}" -o json | python3 -c '
+import json, sys
+since = sys.argv[1]
+times = [f.get("time", "") for i in json.load(sys.stdin)["items"] for f in i["metadata"].get("managedFields", []) if f["manager"] == "serin-e2e"]
+sys.exit(0 if any(t >= since for t in times) else 1)' "$1"
+}
+
+life_expect() { # life_expect yes|no VERB RESOURCE: kubectl auth can-i as the controller's ServiceAccount
+  local want=$1 got
+  shift
+  got=$(kubectl auth can-i "$@" --as "$LIFE_SA" 2>/dev/null || true)
+  [[ $got == "$want" ]] || die "can-i $* as $LIFE_SA: $got, want $want"
+  log "can-i $*: $got"
+}
+
+cmd_lifecycle() {
+  need_helm
+  [ -n "${KUBECONFIG:-}" ] || die "KUBECONFIG is not set: eval \"\$(make -s cluster-env)\""
+  life_work=$SERIN_CACHE/chart-life
+  rm -rf "$life_work" && mkdir -p "$life_work"
+  local serin=$SERIN_REPO/target/debug/serin
+  (cd "$SERIN_REPO" && cargo build -q --bin serin)
+  trap life_cleanup EXIT
+  if [ "$(kubectl get namespace "$LIFE_NS" -o 'jsonpath={.status.phase}' 2>/dev/null)" = Terminating ]; then
+    kubectl wait --for=delete "namespace/$LIFE_NS" --timeout=120s >/dev/null
+  fi
+  kubectl get crd "${LIFE_CRDS[@]}" -o json 2>/dev/null | python3 -c '
+import json, sys
+items = json.load(sys.stdin)["items"]
+keep = lambda m: {k: m[k] for k in ("name", "labels", "annotations") if k in m}
+for i in items:
+    i["metadata"] = keep(i["metadata"]); i["metadata"].get("annotations", {}).pop("serin.dev/applied-by-version", None); i.pop("status", None)
+print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))' >"$life_work/crds-before.json" || true
+
+  # The previous chart: the same templates, a Release CRD without the -o wide
+  # columns (an old CRD that differs only in what a kubectl table shows, so
+  # the other engineers' Releases on a shared cluster keep their schema).
+  cp -r "$CHART" "$life_work/old"
+  sed -i 's/^version: .*/version: 0.1.0-old/' "$life_work/old/Chart.yaml"
+  kubectl create --dry-run=client -o json -f "$CHART/crds/releases.serin.dev.yaml" | python3 -c '
+import json, sys
+crd = json.load(sys.stdin)
+for v in crd["spec"]["versions"]:
+    v["additionalPrinterColumns"] = [c for c in v["additionalPrinterColumns"] if c.get("priority", 0) == 0]
+print(json.dumps(crd, indent=1))' >"$life_work/old-release-crd.json"
+  rm "$life_work/old/crds/releases.serin.dev.yaml"
+  # JSON is YAML: Helm reads it from crds/ like the other files.
+  cp "$life_work/old-release-crd.json" "$life_work/old/crds/releases.serin.dev.yaml"
+  # A cluster that has the old chart's CRD (Helm's crds/ made it at first
+  # install; here the CRDs already exist, so Helm skips them).
+  kubectl apply --server-side --force-conflicts --field-manager helm -f "$life_work/old-release-crd.json" >/dev/null
+  [ -z "$(wide_columns)" ] || die "the old Release CRD still has -o wide columns: $(wide_columns)"
+
+  log "helm install $LIFE_RELEASE (chart 0.1.0-old) into $LIFE_NS --create-namespace"
+  helm install "$LIFE_RELEASE" "$life_work/old" -n "$LIFE_NS" --create-namespace --wait=false 2>&1 | sed -n '1,6p' >&2
+  log "helm upgrade $LIFE_RELEASE charts/serin --set crds.applyOnStart=true"
+  helm upgrade "$LIFE_RELEASE" "$CHART" -n "$LIFE_NS" --set crds.applyOnStart=true 2>&1 | sed -n '1,6p' >&2
+  [ -z "$(wide_columns)" ] || die "helm upgrade changed the CRD; Helm never does: the check is wrong"
+  log "after helm upgrade the live Release CRD is still the old one (no -o wide columns): Helm does not upgrade CRDs"
+  helm get manifest "$LIFE_RELEASE" -n "$LIFE_NS" | grep -A1 'name: SERIN_APPLY_CRDS' | grep -q 'value: "true"' ||
+    die "the upgraded Deployment does not set SERIN_APPLY_CRDS"
+
+  # The controller's CRD rights: exactly get, create and patch on the three, by name.
+  local crd
+  for crd in "${LIFE_CRDS[@]}"; do
+    life_expect yes get "customresourcedefinitions.apiextensions.k8s.io/$crd"
+    life_expect yes patch "customresourcedefinitions.apiextensions.k8s.io/$crd"
+    life_expect yes create "customresourcedefinitions.apiextensions.k8s.io/$crd"
+    life_expect no update "customresourcedefinitions.apiextensions.k8s.io/$crd"
+    life_expect no delete "customresourcedefinitions.apiextensions.k8s.io/$crd"
+  done
+  life_expect no create customresourcedefinitions.apiextensions.k8s.io
+  life_expect no list customresourcedefinitions.apiextensions.k8s.io
+  life_expect no watch customresourcedefinitions.apiextensions.k8s.io
+  life_expect no patch customresourcedefinitions.apiextensions.k8s.io/$LIFE_PROBE_CRD
+  life_expect no create customresourcedefinitions.apiextensions.k8s.io/$LIFE_PROBE_CRD
+
+  # A missing CRD: server-side apply creates it, and the API server checks
+  # `create` with the CRD's name, so create limited by resourceNames is
+  # enough. Shown on a throwaway name, dry-run (a serin CRD cannot be deleted
+  # on a shared cluster: that would delete every Release).
+  kubectl create serviceaccount serin-chart-life-probe -n "$LIFE_NS" >/dev/null
+  kubectl create clusterrole serin-chart-life-probe --verb=get,create,patch \
+    --resource=customresourcedefinitions.apiextensions.k8s.io --resource-name="$LIFE_PROBE_CRD" >/dev/null
+  kubectl create clusterrolebinding serin-chart-life-probe --clusterrole=serin-chart-life-probe \
+    --serviceaccount="$LIFE_NS:serin-chart-life-probe" >/dev/null
+  life_kubeconfig serin-chart-life-probe "$life_work/probe.kubeconfig"
+  local probe
+  probe=$(kubectl create --dry-run=client -o json -f "$CHART/crds/analysistemplates.serin.dev.yaml" | python3 -c '
+import json, sys
+crd = json.load(sys.stdin)
+crd["metadata"] = {"name": "'"$LIFE_PROBE_CRD"'"}
+crd["spec"]["group"] = "serin-chart-life.dev"
+crd["spec"]["names"] = {"plural": "probes", "singular": "probe", "kind": "Probe", "listKind": "ProbeList"}
+print(json.dumps(crd))')
+  kubectl --kubeconfig "$life_work/probe.kubeconfig" get crd "$LIFE_PROBE_CRD" >/dev/null 2>&1 &&
+    die "$LIFE_PROBE_CRD exists; the probe needs it missing"
+  local allowed=""
+  for _ in $(seq 1 50); do # a new binding reaches the authorizer within moments
+    if KUBECONFIG=$life_work/probe.kubeconfig kubectl apply --server-side --field-manager serin --dry-run=server -f - <<<"$probe" >"$life_work/create.txt" 2>&1; then
+      allowed=yes
+      break
+    fi
+    sleep 0.1
+  done
+  [ -n "$allowed" ] || die "server-side apply could not create a missing CRD with create limited by name: $(cat "$life_work/create.txt")"
+  log "server-side apply of a missing CRD (dry run) with create limited to its name: allowed"
+  kubectl create clusterrole serin-chart-life-probe-nocreate --verb=get,patch \
+    --resource=customresourcedefinitions.apiextensions.k8s.io --resource-name="$LIFE_PROBE_CRD" --dry-run=client -o yaml |
+    kubectl apply -f - >/dev/null
+  # roleRef cannot change: bind again.
+  kubectl delete clusterrolebinding serin-chart-life-probe >/dev/null
+  kubectl create clusterrolebinding serin-chart-life-probe --clusterrole=serin-chart-life-probe-nocreate \
+    --serviceaccount="$LIFE_NS:serin-chart-life-probe" >/dev/null
+  local refused=""
+  for _ in $(seq 1 50); do
+    if ! KUBECONFIG=$life_work/probe.kubeconfig kubectl apply --server-side --field-manager serin --dry-run=server -f - <<<"$probe" >"$life_work/nocreate.txt" 2>&1; then
+      refused=yes
+      break
+    fi
+    sleep 0.1
+  done
+  [ -n "$refused" ] && grep -q 'cannot create resource' "$life_work/nocreate.txt" ||
+    die "without create the apply of a missing CRD was not refused: $(cat "$life_work/nocreate.txt")"
+  log "without create: $(head -c 200 "$life_work/nocreate.txt")"
+  kubectl delete clusterrole serin-chart-life-probe-nocreate >/dev/null
+
+  # self-test here as the ServiceAccount the `helm test` Job runs as.
+  life_kubeconfig "$LIFE_RELEASE-self-test" "$life_work/self-test.kubeconfig"
+  local lease=(--lease-namespace "$LIFE_NS" --lease-name "$LIFE_RELEASE-controller")
+  self_test() { KUBECONFIG=$life_work/self-test.kubeconfig "$serin" self-test "${lease[@]}" "$@"; }
+
+  log "self-test before the controller ran: the old CRD, no Lease, no metrics"
+  if self_test --metrics-url http://127.0.0.1:9/metrics >"$life_work/self-test-before.txt" 2>&1; then
+    cat "$life_work/self-test-before.txt" >&2
+    die "self-test passed with an old CRD and no controller"
+  fi
+  cat "$life_work/self-test-before.txt" >&2
+  grep -q '^FAIL  CRD releases.serin.dev: .*printer columns differ' "$life_work/self-test-before.txt" || die "self-test did not flag the old CRD"
+  grep -q '^FAIL  Lease ' "$life_work/self-test-before.txt" || die "self-test did not flag the missing Lease"
+
+  log "the controller on the host as $LIFE_SA, with SERIN_APPLY_CRDS=true as the chart sets it"
+  life_kubeconfig "$LIFE_RELEASE" "$life_work/controller.kubeconfig"
+  local attempt started holder metrics
+  # On a shared cluster the e2e suite applies its own crds/ (field manager
+  # serin-e2e) at every test's start; when that lands during this check the
+  # controller is started again, so that it applies once more. Alone (CI),
+  # the first attempt decides.
+  for attempt in 1 2 3; do
+    started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    KUBECONFIG=$life_work/controller.kubeconfig SERIN_APPLY_CRDS=true "$serin" controller --namespace "$LIFE_NS" \
+      "${lease[@]}" --identity chart-life --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 \
+      >"$life_work/controller.log" 2>&1 &
+    life_pid=$!
+    holder=""
+    for _ in $(seq 1 150); do
+      holder=$(kubectl -n "$LIFE_NS" get lease "$LIFE_RELEASE-controller" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
+      [[ $holder == chart-life ]] && break
+      kill -0 "$life_pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    [[ $holder == chart-life ]] || { cat "$life_work/controller.log" >&2; die "the controller did not take the Lease"; }
+    grep -q 'applied CRD' "$life_work/controller.log" || { cat "$life_work/controller.log" >&2; die "the controller did not apply the CRDs"; }
+    # The text log colours its fields: strip the escapes, then read "serving /metrics bound=ADDR".
+    metrics=$(sed 's/\x1b\[[0-9;]*m//g' "$life_work/controller.log" | sed -n 's/.*serving \/metrics bound=\([0-9.:]*\).*/\1/p' | head -1)
+    [ -n "$metrics" ] || { cat "$life_work/controller.log" >&2; die "no metrics address in the controller's log"; }
+    log "self-test with the controller running"
+    if [ "$(wide_columns)" = "Ready,Current-Revision,Stable-Revision,Preview-Revision,Failed-Revision,Message" ] &&
+      self_test --metrics-url "http://$metrics/metrics" >"$life_work/self-test.txt" 2>&1; then
+      break
+    fi
+    cat "$life_work/self-test.txt" >&2
+    if ! crd_applied_by_e2e_since "$started" || [ "$attempt" = 3 ]; then
+      die "the live CRDs are not this serin's with the controller running (wide columns '$(wide_columns)')"
+    fi
+    log "the e2e suite applied its crds/ during the check (shared cluster); starting the controller again"
+    kill -TERM "$life_pid" && wait "$life_pid" || true
+    life_pid=""
+  done
+  cat "$life_work/self-test.txt" >&2
+  kubectl get crd releases.serin.dev -o jsonpath='{.metadata.managedFields[*].manager}' | tr ' ' '\n' | grep -qx serin ||
+    die "no field manager serin on the Release CRD"
+  log "the controller applied the CRDs (field manager serin, annotation serin.dev/applied-by-version=$(kubectl get crd releases.serin.dev -o jsonpath='{.metadata.annotations.serin\.dev/applied-by-version}')); live -o wide columns: $(wide_columns)"
+
+  # No downgrade: a CRD a newer serin applied is left as it is.
+  kill -TERM "$life_pid"
+  wait "$life_pid" || die "the controller did not stop cleanly on SIGTERM"
+  kubectl annotate crd releases.serin.dev serin.dev/applied-by-version=999.0.0 --overwrite >/dev/null
+  KUBECONFIG=$life_work/controller.kubeconfig SERIN_APPLY_CRDS=true "$serin" controller --namespace "$LIFE_NS" \
+    "${lease[@]}" --identity chart-life --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 \
+    >"$life_work/controller-newer.log" 2>&1 &
+  life_pid=$!
+  for _ in $(seq 1 150); do
+    grep -q 'holding the Lease' "$life_work/controller-newer.log" 2>/dev/null && break
+    kill -0 "$life_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  grep -q 'CRD was applied by a newer serin; leaving it.*releases.serin.dev' <(sed 's/\x1b\[[0-9;]*m//g' "$life_work/controller-newer.log") ||
+    { cat "$life_work/controller-newer.log" >&2; die "the controller did not leave the newer CRD alone"; }
+  [ "$(kubectl get crd releases.serin.dev -o jsonpath='{.metadata.annotations.serin\.dev/applied-by-version}')" = 999.0.0 ] ||
+    die "the controller overwrote a CRD a newer serin applied"
+  log "a CRD marked as applied by serin 999.0.0 was left alone: $(sed 's/\x1b\[[0-9;]*m//g' "$life_work/controller-newer.log" | grep -o 'CRD was applied by a newer serin.*' | head -1)"
+  kubectl annotate crd releases.serin.dev serin.dev/applied-by-version=0.0.0 --overwrite >/dev/null
+
+  log "helm test (kwok completes the Job's pod without running it: this proves the hook's wiring)"
+  kill -TERM "$life_pid"
+  wait "$life_pid" || die "the controller did not stop cleanly on SIGTERM"
+  life_pid=""
+  if self_test --metrics-url "http://$metrics/metrics" >"$life_work/self-test-stopped.txt" 2>&1; then
+    die "self-test passed with the controller stopped"
+  fi
+  grep -q '^FAIL  Lease .*held by no one' "$life_work/self-test-stopped.txt" || die "self-test after SIGTERM: $(cat "$life_work/self-test-stopped.txt")"
+  log "self-test with the controller stopped: $(grep '^FAIL  Lease' "$life_work/self-test-stopped.txt")"
+  helm test "$LIFE_RELEASE" -n "$LIFE_NS" --timeout 2m | tee "$life_work/helm-test.txt" >&2
+  grep -q 'Phase:.*Succeeded' "$life_work/helm-test.txt" || die "helm test did not succeed"
+  if kubectl -n "$LIFE_NS" get job "$LIFE_RELEASE-self-test" >/dev/null 2>&1; then
+    die "the passed test's Job was kept; its delete policy says hook-succeeded"
+  fi
+
+  # A failing test: kwok fails a Job's pod that carries serin.dev/fault=crash.
+  # helm test must fail and keep the Job for its logs.
+  cp -r "$CHART" "$life_work/failing"
+  sed -i 's/^\(\s*\){{- include "serin.testLabels" . | nindent 8 }}/\1serin.dev\/fault: crash\n&/' "$life_work/failing/templates/tests/self-test.yaml"
+  grep -q 'serin.dev/fault: crash' "$life_work/failing/templates/tests/self-test.yaml" || die "could not make the failing test chart"
+  helm upgrade "$LIFE_RELEASE" "$life_work/failing" -n "$LIFE_NS" --reuse-values >/dev/null
+  if helm test "$LIFE_RELEASE" -n "$LIFE_NS" --timeout 2m >"$life_work/helm-test-failing.txt" 2>&1; then
+    die "helm test passed with a failing Job"
+  fi
+  grep -q 'Phase:.*Failed' "$life_work/helm-test-failing.txt" || die "helm test: $(cat "$life_work/helm-test-failing.txt")"
+  kubectl -n "$LIFE_NS" get job "$LIFE_RELEASE-self-test" >/dev/null || die "the failed test's Job was deleted"
+  log "a failing test Job: helm test fails ($(grep -m1 'Phase:' "$life_work/helm-test-failing.txt" | tr -s ' ')) and keeps job/$LIFE_RELEASE-self-test"
+
+  log "helm uninstall: what it leaves"
+  helm uninstall "$LIFE_RELEASE" -n "$LIFE_NS" >&2
+  kubectl get crd "${LIFE_CRDS[@]}" >/dev/null || die "uninstall removed a CRD"
+  kubectl get namespace "$LIFE_NS" >/dev/null || die "uninstall removed the namespace"
+  kubectl -n "$LIFE_NS" get lease "$LIFE_RELEASE-controller" >/dev/null || die "uninstall removed the Lease"
+  kubectl -n "$LIFE_NS" get job "$LIFE_RELEASE-self-test" >/dev/null || die "uninstall removed the failed test's Job"
+  kubectl -n "$LIFE_NS" get serviceaccount "$LIFE_RELEASE" >/dev/null 2>&1 && die "uninstall left the controller's ServiceAccount"
+  kubectl -n "$LIFE_NS" get serviceaccount "$LIFE_RELEASE-self-test" >/dev/null 2>&1 && die "uninstall left the test's ServiceAccount"
+  log "left after uninstall: the 3 CRDs, namespace $LIFE_NS, Lease $LIFE_RELEASE-controller, the failed test's Job"
+  # The removal docs/upgrading.md gives (but for the CRDs: shared cluster).
+  kubectl -n "$LIFE_NS" delete lease "$LIFE_RELEASE-controller" >/dev/null
+  kubectl -n "$LIFE_NS" delete job "$LIFE_RELEASE-self-test" --ignore-not-found >/dev/null
+  kubectl delete namespace "$LIFE_NS" >/dev/null
+  log "chart lifecycle passed"
+}
+
 cmd_all() {
   cmd_check
   cmd_lint
   cmd_dry-run
+  cmd_lifecycle
 }
 
 case ${1:-} in
-  tools | lint | dry-run | check | sync-crds | dockerfile-build | all) "cmd_$1" ;;
-  *) die "usage: e2e/chart.sh tools|lint|dry-run|check|sync-crds|dockerfile-build|all" ;;
+  tools | lint | dry-run | check | sync-crds | dockerfile-build | lifecycle | all) "cmd_$1" ;;
+  *) die "usage: e2e/chart.sh tools|lint|dry-run|check|sync-crds|dockerfile-build|lifecycle|all" ;;
 esac

@@ -1,4 +1,5 @@
-//! serin's command line: `serin controller` runs the operator, `serin crd` prints its CRDs.
+//! serin's command line: `serin controller` runs the operator, `serin crd` prints
+//! its CRDs, `serin self-test` checks an installed serin (the chart's `helm test`).
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,22 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         write: Option<PathBuf>,
     },
+    /// Check an installed serin: its CRDs Established and current, the
+    /// controller's Lease held, the metrics endpoint answering. Exits 1 on a failure.
+    SelfTest(SelfTestArgs),
+}
+
+#[derive(clap::Args)]
+struct SelfTestArgs {
+    /// Namespace of the controller's Lease; with --lease-name.
+    #[arg(long, env = "SERIN_LEASE_NAMESPACE", requires = "lease_name")]
+    lease_namespace: Option<String>,
+    /// The controller's Lease; not checked when absent (no leader election).
+    #[arg(long, env = "SERIN_LEASE_NAME", requires = "lease_namespace")]
+    lease_name: Option<String>,
+    /// serin's /metrics, e.g. http://serin-metrics.serin-system.svc:8080/metrics.
+    #[arg(long, env = "SERIN_METRICS_URL")]
+    metrics_url: Option<String>,
 }
 
 /// Every flag has an environment variable, for 12-factor configuration.
@@ -57,6 +74,11 @@ struct ControllerArgs {
     /// This replica's name in the Lease (default: random).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Server-side apply serin's CRDs (field manager "serin") and wait until
+    /// they are Established before starting; `helm upgrade` never updates CRDs.
+    /// A CRD a newer serin applied is left alone.
+    #[arg(long, env = "SERIN_APPLY_CRDS", default_value_t = false, action = ArgAction::Set)]
+    apply_crds: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,6 +97,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let client = kube::client::ClientBuilder::try_from(config)?
                 .with_layer(&metrics.count_requests())
                 .build();
+            if args.apply_crds {
+                controller::crds::apply(&client, serin::api::crds()).await?;
+            }
             let lease = args.leader_elect.then(|| LeaseConfig {
                 namespace: args
                     .lease_namespace
@@ -93,6 +118,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 lease,
             };
             controller::run(client, metrics, options).await?;
+        }
+        Command::SelfTest(args) => {
+            let client = kube::Client::try_default().await?;
+            let targets = controller::selftest::Targets {
+                lease: args.lease_namespace.zip(args.lease_name),
+                metrics_url: args.metrics_url,
+            };
+            let checks = controller::selftest::run(&client, &targets).await;
+            let mut failed = 0;
+            for check in &checks {
+                match &check.result {
+                    Ok(detail) => println!("ok    {}: {detail}", check.what),
+                    Err(why) => {
+                        failed += 1;
+                        println!("FAIL  {}: {why}", check.what);
+                    }
+                }
+            }
+            if failed > 0 {
+                println!("{failed} of {} checks failed", checks.len());
+                std::process::exit(1);
+            }
+            println!("all {} checks passed", checks.len());
         }
         Command::Crd { write: None } => print!("{}", serin::api::crds_yaml()),
         Command::Crd { write: Some(dir) } => {

@@ -227,26 +227,66 @@ fn release_crd_names_subresources_and_columns() {
             "labelSelectorPath": ".status.selector",
         })
     );
+    // (name, priority): priority 0 is `kubectl get rls`, 1 only `-o wide`.
     let columns: Vec<_> = version["additionalPrinterColumns"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["name"].as_str().unwrap())
+        .map(|c| (c["name"].as_str().unwrap(), c["priority"].as_i64().unwrap_or(0)))
         .collect();
     assert_eq!(
         columns,
         [
-            "Strategy",
-            "Phase",
-            "Step",
-            "Weight",
-            "Desired",
-            "Current",
-            "Up-to-date",
-            "Available",
-            "Age"
+            ("Strategy", 0),
+            ("Phase", 0),
+            ("Step", 0),
+            ("Weight", 0),
+            ("Desired", 0),
+            ("Current", 0),
+            ("Up-to-date", 0),
+            ("Available", 0),
+            ("Age", 0),
+            ("Ready", 1),
+            ("Current-Revision", 1),
+            ("Stable-Revision", 1),
+            ("Preview-Revision", 1),
+            ("Failed-Revision", 1),
+            ("Message", 1),
         ]
     );
+}
+
+/// Every printer column points at a field the Release schema has, so a
+/// renamed status field cannot leave a column silently empty.
+#[test]
+fn printer_columns_name_schema_fields() {
+    let crd = release_crd();
+    let version = &crd["spec"]["versions"][0];
+    let schema = &version["schema"]["openAPIV3Schema"];
+    for column in version["additionalPrinterColumns"].as_array().unwrap() {
+        let path = column["jsonPath"].as_str().unwrap();
+        let mut node = schema;
+        for part in path.trim_start_matches('.').split('.') {
+            if part == "metadata" {
+                node = &Value::Null;
+                break;
+            }
+            node = &node["properties"][part];
+            assert!(
+                !node.is_null(),
+                "column {} names {path}, not in the schema",
+                column["name"]
+            );
+        }
+        if !node.is_null() {
+            let want = match column["type"].as_str().unwrap() {
+                "integer" => "integer",
+                "string" => "string",
+                other => panic!("unexpected column type {other} for {path}"),
+            };
+            assert_eq!(node["type"], want, "column {} ({path})", column["name"]);
+        }
+    }
 }
 
 #[test]

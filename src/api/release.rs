@@ -36,7 +36,34 @@ use super::schema::{stripped_label_selector, stripped_pod_template};
     printcolumn(name = "Current", type_ = "integer", json_path = ".status.replicas"),
     printcolumn(name = "Up-to-date", type_ = "integer", json_path = ".status.updatedReplicas"),
     printcolumn(name = "Available", type_ = "integer", json_path = ".status.availableReplicas"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // `kubectl get rls -o wide` only (priority 1): which revisions and why.
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas", priority = 1),
+    printcolumn(
+        name = "Current-Revision",
+        type_ = "string",
+        json_path = ".status.currentRevision",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Stable-Revision",
+        type_ = "string",
+        json_path = ".status.stableRevision",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Preview-Revision",
+        type_ = "string",
+        json_path = ".status.blueGreen.previewRevision",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Failed-Revision",
+        type_ = "string",
+        json_path = ".status.failedRevision",
+        priority = 1
+    ),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1)
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(

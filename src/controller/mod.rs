@@ -1,10 +1,12 @@
 //! kube-runtime wiring: watch, observe, execute plans, write status; and the
 //! process around it: leader election, endpoints, graceful shutdown.
 mod analysis;
+pub mod crds;
 pub mod endpoints;
 pub mod leader;
 mod reconcile;
 pub mod replicaset;
+pub mod selftest;
 mod steered;
 mod traffic;
 

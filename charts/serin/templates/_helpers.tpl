@@ -76,3 +76,19 @@ Fails the render for a setting the controller cannot honour.
 {{- end }}
 {{- $ns | uniq | sortAlpha | toJson }}
 {{- end }}
+
+{{/* serin's CRDs, as a YAML flow list (the names of the files in crds/). */}}
+{{- define "serin.crdNames" -}}
+[releases.serin.dev, analysistemplates.serin.dev, clusteranalysistemplates.serin.dev]
+{{- end }}
+
+{{/* Labels of the `helm test` objects: not the controller's selector labels,
+so the metrics Service and the PodDisruptionBudget never pick the test pod. */}}
+{{- define "serin.testLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: self-test
+app.kubernetes.io/part-of: serin
+{{- end }}
