@@ -50,6 +50,13 @@ build_helm() {
   build helm "$tools/helm" helm.sh/helm/v3/cmd/helm "$helm" "-X helm.sh/helm/v3/internal/version.version=$helm"
 }
 
+# serin's own wrapper around gopher-lua, set up as Argo CD sets it up; versioned
+# by the hash of its sources, so an edit rebuilds it.
+build_argocd-lua() {
+  local dir=$tools/argocd-lua
+  build argocd-lua "$dir" . "$(cat "$dir"/go.mod "$dir"/go.sum "$dir"/*.go | sha256sum | cut -c1-16)"
+}
+
 # Gateway API CRDs: plain YAML from the module zip, verified against the
 # checksum database like any module download.
 build_gateway-api() {
@@ -61,7 +68,7 @@ build_gateway-api() {
   rm -rf "$crds.tmp" && mkdir -p "$crds.tmp" && cp "$dir"/config/crd/standard/*.yaml "$crds.tmp/" && mv "$crds.tmp" "$crds"
 }
 
-# Usage: build-tools.sh [kube etcd kwok helm gateway-api]; default: all.
-for tool in "${@:-kube etcd kwok helm gateway-api}"; do
+# Usage: build-tools.sh [kube etcd kwok helm argocd-lua gateway-api]; default: all.
+for tool in "${@:-kube etcd kwok helm argocd-lua gateway-api}"; do
   for t in $tool; do "build_$t"; done
 done
