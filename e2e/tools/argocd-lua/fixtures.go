@@ -87,6 +87,21 @@ func runFixtures(dir string, out io.Writer) (int, error) {
 	return c.failed, nil
 }
 
+// printFixtures prints {name, object} for each fixture, one a line, to
+// compare with `kubectl get release -o json`.
+func printFixtures(dir string, out io.Writer) error {
+	fixtures, err := loadFixtures(filepath.Join(dir, "test", "fixtures.lua"))
+	if err != nil {
+		return err
+	}
+	for _, f := range fixtures {
+		if err := printJSON(out, map[string]any{"name": f.Name, "object": f.Obj}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // fromJSON reads an object as it would come from the API server.
 func fromJSON(v any) (map[string]any, error) {
 	data, err := json.Marshal(v)

@@ -21,6 +21,7 @@
 //	argocd-lua action ACTIONS_DIR NAME        prints what the action returns
 //	argocd-lua requests ACTIONS_DIR NAME      prints the API requests Argo CD sends
 //	argocd-lua test ARGOCD_DIR                runs ARGOCD_DIR/test/fixtures.lua
+//	argocd-lua fixtures ARGOCD_DIR            prints each fixture's object as JSON, one a line
 //
 // A Lua error, a result Argo CD refuses, or bad input exits 1 with the error.
 package main
@@ -55,16 +56,19 @@ func main() {
 
 func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: argocd-lua health|discovery|action|requests|test ...")
+		return errors.New("usage: argocd-lua health|discovery|action|requests|test|fixtures ...")
 	}
 	cmd, args := args[0], args[1:]
-	need := map[string]int{"health": 1, "discovery": 1, "action": 2, "requests": 2, "test": 1}
+	need := map[string]int{"health": 1, "discovery": 1, "action": 2, "requests": 2, "test": 1, "fixtures": 1}
 	n, ok := need[cmd]
 	if !ok {
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 	if len(args) != n {
 		return fmt.Errorf("%s takes %d argument(s), got %d", cmd, n, len(args))
+	}
+	if cmd == "fixtures" {
+		return printFixtures(args[0], stdout)
 	}
 	if cmd == "test" {
 		failed, err := runFixtures(args[0], stdout)
