@@ -118,3 +118,24 @@ pub async fn send_argocd_requests(api: &Api<Release>, name: &str, requests: &[Va
         sent.unwrap_or_else(|e| panic!("Argo CD's request {request}: {e}"));
     }
 }
+
+/// With `SERIN_ARGOCD_CAPTURE=DIR`, writes the live Release `obj` and what
+/// Argo CD's runtime made of it (already asserted by the caller) to
+/// `DIR/<name>.json`, the format of argocd/test/captured/ that `make argocd`
+/// checks offline. Does nothing otherwise.
+pub fn capture(name: &str, obj: &Value) {
+    let Some(dir) = std::env::var_os("SERIN_ARGOCD_CAPTURE") else {
+        return;
+    };
+    let (status, message) = argocd_health(obj);
+    let record = serde_json::json!({
+        "name": name,
+        "health": [status, message],
+        "enabled": argocd_enabled_actions(obj),
+        "obj": obj,
+    });
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).expect("create the capture directory");
+    let text = serde_json::to_string_pretty(&record).expect("a Release serializes") + "\n";
+    std::fs::write(dir.join(format!("{name}.json")), text).expect("write the capture");
+}

@@ -80,7 +80,11 @@ func runFixtures(dir string, out io.Writer) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, f := range fixtures {
+	captured, err := loadCaptured(filepath.Join(dir, "test", "captured"))
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range append(fixtures, captured...) {
 		checkFixture(c, dir, f)
 	}
 	fmt.Fprintf(out, "argocd (gopher-lua, as Argo CD runs it): %d passed, %d failed\n", c.passed, c.failed)
@@ -256,6 +260,39 @@ func loadFixtures(path string) ([]fixture, error) {
 		return nil, fmt.Errorf("%s: no fixtures", path)
 	}
 	return fixtures, nil
+}
+
+// loadCaptured reads the Releases the e2e suite captured from the API server
+// (SERIN_ARGOCD_CAPTURE, e2e/tests/argocd.rs), one fixture a file:
+// {"name", "health": [status, message], "enabled": [...], "obj"}.
+func loadCaptured(dir string) ([]fixture, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []fixture
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := decodeObject(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		var f fixture
+		if err := json.Unmarshal(data, &f); err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		obj, ok := raw["obj"].(map[string]any)
+		if !ok || len(f.Health) != 2 || f.Name == "" {
+			return nil, fmt.Errorf("%s: needs name, health [status, message] and obj", file)
+		}
+		f.Name = "captured " + f.Name
+		f.Obj = obj
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 func fromLuaData(v lua.LValue, where string) (any, error) {
