@@ -31,11 +31,14 @@ lint:
 unit:
 	cargo test --lib --bins --tests
 
-# Argo CD health check and actions (argocd/): their tests under Debian's lua5.1,
+# Argo CD health check and actions (argocd/): their tests in gopher-lua, set up as
+# Argo CD sets it up (e2e/tools/argocd-lua, built once into $(SERIN_CACHE)/bin),
 # and argocd-cm.yaml up to date with the scripts.
+ARGOCD_LUA_GO := GOMODCACHE=$(SERIN_CACHE)/go/mod GOCACHE=$(SERIN_CACHE)/go/build GOFLAGS=-mod=readonly GOTOOLCHAIN=local CGO_ENABLED=0
 argocd:
-	@command -v lua5.1 >/dev/null || { apt-get update -qq && apt-get install -y -qq lua5.1 >/dev/null; }
-	lua5.1 argocd/test/run.lua
+	e2e/build-tools.sh argocd-lua
+	cd e2e/tools/argocd-lua && $(ARGOCD_LUA_GO) go vet ./...
+	argocd-lua test argocd
 	argocd/build-cm.sh --check
 
 # Regenerate argocd/argocd-cm.yaml after editing argocd/*.lua.

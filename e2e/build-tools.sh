@@ -50,11 +50,18 @@ build_helm() {
   build helm "$tools/helm" helm.sh/helm/v3/cmd/helm "$helm" "-X helm.sh/helm/v3/internal/version.version=$helm"
 }
 
-# kstatus as Flux and kpt compute it, for the e2e suite; rebuilt when main.go changes.
+# A tool of serin's own (a main package in its wrapper module), versioned by the
+# hash of its sources, so an edit rebuilds it.
+sources_version() { cat "$1"/go.mod "$1"/go.sum "$1"/*.go | sha256sum | cut -c1-16; }
+
+# kstatus from sigs.k8s.io/cli-utils, as Flux and kpt compute it, for the e2e suite.
 build_kstatus() {
-  local version
-  version=$(module_version "$tools/kstatus" sigs.k8s.io/cli-utils)-$(sha256sum "$tools/kstatus/main.go" | cut -c1-12)
-  build kstatus "$tools/kstatus" . "$version"
+  build kstatus "$tools/kstatus" . "$(sources_version "$tools/kstatus")"
+}
+
+# serin's own wrapper around gopher-lua, set up as Argo CD sets it up.
+build_argocd-lua() {
+  build argocd-lua "$tools/argocd-lua" . "$(sources_version "$tools/argocd-lua")"
 }
 
 # Gateway API CRDs: plain YAML from the module zip, verified against the
@@ -68,7 +75,7 @@ build_gateway-api() {
   rm -rf "$crds.tmp" && mkdir -p "$crds.tmp" && cp "$dir"/config/crd/standard/*.yaml "$crds.tmp/" && mv "$crds.tmp" "$crds"
 }
 
-# Usage: build-tools.sh [kube etcd kwok helm kstatus gateway-api]; default: all.
-for tool in "${@:-kube etcd kwok helm kstatus gateway-api}"; do
+# Usage: build-tools.sh [kube etcd kwok helm kstatus argocd-lua gateway-api]; default: all.
+for tool in "${@:-kube etcd kwok helm kstatus argocd-lua gateway-api}"; do
   for t in $tool; do "build_$t"; done
 done

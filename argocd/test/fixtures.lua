@@ -1,6 +1,9 @@
--- Release objects in each state serin's controller writes, as Argo CD hands
--- them to Lua (JSON objects and arrays become tables). Status follows
--- src/api/release.rs, reasons and messages src/plan/*.rs.
+-- Release objects in each state serin's controller writes. Status follows
+-- src/api/release.rs, reasons and messages src/plan/*.rs. These are data:
+-- `argocd-lua test argocd` (e2e/tools/argocd-lua, run by `make argocd`) turns
+-- each into JSON (a table with keys 1..n is an array, any other, the empty
+-- one too, an object), reads it back as Argo CD reads an object from the API
+-- server, and runs the scripts on it in gopher-lua set up as Argo CD sets it up.
 --
 -- Each fixture: name, obj, the expected health (status and message), and the
 -- actions discovery should enable.

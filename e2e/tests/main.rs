@@ -1,6 +1,7 @@
 //! End-to-end tests against the cluster KUBECONFIG points at (`make e2e`).
 //! Each test works in a namespace of its own and removes it when done.
 mod analysis;
+mod argocd;
 mod bluegreen;
 mod canary;
 mod fuzz;
