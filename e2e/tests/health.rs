@@ -1,6 +1,7 @@
 //! What outside clients read from live Releases in every phase: kstatus
-//! (sigs.k8s.io/cli-utils, as Flux, kpt and `kubectl wait`-style tools compute
-//! it), run as the real library through the test bed's `kstatus` binary.
+//! (sigs.k8s.io/cli-utils, as Flux and kpt compute it) through the test bed's
+//! `kstatus` binary, Argo CD's health check in its own runtime (`argocd-lua`),
+//! and `kubectl wait`.
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use serin::api::Release;
 
+use crate::support::argocd::{argocd_health, capture};
 use crate::support::operator::{ControllerProcess, install_crds, releases, wait_condition};
 use crate::support::rollout::create_services;
 use crate::support::{TestNamespace, client, from_json, wait_for};
@@ -72,13 +74,40 @@ async fn live(api: &Api<Release>, name: &str) -> Value {
     serde_json::to_value(api.get(name).await.unwrap()).unwrap()
 }
 
-/// Waits until kstatus reads `want` for `name`; returns the message it gave.
-async fn wait_kstatus(api: &Api<Release>, name: &str, want: &str) -> String {
+/// Waits until kstatus reads `want` for `name`; returns its message and the object it read.
+async fn wait_kstatus(api: &Api<Release>, name: &str, want: &str) -> (String, Value) {
     wait_for(&format!("kstatus {want} for {name}"), LIMIT, || async {
-        let (status, message) = kstatus(&live(api, name).await).await;
-        (status == want).then_some(message)
+        let object = live(api, name).await;
+        let (status, message) = kstatus(&object).await;
+        (status == want).then_some((message, object))
     })
     .await
+}
+
+/// One row of the phase table: kstatus and Argo CD's health on one live object.
+struct Row {
+    phase: &'static str,
+    kstatus: String,
+    argocd: String,
+    message: String,
+}
+
+/// Waits for kstatus to read `want` for `name`, then asserts what Argo CD's own
+/// runtime (gopher-lua, argocd/health.lua) makes of the same object.
+async fn read(api: &Api<Release>, name: &str, phase: &'static str, want: &str, argocd: &str) -> Row {
+    let (message, object) = wait_kstatus(api, name, want).await;
+    let (health, _) = argocd_health(&object);
+    assert_eq!(health, argocd, "Argo CD health of {name} ({phase})");
+    capture(
+        &format!("kstatus-{}", phase.replace([' ', ','], "-").replace("--", "-")),
+        &object,
+    );
+    Row {
+        phase,
+        kstatus: want.into(),
+        argocd: health,
+        message,
+    }
 }
 
 /// `kubectl wait --for=condition=COND` on the Release returns success within `seconds`.
@@ -124,7 +153,7 @@ async fn kstatus_reads_every_phase_as_flux_should() {
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "kstatus").await;
     let api = releases(&client, &ns.name);
-    let mut table: Vec<(&str, String, String)> = Vec::new();
+    let mut table: Vec<Row> = Vec::new();
 
     // Before any controller has seen it: the status default (observedGeneration 0).
     let rolling = json!({ "rolling": { "maxSurge": 1, "maxUnavailable": 0 } });
@@ -134,27 +163,40 @@ async fn kstatus_reads_every_phase_as_flux_should() {
     )
     .await
     .unwrap();
-    let message = wait_kstatus(&api, "healthy", "InProgress").await;
-    assert!(message.contains("observed generation is 0"), "{message}");
-    table.push(("created, not yet reconciled", "InProgress".into(), message));
+    let row = read(
+        &api,
+        "healthy",
+        "created, not yet reconciled",
+        "InProgress",
+        "Progressing",
+    )
+    .await;
+    assert!(row.message.contains("observed generation is 0"), "{}", row.message);
+    table.push(row);
 
     assert!(!kubectl_waits_for(&ns.name, "healthy", "Ready", 1).await);
     let controller = ControllerProcess::start(&ns.name).await;
-    let message = wait_kstatus(&api, "healthy", "Current").await;
-    table.push(("Healthy", "Current".into(), message));
+    table.push(read(&api, "healthy", "Healthy", "Current", "Healthy").await);
     assert!(kubectl_waits_for(&ns.name, "healthy", "Ready", 5).await);
 
     // A spec change the controller has not observed (it is stopped).
     controller.kill().await;
     patch_spec(&api, "healthy", json!({ "replicas": 3 })).await;
-    let message = wait_kstatus(&api, "healthy", "InProgress").await;
-    assert!(message.contains("generation is 2"), "{message}");
+    let row = read(
+        &api,
+        "healthy",
+        "spec changed, not yet observed",
+        "InProgress",
+        "Progressing",
+    )
+    .await;
+    assert!(row.message.contains("generation is 2"), "{}", row.message);
     // kubectl wait compares the condition's observedGeneration with the object's.
     assert!(
         !kubectl_waits_for(&ns.name, "healthy", "Ready", 1).await,
         "kubectl wait took a Ready condition of generation 1 for generation 2"
     );
-    table.push(("spec changed, not yet observed", "InProgress".into(), message));
+    table.push(row);
     let _controller = ControllerProcess::start(&ns.name).await;
     wait_kstatus(&api, "healthy", "Current").await;
 
@@ -191,6 +233,7 @@ async fn kstatus_reads_every_phase_as_flux_should() {
     refused["template"]["spec"]["containers"][0]["ports"] = json!([{ "containerPort": 70000 }]);
     patch_spec(&api, "invalid", refused).await;
 
+    // (name, phase, condition True, its reason, kstatus, Argo CD)
     let expect = [
         (
             "rolling",
@@ -198,6 +241,7 @@ async fn kstatus_reads_every_phase_as_flux_should() {
             "Reconciling",
             "RollingUpdate",
             "InProgress",
+            "Progressing",
         ),
         (
             "canary",
@@ -205,6 +249,7 @@ async fn kstatus_reads_every_phase_as_flux_should() {
             "Reconciling",
             "CanaryPauseStep",
             "InProgress",
+            "Suspended",
         ),
         (
             "bluegreen",
@@ -212,20 +257,21 @@ async fn kstatus_reads_every_phase_as_flux_should() {
             "Reconciling",
             "AwaitingPromotion",
             "InProgress",
+            "Suspended",
         ),
         (
             "rolledback",
-            "rolled back (deadline)",
+            "rolled back, deadline",
             "Stalled",
             "ProgressDeadlineExceeded",
             "Failed",
+            "Degraded",
         ),
-        ("invalid", "InvalidSpec", "Stalled", "InvalidSpec", "Failed"),
+        ("invalid", "InvalidSpec", "Stalled", "InvalidSpec", "Failed", "Degraded"),
     ];
-    for (name, phase, condition, reason, want) in expect {
+    for (name, phase, condition, reason, want, argocd) in expect {
         wait_condition(&api, name, condition, "True", Some(reason), LIMIT).await;
-        let message = wait_kstatus(&api, name, want).await;
-        table.push((phase, want.into(), message));
+        table.push(read(&api, name, phase, want, argocd).await);
         let failed = want == "Failed";
         assert_eq!(kubectl_waits_for(&ns.name, name, "Stalled", 1).await, failed, "{name}");
         assert!(!kubectl_waits_for(&ns.name, name, "Ready", 1).await, "{name}");
@@ -236,14 +282,13 @@ async fn kstatus_reads_every_phase_as_flux_should() {
         .await
         .unwrap();
     wait_condition(&api, "aborted", "Stalled", "True", Some("Aborted"), LIMIT).await;
-    let message = wait_kstatus(&api, "aborted", "Failed").await;
-    table.push(("aborted", "Failed".into(), message));
+    table.push(read(&api, "aborted", "aborted", "Failed", "Degraded").await);
 
     // A healthy Release being deleted reads as Terminating only while a finalizer holds it;
     // serin adds none, so deletion is immediate and not a phase to check.
-    println!("| phase | kstatus | message |\n|---|---|---|");
-    for (phase, status, message) in &table {
-        println!("| {phase} | {status} | {message} |");
+    println!("| phase | kstatus | Argo CD | kstatus message |\n|---|---|---|---|");
+    for row in &table {
+        println!("| {} | {} | {} | {} |", row.phase, row.kstatus, row.argocd, row.message);
     }
     assert_eq!(table.len(), 9, "every phase was read");
 }
