@@ -78,9 +78,10 @@ enum Command {
     /// Check Release and AnalysisTemplate manifests offline: the CRD schema and
     /// its rules, and serin's own checks. Exit 1 when anything is wrong.
     Lint {
-        /// The manifest file (YAML, several documents allowed); - for stdin.
-        #[arg(short, long)]
-        file: std::path::PathBuf,
+        /// Manifest files (YAML, several documents allowed); - for stdin. A
+        /// Release is checked with the AnalysisTemplates and Secrets of every file.
+        #[arg(short, long, num_args = 1.., required = true)]
+        file: Vec<std::path::PathBuf>,
     },
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
@@ -177,18 +178,24 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 }
 
 /// Offline: no cluster needed.
-fn lint(file: &std::path::Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let text = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())?
-    } else {
-        std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?
-    };
-    let problems = serin::cli::lint::lint(&text)?;
-    for problem in &problems {
-        println!("{}: {problem}", file.display());
+fn lint(files: &[std::path::PathBuf]) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut texts = Vec::new();
+    for file in files {
+        texts.push(if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())?
+        } else {
+            std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?
+        });
+    }
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let problems =
+        serin::cli::lint::lint_files(&texts).map_err(|(file, e)| format!("{}: {e}", files[file].display()))?;
+    for (file, problem) in &problems {
+        println!("{}: {problem}", files[*file].display());
     }
     if problems.is_empty() {
-        println!("{}: no problems", file.display());
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        println!("{}: no problems", names.join(", "));
         return Ok(ExitCode::SUCCESS);
     }
     Ok(ExitCode::FAILURE)
