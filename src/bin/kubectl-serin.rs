@@ -82,6 +82,11 @@ enum Command {
         /// Release is checked with the AnalysisTemplates and Secrets of every file.
         #[arg(short, long, num_args = 1.., required = true)]
         file: Vec<std::path::PathBuf>,
+        /// The files hold every AnalysisTemplate and Secret the Releases use:
+        /// one they do not hold is reported missing, as the controller would.
+        /// Without it, checks that need an object the files lack are skipped.
+        #[arg(long)]
+        complete: bool,
     },
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
@@ -126,8 +131,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         clap_complete::generate(*shell, &mut Cli::command(), "kubectl-serin", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
-    if let Command::Lint { file } = &cli.command {
-        return lint(file);
+    if let Command::Lint { file, complete } = &cli.command {
+        return lint(file, *complete);
     }
     let (client, namespace) = client(&cli).await?;
     let api: Api<Release> = Api::namespaced(client.clone(), &namespace);
@@ -178,7 +183,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
 }
 
 /// Offline: no cluster needed.
-fn lint(files: &[std::path::PathBuf]) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn lint(files: &[std::path::PathBuf], complete: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use serin::cli::lint::Scope;
     let mut texts = Vec::new();
     for file in files {
         texts.push(if file.as_os_str() == "-" {
@@ -188,8 +194,8 @@ fn lint(files: &[std::path::PathBuf]) -> Result<ExitCode, Box<dyn std::error::Er
         });
     }
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let problems =
-        serin::cli::lint::lint_files(&texts).map_err(|(file, e)| format!("{}: {e}", files[file].display()))?;
+    let problems = serin::cli::lint::lint_files(&texts, if complete { Scope::Complete } else { Scope::Partial })
+        .map_err(|(file, e)| format!("{}: {e}", files[file].display()))?;
     for (file, problem) in &problems {
         println!("{}: {problem}", files[*file].display());
     }

@@ -6,7 +6,8 @@
 //! the AnalysisTemplates, ClusterAnalysisTemplates and Secrets among the
 //! documents. What is not among them is not guessed: a Release's analysis that
 //! refers to a template the files do not hold is checked as far as it can be,
-//! and an arg read from a Secret they do not hold is taken to be fine.
+//! and an arg read from a Secret they do not hold is taken to be fine, unless
+//! [`Scope::Complete`] says the files hold everything the namespace does.
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -41,14 +42,14 @@ const KINDS: [&str; 3] = ["Release", "AnalysisTemplate", "ClusterAnalysisTemplat
 /// Every problem in a (multi-document) YAML file; documents of other kinds and
 /// groups are left alone. Err when the text is not YAML.
 pub fn lint(yaml: &str) -> Result<Vec<Problem>, String> {
-    let problems = lint_files(&[yaml]).map_err(|(_, e)| e)?;
+    let problems = lint_files(&[yaml], Scope::Partial).map_err(|(_, e)| e)?;
     Ok(problems.into_iter().map(|(_, problem)| problem).collect())
 }
 
 /// [`lint`] over several files at once, so that a Release in one is checked
 /// with the templates and Secrets in the others. Each problem comes with the
 /// index of its file. Err gives the index of the file that is not YAML.
-pub fn lint_files(files: &[&str]) -> Result<Vec<(usize, Problem)>, (usize, String)> {
+pub fn lint_files(files: &[&str], scope: Scope) -> Result<Vec<(usize, Problem)>, (usize, String)> {
     let mut documents = Vec::new();
     for (file, yaml) in files.iter().enumerate() {
         for (index, document) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
@@ -59,7 +60,8 @@ pub fn lint_files(files: &[&str]) -> Result<Vec<(usize, Problem)>, (usize, Strin
             }
         }
     }
-    let given = Given::from(documents.iter().map(|(_, _, value)| value));
+    let mut given = Given::from(documents.iter().map(|(_, _, value)| value));
+    given.complete = scope == Scope::Complete;
     Ok(documents
         .iter()
         .flat_map(|(file, document, value)| {
@@ -70,10 +72,23 @@ pub fn lint_files(files: &[&str]) -> Result<Vec<(usize, Problem)>, (usize, Strin
         .collect())
 }
 
+/// What the files stand for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Some of the objects: a template or Secret they do not hold may be in the
+    /// cluster, so what depends on it is not checked.
+    Partial,
+    /// Everything the Releases' namespaces hold (`--complete`): a template or
+    /// Secret they do not hold is missing, as the controller would find it.
+    Complete,
+}
+
 /// The templates and Secrets the files hold, by namespace ("" when a document
 /// names none).
 #[derive(Default)]
 struct Given {
+    /// The files hold everything: what is not in them is missing.
+    complete: bool,
     templates: BTreeMap<(String, String), Template>,
     cluster_templates: BTreeMap<String, Template>,
     secrets: BTreeMap<(String, String), Secret>,
@@ -122,16 +137,23 @@ impl<'a> Given {
         let mut inputs = Inputs::default();
         for reference in check::templates_wanted(release, Which::All) {
             let name = reference.template_name;
-            if reference.cluster_scope {
-                if let Some(t) = self.cluster_templates.get(&name) {
-                    inputs.cluster_templates.insert(name, Some(t.clone()));
-                }
-            } else if let Some(t) = self.templates.get(&(namespace.clone(), name.clone())) {
-                inputs.templates.insert(name, Some(t.clone()));
+            let (found, into) = if reference.cluster_scope {
+                (self.cluster_templates.get(&name), &mut inputs.cluster_templates)
+            } else {
+                (
+                    self.templates.get(&(namespace.clone(), name.clone())),
+                    &mut inputs.templates,
+                )
+            };
+            if found.is_some() || self.complete {
+                into.insert(name, found.cloned());
             }
         }
         for (name, key) in check::secrets_wanted(release, &inputs, Which::All) {
             let Some(secret) = self.secrets.get(&(namespace.clone(), name.clone())) else {
+                if self.complete {
+                    inputs.secrets.insert((name, key), None);
+                }
                 continue;
             };
             let data = secret.data.as_ref().and_then(|d| d.get(&key)).map(|b| b.0.clone());
@@ -223,3 +245,7 @@ fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, (String, St
         (if path == "." { String::new() } else { path }, e.inner().to_string())
     })
 }
+
+#[cfg(test)]
+#[path = "lint_tests.rs"]
+mod tests;

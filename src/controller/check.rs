@@ -213,7 +213,8 @@ pub fn template(template: &Template) -> Vec<Invalid> {
             }
         }
         if let Err(error) = result {
-            let set_by = template::faulty_arg(&error)
+            let error = unprefixed(&error, &metric.name);
+            let set_by = template::faulty_arg(error)
                 .and_then(|name| template.args.iter().position(|a| a.name == name && a.value.is_some()));
             let field = match set_by {
                 Some(at) => format!("spec.args[{at}]"),
@@ -373,15 +374,17 @@ fn analysis(
                 format!("{} metric {:?}", source.label, metric.name)
             };
             if seen.contains(&metric.name.as_str()) {
-                return Err(Invalid::new(
-                    field.clone(),
-                    format!("metric {:?} is defined twice", metric.name),
-                ));
+                let mut message = format!("metric {:?} is defined twice", metric.name);
+                if !source.label.is_empty() {
+                    message.push_str(&format!(" (again in {})", source.label));
+                }
+                return Err(Invalid::new(field.clone(), message));
             }
             seen.push(&metric.name);
             let metric = render(metric, &args, &hidden).map_err(|error| {
+                let error = unprefixed(&error, &metric.name);
                 // A value at fault points at the field that set it.
-                let set_by = template::faulty_arg(&error).and_then(|name| values.get(name)?.field.clone());
+                let set_by = template::faulty_arg(error).and_then(|name| values.get(name)?.field.clone());
                 Invalid::new(set_by.unwrap_or_else(|| field.clone()), format!("{label}: {error}"))
             })?;
             let (credentials, mut read) = match credentials(&metric, inputs) {
@@ -400,6 +403,12 @@ fn analysis(
         return Err(Invalid::new(origin, "has no metrics"));
     }
     Ok(rendered)
+}
+
+/// `error` without the `metric "NAME": ` that some checks start with, for a
+/// message that names the metric itself.
+fn unprefixed<'e>(error: &'e str, metric: &str) -> &'e str {
+    error.strip_prefix(&format!("metric {metric:?}: ")).unwrap_or(error)
 }
 
 /// Checks a metric and renders its provider with `args`.
