@@ -473,3 +473,81 @@ fn credentials(metric: &Metric, inputs: &Inputs) -> Result<(Credentials, Vec<Str
     secrets.extend(credentials.basic.iter().flat_map(|(u, p)| [u.clone(), p.clone()]));
     Ok((credentials, secrets))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn release(analysis: serde_json::Value) -> Release {
+        serde_json::from_value(json!({
+            "apiVersion": "serin.dev/v1alpha1", "kind": "Release",
+            "metadata": { "name": "web", "namespace": "ns" },
+            "spec": {
+                "replicas": 1,
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": { "metadata": { "labels": { "app": "web" } },
+                              "spec": { "containers": [{ "name": "web", "image": "web:1" }] } },
+                "strategy": { "rolling": { "analysis": analysis } }
+            }
+        }))
+        .unwrap()
+    }
+
+    /// The web provider keeps its escaping through the shared check: URL
+    /// values percent-encoded, JSON body values confined to their strings,
+    /// and no number-or-duration rule (that is PromQL's alone).
+    #[test]
+    fn web_placeholders_keep_their_escaping() {
+        let hostile = "x/../admin?drop=1#\", \"injected\": true, \"y\": \"";
+        let metric = json!({ "name": "smoke", "provider": { "web": {
+            "method": "POST",
+            "url": "http://svc/api/{{args.app}}?window={{args.window}}",
+            "headers": [{ "name": "X-App", "value": "{{ args.app }}" }],
+            "body": "{\"app\": \"{{args.app}}\", \"window\": \"{{args.window}}\"}"
+        } } });
+        let r = release(json!({
+            "metrics": [metric],
+            "args": [{ "name": "app", "value": hostile }, { "name": "window", "value": "not a duration" }]
+        }));
+        let checked = check(&r, &Inputs::default(), Which::All);
+        assert_eq!(checked.problems, vec![]);
+        let web = checked.rendered[0].metric.provider.web.clone().unwrap();
+        assert_eq!(
+            web.url,
+            "http://svc/api/x%2F..%2Fadmin%3Fdrop%3D1%23%22%2C%20%22injected%22%3A%20true%2C%20%22y%22%3A%20%22\
+             ?window=not%20a%20duration"
+        );
+        assert_eq!(web.headers[0].value, hostile);
+        let body: serde_json::Value = serde_json::from_str(web.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body, json!({ "app": hostile, "window": "not a duration" }));
+    }
+
+    /// Lint has no cluster: a Secret value it was not given stands in as a
+    /// value every renderer accepts, so only the template is judged; the
+    /// controller, given the value, judges the value too.
+    #[test]
+    fn an_unknown_secret_value_is_not_guessed() {
+        let metric = json!({ "name": "m", "provider": { "prometheus": {
+            "address": "http://p", "query": "up > {{args.threshold}}" } } });
+        let r = release(json!({
+            "metrics": [metric],
+            "args": [{ "name": "threshold", "valueFrom": { "secretKeyRef": { "name": "s", "key": "t" } } }]
+        }));
+        assert_eq!(check(&r, &Inputs::default(), Which::All).problems, vec![]);
+        let mut inputs = Inputs::default();
+        inputs
+            .secrets
+            .insert(("s".into(), "t".into()), Some("1 or vector(1)".into()));
+        assert_eq!(secrets_wanted(&r, &inputs, Which::All).len(), 1);
+        let problems = check(&r, &inputs, Which::All).problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "spec.strategy.rolling.analysis.args");
+        assert!(!problems[0].message.contains("vector"), "{problems:?}");
+        inputs.secrets.insert(("s".into(), "t".into()), Some("0.5".into()));
+        let checked = check(&r, &inputs, Which::All);
+        assert_eq!(checked.problems, vec![]);
+        assert_eq!(checked.rendered[0].secrets, vec!["0.5".to_string()]);
+    }
+}
