@@ -196,10 +196,13 @@ fn lint(files: &[std::path::PathBuf], complete: bool) -> Result<ExitCode, Box<dy
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let problems = serin::cli::lint::lint_files(&texts, if complete { Scope::Complete } else { Scope::Partial })
         .map_err(|(file, e)| format!("{}: {e}", files[file].display()))?;
-    for (file, problem) in &problems {
+    for (file, note) in &problems.unchecked {
+        eprintln!("{}: not checked: {note}", files[*file].display());
+    }
+    for (file, problem) in &problems.problems {
         println!("{}: {problem}", files[*file].display());
     }
-    if problems.is_empty() {
+    if problems.problems.is_empty() {
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         println!("{}: no problems", names.join(", "));
         return Ok(ExitCode::SUCCESS);

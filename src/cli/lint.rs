@@ -29,11 +29,11 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "document {}: {}: {}: {}",
-            self.document, self.object, self.field, self.reason
-        )
+        write!(f, "document {}: {}: ", self.document, self.object)?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        write!(f, "{}", self.reason)
     }
 }
 
@@ -42,14 +42,23 @@ const KINDS: [&str; 3] = ["Release", "AnalysisTemplate", "ClusterAnalysisTemplat
 /// Every problem in a (multi-document) YAML file; documents of other kinds and
 /// groups are left alone. Err when the text is not YAML.
 pub fn lint(yaml: &str) -> Result<Vec<Problem>, String> {
-    let problems = lint_files(&[yaml], Scope::Partial).map_err(|(_, e)| e)?;
-    Ok(problems.into_iter().map(|(_, problem)| problem).collect())
+    let linted = lint_files(&[yaml], Scope::Partial).map_err(|(_, e)| e)?;
+    Ok(linted.problems.into_iter().map(|(_, problem)| problem).collect())
+}
+
+/// What [`lint_files`] found, each with the index of its file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Linted {
+    pub problems: Vec<(usize, Problem)>,
+    /// What could not be checked: objects a Release uses that the files do
+    /// not hold (with [`Scope::Partial`]). Not problems.
+    pub unchecked: Vec<(usize, Problem)>,
 }
 
 /// [`lint`] over several files at once, so that a Release in one is checked
-/// with the templates and Secrets in the others. Each problem comes with the
-/// index of its file. Err gives the index of the file that is not YAML.
-pub fn lint_files(files: &[&str], scope: Scope) -> Result<Vec<(usize, Problem)>, (usize, String)> {
+/// with the templates and Secrets in the others. Err gives the index of the
+/// file that is not YAML.
+pub fn lint_files(files: &[&str], scope: Scope) -> Result<Linted, (usize, String)> {
     let mut documents = Vec::new();
     for (file, yaml) in files.iter().enumerate() {
         for (index, document) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
@@ -62,14 +71,14 @@ pub fn lint_files(files: &[&str], scope: Scope) -> Result<Vec<(usize, Problem)>,
     }
     let mut given = Given::from(documents.iter().map(|(_, _, value)| value));
     given.complete = scope == Scope::Complete;
-    Ok(documents
-        .iter()
-        .flat_map(|(file, document, value)| {
-            lint_object(*document, value, &given)
-                .into_iter()
-                .map(|problem| (*file, problem))
-        })
-        .collect())
+    let mut linted = Linted::default();
+    for (file, document, value) in &documents {
+        let mut unchecked = Vec::new();
+        let problems = lint_object(*document, value, &given, &mut unchecked);
+        linted.problems.extend(problems.into_iter().map(|p| (*file, p)));
+        linted.unchecked.extend(unchecked.into_iter().map(|p| (*file, p)));
+    }
+    Ok(linted)
 }
 
 /// What the files stand for.
@@ -131,12 +140,14 @@ impl<'a> Given {
         given
     }
 
-    /// What the controller would fetch for `release`, as far as the files hold it.
-    fn inputs(&self, release: &Release) -> Inputs {
+    /// What the controller would fetch for `release`, as far as the files hold
+    /// it, and what they lack: `(field that uses it, what)`.
+    fn inputs(&self, release: &Release) -> (Inputs, Vec<(String, String)>) {
+        let mut lacking = Vec::new();
         let namespace = release.metadata.namespace.clone().unwrap_or_default();
         let mut inputs = Inputs::default();
         for reference in check::templates_wanted(release, Which::All) {
-            let name = reference.template_name;
+            let name = reference.template_name.clone();
             let (found, into) = if reference.cluster_scope {
                 (self.cluster_templates.get(&name), &mut inputs.cluster_templates)
             } else {
@@ -145,6 +156,19 @@ impl<'a> Given {
                     &mut inputs.templates,
                 )
             };
+            if found.is_none() && !self.complete {
+                let kind = if reference.cluster_scope {
+                    "ClusterAnalysisTemplate"
+                } else {
+                    "AnalysisTemplate"
+                };
+                // Named at its first use.
+                let field = check::analyses(release).into_iter().find_map(|(_, origin, spec)| {
+                    let at = spec.templates.iter().position(|r| *r == reference)?;
+                    Some(format!("{origin}.templates[{at}]"))
+                });
+                lacking.push((field.unwrap_or_default(), format!("{kind} {name:?}")));
+            }
             if found.is_some() || self.complete {
                 into.insert(name, found.cloned());
             }
@@ -153,6 +177,8 @@ impl<'a> Given {
             let Some(secret) = self.secrets.get(&(namespace.clone(), name.clone())) else {
                 if self.complete {
                     inputs.secrets.insert((name, key), None);
+                } else if !lacking.iter().any(|(_, what)| *what == format!("Secret {name:?}")) {
+                    lacking.push((String::new(), format!("Secret {name:?}")));
                 }
                 continue;
             };
@@ -162,11 +188,11 @@ impl<'a> Given {
             let value = text.or_else(|| data.and_then(|b| String::from_utf8(b).ok()));
             inputs.secrets.insert((name, key), value);
         }
-        inputs
+        (inputs, lacking)
     }
 }
 
-fn lint_object(document: usize, value: &Value, given: &Given) -> Vec<Problem> {
+fn lint_object(document: usize, value: &Value, given: &Given, unchecked: &mut Vec<Problem>) -> Vec<Problem> {
     let kind = value["kind"].as_str().unwrap_or_default();
     let api_version = value["apiVersion"].as_str().unwrap_or_default();
     if !api_version.starts_with("serin.dev/") || !KINDS.contains(&kind) {
@@ -226,7 +252,17 @@ fn lint_object(document: usize, value: &Value, given: &Given) -> Vec<Problem> {
         .collect();
     // serin's own checks: what the controller would show as InvalidSpec.
     let invalid = match typed {
-        Typed::Release(release) => check::check(&release, &given.inputs(&release), Which::All).problems,
+        Typed::Release(release) => {
+            let (inputs, lacking) = given.inputs(&release);
+            for (field, what) in lacking {
+                let why = format!(
+                    "{what} is not in the given files, so what depends on it was not checked \
+                     (add its manifest with -f, or pass --complete if the files hold everything)"
+                );
+                unchecked.push(problem(&field, why));
+            }
+            check::check(&release, &inputs, Which::All).problems
+        }
         Typed::Template(template) => check::template(&template),
     };
     problems.extend(invalid.into_iter().map(|i| problem(&i.field, i.message)));

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::{Scope, lint_files};
+use super::{Linted, Scope, lint_files};
 use crate::api::{BlueGreenStatus, CanaryStatus, Release, ReleaseStatus};
 use crate::controller::check::{self, Inputs, Template, Which};
 use crate::plan::{self, AnalysisInput, AnalysisSlot, Observed, RevisionState, Traffic, Verdict};
@@ -589,6 +589,7 @@ fn lint_and_the_controller_give_every_invalid_spec_the_same_verdict() {
         let files: Vec<&str> = documents.iter().map(String::as_str).collect();
         let lint: Vec<_> = lint_files(&files, Scope::Complete)
             .unwrap()
+            .problems
             .into_iter()
             .map(|(_, p)| p)
             .collect();
@@ -636,7 +637,55 @@ fn the_same_manifests_made_valid_pass_both() {
         serde_yaml::to_string(&template).unwrap(),
     ];
     let files: Vec<&str> = documents.iter().map(String::as_str).collect();
-    assert_eq!(lint_files(&files, Scope::Complete).unwrap(), vec![]);
-    // Without the template, lint checks what it can and says nothing of the rest.
-    assert_eq!(lint_files(&files[..1], Scope::Partial).unwrap(), vec![]);
+    assert_eq!(lint_files(&files, Scope::Complete).unwrap(), Linted::default());
+    // Without the template, lint checks what it can and says what it could not.
+    let partial = lint_files(&files[..1], Scope::Partial).unwrap();
+    assert_eq!(partial.problems, vec![]);
+    let unchecked: Vec<String> = partial.unchecked.iter().map(|(_, p)| p.to_string()).collect();
+    assert_eq!(
+        unchecked,
+        vec![
+            "document 1: Release web: spec.strategy.rolling.analysis.templates[0]: AnalysisTemplate \"t\" is not in the given files, so what depends on it was not \
+             checked (add its manifest with -f, or pass --complete if the files hold everything)"
+        ]
+    );
+}
+
+/// A Secret manifest's `data` is base64, as the API server stores it; lint
+/// reads it as the controller reads the live Secret.
+#[test]
+fn secrets_in_the_files_are_read_like_live_ones() {
+    let release_json = rolling(uses_t(json!([{ "name": "threshold",
+        "valueFrom": { "secretKeyRef": { "name": "s", "key": "t" } } }])));
+    let template = one_metric(json!([{ "name": "threshold" }]), prometheus("up > {{args.threshold}}"));
+    let lint_with = |data: Value| {
+        let secret = json!({ "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "s", "namespace": "ns" }, "data": data });
+        let documents: Vec<String> = [&release_json, &template, &secret]
+            .iter()
+            .map(|d| serde_yaml::to_string(d).unwrap())
+            .collect();
+        let files: Vec<&str> = documents.iter().map(String::as_str).collect();
+        lint_files(&files, Scope::Partial).unwrap()
+    };
+    // "1 or vector(1)"
+    let bad = lint_with(json!({ "t": "MSBvciB2ZWN0b3IoMSk=" }));
+    let found: Vec<String> = bad.problems.iter().map(|(_, p)| p.to_string()).collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("got a value read from a Secret (not shown)"),
+        "{found:?}"
+    );
+    assert!(!found[0].contains("vector"), "{found:?}");
+    // "0.5"
+    assert_eq!(lint_with(json!({ "t": "MC41" })), Linted::default());
+    // The key is missing: the controller would say so, and so does lint.
+    let missing = lint_with(json!({ "other": "MC41" }));
+    let found: Vec<String> = missing.problems.iter().map(|(_, p)| p.to_string()).collect();
+    assert_eq!(
+        found,
+        vec![
+            "document 1: Release web: spec.strategy.rolling.analysis.args: arg \"threshold\": Secret \"s\" has no key \"t\""
+        ]
+    );
 }
