@@ -320,11 +320,19 @@ fn analysis(
                 (name.clone(), value)
             })
             .collect();
-        // Template defaults first; the Release's args override them.
-        let from_template = source.template_args.iter().map(|a| (a, source.field.clone()));
-        let from_release = spec.args.iter().map(|a| (a, format!("{origin}.args")));
+        // Template defaults first; the Release's args override them. Only the
+        // source that wins is read: a template's default Secret need not exist
+        // when the Release sets the arg.
+        let mut winners: BTreeMap<&str, (&Arg, String)> = BTreeMap::new();
+        for arg in source.template_args {
+            winners.insert(&arg.name, (arg, source.field.clone()));
+        }
+        // An arg with neither value nor valueFrom sets nothing.
+        for arg in spec.args.iter().filter(|a| a.value.is_some() || a.value_from.is_some()) {
+            winners.insert(&arg.name, (arg, format!("{origin}.args")));
+        }
         let mut secrets = Vec::new();
-        for (arg, field) in from_template.chain(from_release) {
+        for (arg, field) in winners.into_values() {
             let value = match (&arg.value, &arg.value_from) {
                 (Some(value), _) => Some(value.clone()),
                 (None, Some(from)) => {
@@ -522,6 +530,33 @@ mod tests {
         assert_eq!(web.headers[0].value, hostile);
         let body: serde_json::Value = serde_json::from_str(web.body.as_deref().unwrap()).unwrap();
         assert_eq!(body, json!({ "app": hostile, "window": "not a duration" }));
+    }
+
+    /// The Release's arg wins over the template's default, and only the winner
+    /// is read: a default from a Secret that is not there does not matter then.
+    #[test]
+    fn only_the_winning_source_of_an_arg_is_read() {
+        let template = Template {
+            args: serde_json::from_value(json!([
+                { "name": "job", "valueFrom": { "secretKeyRef": { "name": "gone", "key": "k" } } },
+                { "name": "window", "value": "5m" }
+            ]))
+            .unwrap(),
+            metrics: serde_json::from_value(json!([{ "name": "m", "provider": { "prometheus": {
+                "address": "http://p", "query": "rate(up{job=\"{{args.job}}\"}[{{args.window}}])" } } }]))
+            .unwrap(),
+        };
+        let r = release(json!({
+            "templates": [{ "templateName": "t" }],
+            "args": [{ "name": "job", "value": "web" }, { "name": "window" }]
+        }));
+        let mut inputs = Inputs::default();
+        inputs.templates.insert("t".into(), Some(template));
+        inputs.secrets.insert(("gone".into(), "k".into()), None);
+        let checked = check(&r, &inputs, Which::All);
+        assert_eq!(checked.problems, vec![]);
+        let query = &checked.rendered[0].metric.provider.prometheus.as_ref().unwrap().query;
+        assert_eq!(query, "rate(up{job=\"web\"}[5m])");
     }
 
     /// Lint has no cluster: a Secret value it was not given stands in as a
