@@ -282,6 +282,20 @@ fn cases() -> Vec<Case> {
             "maxSurge: 2000000000% of 1000 is too large",
         ),
         (
+            "rolling maxSurge negative",
+            release(json!({ "rolling": { "maxSurge": -1 } })),
+            vec![],
+            "spec.strategy.rolling",
+            "maxSurge: -1 is negative",
+        ),
+        (
+            "rolling maxSurge negative percent",
+            release(json!({ "rolling": { "maxSurge": "-5%" } })),
+            vec![],
+            "spec.strategy.rolling",
+            "maxSurge: \"-5%\" is neither an integer nor a percent",
+        ),
+        (
             "rolling maxUnavailable over 100%",
             release(json!({ "rolling": { "maxUnavailable": "150%" } })),
             vec![],
@@ -388,6 +402,47 @@ fn cases() -> Vec<Case> {
             )],
             "spec.strategy.rolling.analysis.templates[0]",
             "AnalysisTemplate \"t\" metric \"m\": condition \"result[0] <\"",
+        ),
+        (
+            "failureCondition does not compile",
+            rolling(uses_t(json!([]))),
+            vec![one_metric(
+                json!([]),
+                json!({ "failureCondition": "result >", "provider": { "web": { "url": "http://x" } } }),
+            )],
+            "spec.strategy.rolling.analysis.templates[0]",
+            "AnalysisTemplate \"t\" metric \"m\": condition \"result >\": invalid CEL expression",
+        ),
+        (
+            "condition nests too deeply",
+            rolling(uses_t(json!([]))),
+            vec![one_metric(
+                json!([]),
+                json!({ "successCondition": format!("{}true{}", "(".repeat(65), ")".repeat(65)),
+                        "provider": { "web": { "url": "http://x" } } }),
+            )],
+            "spec.strategy.rolling.analysis.templates[0]",
+            "CEL expression has 65 opening brackets; the limit is 64",
+        ),
+        (
+            "interval of zero",
+            rolling(uses_t(json!([]))),
+            vec![one_metric(
+                json!([]),
+                json!({ "interval": "0s", "provider": { "web": { "url": "http://x" } } }),
+            )],
+            "spec.strategy.rolling.analysis.templates[0]",
+            "interval \"0s\" must be more than 0",
+        ),
+        (
+            "interval too large",
+            rolling(uses_t(json!([]))),
+            vec![one_metric(
+                json!([]),
+                json!({ "interval": "9999999999h", "provider": { "web": { "url": "http://x" } } }),
+            )],
+            "spec.strategy.rolling.analysis.templates[0]",
+            "interval \"9999999999h\" is not a duration like \"30s\" or \"1m30s\": too long or too large",
         ),
         (
             "interval is not a duration",
@@ -580,6 +635,9 @@ fn cases() -> Vec<Case> {
 #[test]
 fn lint_and_the_controller_give_every_invalid_spec_the_same_verdict() {
     let cases = cases();
+    // Refused by the CRD's own rules as well; checked by plan in case the
+    // installed CRDs are older than the controller.
+    let mut refused_by_rules = Vec::new();
     for (what, release_json, objects, field, needle) in &cases {
         let release: Release = serde_json::from_value(release_json.clone()).unwrap();
         let controller = controller_verdict(&release, &Cluster::of(objects))
@@ -609,10 +667,27 @@ fn lint_and_the_controller_give_every_invalid_spec_the_same_verdict() {
         // Nothing the API server refuses: the controller only ever sees what it admitted.
         let schema = crate::api::validation::schema_errors("Release", release_json);
         assert!(schema.is_empty(), "{what}: {schema:?}");
+        let rules = crate::api::validation::rule_errors("Release", release_json);
+        if !rules.is_empty() {
+            refused_by_rules.push(*what);
+        }
     }
+    assert_eq!(
+        refused_by_rules,
+        [
+            "selector does not match the template",
+            "no strategy",
+            "rolling maxSurge is not a percent",
+            "rolling maxUnavailable is not a percent",
+            "rolling maxSurge negative",
+            "rolling maxSurge negative percent",
+            "canary maxSurge is not a percent",
+        ]
+    );
     println!(
-        "{} InvalidSpec cases, same verdict from lint and the controller",
-        cases.len()
+        "{} InvalidSpec cases, same verdict from lint and the controller ({} of them also refused by the CRD's rules)",
+        cases.len(),
+        refused_by_rules.len()
     );
 }
 
