@@ -695,6 +695,21 @@ mod tests {
         }
 
         #[test]
+        fn promql_numbers_and_durations_are_accepted_outside_a_literal(
+            value in prop_oneof![
+                "[-+]?[0-9]{1,4}(\\.[0-9]{0,3})?([eE][-+]?[0-9]{1,2})?",
+                "\\.[0-9]{1,3}",
+                "([0-9]{1,3}y)?([0-9]{1,3}w)?([0-9]{1,3}d)?([0-9]{1,3}h)?([0-9]{1,3}m)?[0-9]{1,3}(s|ms)",
+            ],
+        ) {
+            prop_assert!(
+                promql("x > {{args.v}}", &args(&[("v", &value)]), &no_secrets()).is_ok(),
+                "{:?} refused", value
+            );
+            assert_one_token("rate(x[", &value, "])")?;
+        }
+
+        #[test]
         fn promql_value_with_other_characters_is_refused_outside_a_literal(
             (before, other, after) in ("[0-9.eEywdhms]{0,4}", any::<char>(), "[0-9.eEywdhms]{0,4}"),
         ) {
