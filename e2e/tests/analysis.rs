@@ -391,6 +391,116 @@ async fn an_unknown_template_is_invalid_and_nothing_is_scaled() {
     assert_eq!(api.get("web").await.unwrap().status.unwrap().updated_replicas, 0);
 }
 
+/// An Argo Rollouts-style template: a numeric arg and a duration arg outside
+/// PromQL string literals (one written `{{ args.window }}`, with spaces).
+fn argo_style_template(namespace: &str) -> AnalysisTemplate {
+    let ratio = "sum(rate(http_errors_total{namespace=\"{{args.release.namespace}}\",revision=\"{{args.revision.canary}}\"}[{{args.window}}])) \
+         / sum(rate(http_requests_total{namespace=\"{{args.release.namespace}}\",revision=\"{{args.revision.canary}}\"}[{{ args.window }}]))";
+    from_json(json!({
+        "apiVersion": "serin.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": { "name": "error-ratio", "namespace": namespace },
+        "spec": {
+            "args": [{ "name": "window", "value": "5s" }, { "name": "error-threshold" }],
+            "metrics": [{
+                "name": "error-ratio",
+                "interval": "1s",
+                "initialDelay": "4s",
+                "count": 3,
+                "successCondition": "result[0] == 1.0",
+                "inconclusiveLimit": 10,
+                "provider": { "prometheus": {
+                    "address": prometheus_url(),
+                    "query": format!("({ratio}) < bool {{{{args.error-threshold}}}}"),
+                    "timeout": "2s"
+                } }
+            }]
+        }
+    }))
+}
+
+/// Argo-style numeric and duration args reach the real Prometheus as numbers
+/// and durations; a value that is neither is InvalidSpec naming the arg, and
+/// `kubectl serin lint --complete` on the same manifests says the same.
+#[tokio::test]
+async fn numeric_and_duration_args_outside_literals_gate_the_rollout_and_bad_ones_are_named() {
+    let (client, ns, _controller) = setup("analysis-argo-args").await;
+    let source = MetricsSource::start(&ns.name).await;
+    let api = releases(&client, &ns.name);
+    let template = argo_style_template(&ns.name);
+    Api::<AnalysisTemplate>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &template)
+        .await
+        .unwrap();
+    let analysis = |threshold: &str| {
+        json!({ "templates": [{ "templateName": "error-ratio" }],
+                "args": [{ "name": "error-threshold", "value": threshold }] })
+    };
+    let release = release_with_analysis(analysis("0.05"));
+    source.set_error_ratio(&v2_revision(&release), 0.01);
+    scraped(&ns.name, &v2_revision(&release)).await;
+    let v2 = roll_to_v2(&api, &release).await;
+    let done = wait_condition(&api, "web", "Ready", "True", None, Duration::from_secs(40)).await;
+    let status = done.status.unwrap();
+    assert_eq!(status.stable_revision.as_ref(), Some(&v2));
+    let metric = &status.analysis.unwrap().metrics[0];
+    assert!(metric.successful >= 1 && metric.failed == 0, "{metric:?}");
+
+    // A value that would add an operator: refused before anything is measured.
+    let hostile = "0.05 or vector(1)";
+    let patch = json!({ "spec": {
+        "template": { "spec": { "containers": [{ "name": "web", "image": "example.com/web:3" }] } },
+        "strategy": { "rolling": { "analysis": analysis(hostile) } }
+    } });
+    api.patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let invalid = wait_condition(
+        &api,
+        "web",
+        "Degraded",
+        "True",
+        Some("InvalidSpec"),
+        Duration::from_secs(15),
+    )
+    .await;
+    let message = invalid.status.unwrap().message.unwrap();
+    let want = format!(
+        "spec.strategy.rolling.analysis.args: AnalysisTemplate \"error-ratio\" metric \"error-ratio\": arg \"error-threshold\" \
+         is used outside a string literal ({{{{args.error-threshold}}}}), so its value must be a number (like 0.05 or 1e3) or a \
+         duration (like 5m or 1h30m); got {hostile:?}. To use text, quote the placeholder, e.g. label=\"{{{{args.error-threshold}}}}\""
+    );
+    assert_eq!(message, want);
+
+    // The same manifests through the real kubectl-serin lint.
+    let dir = std::env::temp_dir().join(format!("serin-argo-args-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let live = api.get("web").await.unwrap();
+    let mut manifest = serde_json::to_value(&live).unwrap();
+    manifest.as_object_mut().unwrap().remove("status");
+    let files = [
+        (dir.join("release.yaml"), serde_yaml::to_string(&manifest).unwrap()),
+        (dir.join("template.yaml"), serde_yaml::to_string(&template).unwrap()),
+    ];
+    for (path, text) in &files {
+        std::fs::write(path, text).unwrap();
+    }
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-serin"))
+        .args(["lint", "--complete", "-f"])
+        .args(files.iter().map(|(path, _)| path))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let release_file = files[0].0.display();
+    assert_eq!(
+        stdout.trim_end(),
+        format!("{release_file}: document 1: Release web: {message}"),
+        "lint says what the controller says"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A Prometheus process for one test: same binary and settings as the test bed's.
 struct OwnPrometheus {
     url: String,

@@ -11,10 +11,6 @@ pub const KEPT_MEASUREMENTS: usize = 10;
 /// Time between measurements when a metric sets no interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Longest duration text accepted. With at most nine integer digits per part
-/// this keeps kube's parser far from overflowing (it panics on overflow).
-const MAX_DURATION_TEXT: usize = 32;
-const MAX_DIGITS: usize = 9;
 /// Longest measured value quoted in a message; a web result can be a whole
 /// JSON document.
 const MAX_VALUE_IN_MESSAGE: usize = 120;
@@ -61,26 +57,9 @@ fn parse_duration(metric: &str, field: &str, text: &str) -> Result<Duration, Str
     duration(text).map_err(|e| format!("metric {metric:?}: {field} {e}"))
 }
 
-/// Parses a duration like "30s" or "1m30s", refusing text that could overflow kube's parser.
-pub fn duration(text: &str) -> Result<Duration, String> {
-    let invalid = |why: &str| format!("{text:?} is not a duration like \"30s\" or \"1m30s\": {why}");
-    let longest_digits = text
-        .split(|c: char| !c.is_ascii_digit())
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
-    if text.len() > MAX_DURATION_TEXT || longest_digits > MAX_DIGITS {
-        return Err(invalid("too long or too large"));
-    }
-    if text.trim().is_empty() {
-        return Err(invalid("empty"));
-    }
-    let parsed: kube::core::Duration = text.parse().map_err(|e| invalid(&format!("{e}")))?;
-    if parsed.is_negative() {
-        return Err(invalid("negative"));
-    }
-    Ok(parsed.into())
-}
+/// Lives in `api` so that `plan` (which may not use `analysis`) parses pause
+/// durations with the same rules.
+pub use crate::api::validation::duration;
 
 /// When the metric should next be measured: `started_at` + initialDelay for
 /// the first measurement, then the last measurement's finishedAt + interval.

@@ -6,20 +6,24 @@
 //! scanned for placeholders, so a value that itself reads `{{args.other}}` is
 //! inserted as text, not expanded. Error messages name args, never their
 //! values (a value may be a secret).
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub type Args = BTreeMap<String, String>;
 
-/// PromQL: every placeholder must sit inside a string literal, e.g.
-/// `{revision="{{args.hash}}"}`. In `"..."` and `'...'` the value is escaped as
-/// literal content (backslash, the quote, and every control character), so it
-/// can neither end the string nor add operators. A raw `` `...` `` string has no
-/// escapes, so its values must not contain a backtick. A placeholder outside a
-/// literal is an Err naming it.
-pub fn promql(query: &str, args: &Args) -> Result<String, String> {
+/// PromQL. Inside a string literal, e.g. `{revision="{{args.hash}}"}`, any
+/// value goes: in `"..."` and `'...'` it is escaped as literal content
+/// (backslash, the quote, and every control character), so it can neither end
+/// the string nor add operators; a raw `` `...` `` string has no escapes, so its
+/// values must not contain a backtick. Outside a literal (`> {{args.threshold}}`,
+/// `[{{args.window}}]`, as Argo Rollouts templates write them) the value must be
+/// a number ([`is_number`]) or a duration ([`is_duration`]), which the PromQL
+/// lexer reads as one token (a number may carry a sign, read as unary + or -);
+/// any other value is an Err naming the arg. The value is shown in that Err
+/// unless its name is in `secret` (read from a Secret).
+pub fn promql(query: &str, args: &Args, secret: &BTreeSet<String>) -> Result<String, String> {
     let placeholders = scan(query)?;
     if placeholders.is_empty() {
         return Ok(query.to_string());
@@ -34,16 +38,21 @@ pub fn promql(query: &str, args: &Args) -> Result<String, String> {
                 p.text
             ));
         }
-        let literal = lexed
-            .literals
-            .iter()
-            .find(|l| l.open < p.start && p.end <= l.close)
-            .ok_or_else(|| {
-                format!(
-                    "placeholder {} is outside a string literal in the PromQL query; quote it, e.g. label=\"{}\"",
-                    p.text, p.text
-                )
-            })?;
+        let Some(literal) = lexed.literals.iter().find(|l| l.open < p.start && p.end <= l.close) else {
+            if is_number(value) || is_duration(value) {
+                return Ok(value.to_string());
+            }
+            let got = if secret.contains(p.name) {
+                "a value read from a Secret (not shown)".to_string()
+            } else {
+                format!("{value:?}")
+            };
+            return Err(format!(
+                "arg {:?} is used outside a string literal ({}), so its value must be a number (like 0.05 or 1e3) \
+                 or a duration (like 5m or 1h30m); got {got}. To use text, quote the placeholder, e.g. label=\"{}\"",
+                p.name, p.text, p.text
+            ));
+        };
         match literal.quote {
             '`' if value.contains('`') => Err(format!(
                 "arg {:?} contains a backtick, which cannot appear in the raw string around {}",
@@ -53,6 +62,68 @@ pub fn promql(query: &str, args: &Args) -> Result<String, String> {
             quote => Ok(escape_quoted(value, quote)),
         }
     })
+}
+
+/// The arg whose value an error from this module is about (the template is
+/// fine, the value is not), if any: such errors start with `arg "NAME"`.
+pub fn faulty_arg(error: &str) -> Option<&str> {
+    let name = error.strip_prefix("arg \"")?;
+    // Names are letters, digits, '_', '.', '-' (see `is_name_char`): no escapes.
+    name.split_once('"').map(|(name, _)| name)
+}
+
+/// The name in an "unknown arg" error from this module.
+pub fn unknown_arg(error: &str) -> Option<&str> {
+    error.strip_prefix("unknown arg {{args.")?.strip_suffix("}}")
+}
+
+/// A number as an arg may write it outside a PromQL string literal: an
+/// optional sign, then digits with an optional fraction (or a fraction alone),
+/// then an optional exponent: `5`, `-0.5`, `.25`, `1e3`, `2.5E-3`. Stricter
+/// than PromQL: no hex (`0x1f`), no underscores (`1_000`), no `Inf` or `NaN`
+/// (a threshold of NaN makes every comparison false, which reads as a pass).
+pub fn is_number(value: &str) -> bool {
+    let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((whole, fraction)) => digits(whole) && digits(fraction) && !(whole.is_empty() && fraction.is_empty()),
+        None => !mantissa.is_empty() && digits(mantissa),
+    };
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && digits(e)
+    });
+    mantissa_ok && exponent_ok
+}
+
+/// A duration as Prometheus parses one (`model.ParseDuration`): one or more
+/// `<digits><unit>`, units from `y w d h m s ms`, each at most once and in that
+/// order: `5m`, `1h30m`, `90s`, `1d12h`, `500ms`. No sign, no fraction, no spaces.
+pub fn is_duration(value: &str) -> bool {
+    const UNITS: [&str; 7] = ["y", "w", "d", "h", "m", "s", "ms"];
+    let mut rest = value;
+    let mut next_unit = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        // `ms` before `m`: "5ms" is milliseconds, not minutes then "s".
+        let Some(unit) = (next_unit..UNITS.len())
+            .filter(|&u| rest.starts_with(UNITS[u]))
+            .max_by_key(|&u| UNITS[u].len())
+        else {
+            return false;
+        };
+        rest = &rest[UNITS[unit].len()..];
+        next_unit = unit + 1;
+    }
+    !value.is_empty()
 }
 
 /// URL: values are percent-encoded, keeping only RFC 3986 unreserved
@@ -125,8 +196,10 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
+/// Whitespace around the name is ignored, as Argo Rollouts does
+/// (`strings.TrimSpace` of the tag): `{{ args.x }}` is `{{args.x}}`.
 fn trim_blanks(s: &str) -> &str {
-    s.trim_start_matches([' ', '\t'])
+    s.trim_start_matches(char::is_whitespace)
 }
 
 /// Parses a placeholder at `start`, where `text` has `{{`.
@@ -299,6 +372,10 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
+    fn no_secrets() -> BTreeSet<String> {
+        BTreeSet::new()
+    }
+
     #[test]
     fn text_table() {
         let a = args(&[("a", "1"), ("b", "two words"), ("x.y-z_0", "dotted"), ("e", "")]);
@@ -377,19 +454,19 @@ mod tests {
             ),
         ];
         for (query, want) in ok {
-            assert_eq!(promql(query, &a).as_deref(), Ok(*want), "{query:?}");
+            assert_eq!(promql(query, &a, &no_secrets()).as_deref(), Ok(*want), "{query:?}");
         }
         let err: &[(&str, &str)] = &[
             (
                 "up{job={{args.svc}}}",
-                "placeholder {{args.svc}} is outside a string literal",
+                "arg \"svc\" is used outside a string literal ({{args.svc}}), so its value must be a number",
             ),
             (
                 "up > {{ args.rev }}",
-                "placeholder {{ args.rev }} is outside a string literal",
+                "arg \"rev\" is used outside a string literal ({{ args.rev }})",
             ),
             ("up # {{args.rev}}", "outside a string literal"),
-            ("up{a=\"x\"} + {{args.rev}} + up{b=\"y\"}", "outside a string literal"),
+            ("up{a=\"x\"} + {{args.rev}} + up{b=\"y\"}", "got \"abc123\""),
             ("up{a=`{{args.back}}`}", "arg \"back\" contains a backtick"),
             ("up{a=\"{{args.nope}}\"}", "unknown arg {{args.nope}}"),
             ("up{a=\"{{args.rev}}}", "unterminated string literal"),
@@ -398,12 +475,252 @@ mod tests {
             ("up{a=\"{{args.}}\"}", "malformed placeholder"),
         ];
         for (query, want) in err {
-            let got = promql(query, &a).unwrap_err();
+            let got = promql(query, &a, &no_secrets()).unwrap_err();
             assert!(got.contains(want), "{query:?}: {got:?} should contain {want:?}");
         }
         // Messages name args, never values (a value may be a secret).
-        let got = promql("up{a=`{{args.back}}`}", &a).unwrap_err();
+        let got = promql("up{a=`{{args.back}}`}", &a, &no_secrets()).unwrap_err();
         assert!(!got.contains("a`b"), "{got}");
+    }
+
+    #[test]
+    fn numbers_and_durations_table() {
+        for good in [
+            "0", "5", "-5", "+5", "0.5", ".5", "5.", "-.25", "1e3", "1E3", "2.5e-3", "+1e+10", "007",
+        ] {
+            assert!(is_number(good), "{good:?} is a number");
+        }
+        for bad in [
+            "", "-", "+", ".", "e3", "1e", "1e+", "1.2.3", "--1", "+-1", "0x1f", "1_000", "Inf", "+Inf", "NaN", "nan",
+            " 1", "1 ", "1,5", "5m", "1e3.5", "١",
+        ] {
+            assert!(!is_number(bad), "{bad:?} is not a number");
+        }
+        for good in [
+            "5m",
+            "1h30m",
+            "90s",
+            "500ms",
+            "1d12h",
+            "2w",
+            "1y",
+            "1y2w3d4h5m6s7ms",
+            "0s",
+            "05m",
+            "1m5ms",
+        ] {
+            assert!(is_duration(good), "{good:?} is a duration");
+        }
+        for bad in [
+            "", "5", "m", "5M", "5 m", "-5m", "+5m", "1.5h", "30m1h", "1h1h", "5ms1s", "5mm", "5msm", "1h30", "5x",
+            "5m)", "1µs", "1us", "1ns",
+        ] {
+            assert!(!is_duration(bad), "{bad:?} is not a duration");
+        }
+    }
+
+    #[test]
+    fn promql_numbers_and_durations_outside_literals() {
+        let a = args(&[
+            ("threshold", "0.05"),
+            ("negative", "-1"),
+            ("big", "1e3"),
+            ("window", "5m"),
+            ("long", "1h30m"),
+            ("service-name", "web"),
+            ("hostile", "5m) or vector(1"),
+            ("nan", "NaN"),
+            ("empty", ""),
+            ("spaced", " 5m"),
+        ]);
+        // Argo Rollouts' own examples, as written for it.
+        let ok: &[(&str, &str)] = &[
+            (
+                "sum(rate(errors{service=\"{{args.service-name}}\"}[{{args.window}}])) > {{args.threshold}}",
+                "sum(rate(errors{service=\"web\"}[5m])) > 0.05",
+            ),
+            ("rate(x[{{ args.long }}]) < {{ args.negative }}", "rate(x[1h30m]) < -1"),
+            ("x offset {{args.window}} > {{args.big}}", "x offset 5m > 1e3"),
+            ("x{a=\"{{args.hostile}}\"}", "x{a=\"5m) or vector(1\"}"),
+        ];
+        for (query, want) in ok {
+            assert_eq!(promql(query, &a, &no_secrets()).as_deref(), Ok(*want), "{query:?}");
+        }
+        for name in ["hostile", "nan", "empty", "spaced", "service-name"] {
+            let query = format!("rate(x[{{{{args.{name}}}}}])");
+            let got = promql(&query, &a, &no_secrets()).unwrap_err();
+            let value = &a[name];
+            assert_eq!(
+                got,
+                format!(
+                    "arg {name:?} is used outside a string literal ({{{{args.{name}}}}}), so its value must be a number \
+                     (like 0.05 or 1e3) or a duration (like 5m or 1h30m); got {value:?}. To use text, quote the \
+                     placeholder, e.g. label=\"{{{{args.{name}}}}}\""
+                )
+            );
+        }
+        // A value read from a Secret is never shown.
+        let secret = BTreeSet::from(["hostile".to_string()]);
+        let got = promql("x > {{args.hostile}}", &a, &secret).unwrap_err();
+        assert!(got.contains("got a value read from a Secret (not shown)"), "{got}");
+        assert!(!got.contains("vector"), "{got}");
+        // Newlines around the name are trimmed, as Argo's strings.TrimSpace does.
+        assert_eq!(
+            promql("x > {{\n args.threshold\n}}", &a, &no_secrets()).as_deref(),
+            Ok("x > 0.05")
+        );
+    }
+
+    /// A PromQL token, as Prometheus' lexer reads one, for the property tests:
+    /// numbers (decimal, hex, exponent), durations, names, strings, operators.
+    #[derive(Clone, Debug, PartialEq)]
+    enum Token {
+        Number(String),
+        Duration(String),
+        Name(String),
+        Other(char),
+        /// Something the lexer refuses, e.g. `5x` ("bad number or duration syntax").
+        Bad(String),
+    }
+
+    fn lex(text: &str) -> Vec<Token> {
+        let chars: Vec<char> = text.chars().collect();
+        let mut tokens = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let next_digit = chars.get(i + 1).is_some_and(char::is_ascii_digit);
+            if c.is_whitespace() {
+                i += 1;
+            } else if c.is_ascii_digit() || (c == '.' && next_digit) {
+                // As the lexer: the whole run of number and unit characters is one token.
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric()
+                        || chars[i] == '.'
+                        || (matches!(chars[i], '+' | '-') && matches!(chars[i - 1], 'e' | 'E')))
+                {
+                    i += 1;
+                }
+                let run: String = chars[start..i].iter().collect();
+                let hex = run.len() > 2
+                    && (run.starts_with("0x") || run.starts_with("0X"))
+                    && run[2..].chars().all(|c| c.is_ascii_hexdigit());
+                // Rust's float grammar matches PromQL's decimal one for text
+                // that starts with a digit or a dot.
+                tokens.push(if run.parse::<f64>().is_ok() || hex {
+                    Token::Number(run)
+                } else if is_prometheus_duration(&run) {
+                    Token::Duration(run)
+                } else {
+                    Token::Bad(run)
+                });
+            } else if c.is_alphabetic() || c == '_' || c == ':' {
+                let start = i;
+                while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | ':')) {
+                    i += 1;
+                }
+                tokens.push(Token::Name(chars[start..i].iter().collect()));
+            } else {
+                tokens.push(Token::Other(c));
+                i += 1;
+            }
+        }
+        tokens
+    }
+
+    /// Prometheus' duration regex, written out independently of [`is_duration`]:
+    /// `^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$`, not empty.
+    fn is_prometheus_duration(text: &str) -> bool {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            if digits == 0 {
+                return false;
+            }
+            let unit_len = rest[digits..]
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len() - digits);
+            parts.push(&rest[digits..digits + unit_len]);
+            rest = &rest[digits + unit_len..];
+        }
+        let order = ["y", "w", "d", "h", "m", "s", "ms"];
+        let ranks: Option<Vec<usize>> = parts.iter().map(|u| order.iter().position(|o| o == u)).collect();
+        ranks.is_some_and(|r| !r.is_empty() && r.windows(2).all(|w| w[0] < w[1]))
+    }
+
+    /// The tokens the rendered query must have: the template's around the
+    /// placeholder, and in its place an optional sign and one number or duration.
+    fn assert_one_token(prefix: &str, value: &str, suffix: &str) -> Result<(), TestCaseError> {
+        let query = format!("{prefix}{{{{args.v}}}}{suffix}");
+        match promql(&query, &args(&[("v", value)]), &no_secrets()) {
+            Ok(rendered) => {
+                prop_assert_eq!(&rendered, &format!("{prefix}{value}{suffix}"));
+                let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
+                let mut want = lex(prefix);
+                if unsigned.len() < value.len() {
+                    want.push(Token::Other(value.chars().next().unwrap_or_default()));
+                }
+                let inner = lex(unsigned);
+                prop_assert!(
+                    matches!(inner.as_slice(), [Token::Number(_)] | [Token::Duration(_)]),
+                    "{:?} lexes as {:?}",
+                    value,
+                    inner
+                );
+                want.extend(inner);
+                want.extend(lex(suffix));
+                prop_assert_eq!(lex(&rendered), want, "{}", rendered);
+            }
+            Err(error) => {
+                prop_assert!(!is_number(value) && !is_duration(value), "{:?}: {}", value, error);
+                prop_assert!(
+                    error.starts_with("arg \"v\" is used outside a string literal"),
+                    "{}",
+                    error
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn promql_value_outside_a_literal_is_one_number_or_duration(
+            value in prop_oneof!["[-+0-9.eEywdhms]{0,10}", any::<String>()],
+        ) {
+            assert_one_token("sum(rate(x{a=\"b\"}[1m])) > ", &value, "")?;
+            assert_one_token("rate(x[", &value, "]) and x offset 5m")?;
+        }
+
+        #[test]
+        fn promql_numbers_and_durations_are_accepted_outside_a_literal(
+            value in prop_oneof![
+                "[-+]?[0-9]{1,4}(\\.[0-9]{0,3})?([eE][-+]?[0-9]{1,2})?",
+                "\\.[0-9]{1,3}",
+                "([0-9]{1,3}y)?([0-9]{1,3}w)?([0-9]{1,3}d)?([0-9]{1,3}h)?([0-9]{1,3}m)?[0-9]{1,3}(s|ms)",
+            ],
+        ) {
+            prop_assert!(
+                promql("x > {{args.v}}", &args(&[("v", &value)]), &no_secrets()).is_ok(),
+                "{:?} refused", value
+            );
+            assert_one_token("rate(x[", &value, "])")?;
+        }
+
+        #[test]
+        fn promql_value_with_other_characters_is_refused_outside_a_literal(
+            (before, other, after) in ("[0-9.eEywdhms]{0,4}", any::<char>(), "[0-9.eEywdhms]{0,4}"),
+        ) {
+            prop_assume!(!"0123456789.eE+-ywdhms".contains(other));
+            let value = format!("{before}{other}{after}");
+            let got = promql("x > {{args.v}}", &args(&[("v", &value)]), &no_secrets());
+            prop_assert!(got.is_err(), "{:?} accepted: {:?}", value, got);
+            // Inside a literal the same value is text, and goes.
+            let quoted = promql("x{a=\"{{args.v}}\"}", &args(&[("v", &value)]), &no_secrets());
+            prop_assert!(quoted.is_ok(), "{:?} refused inside a literal: {:?}", value, quoted);
+        }
     }
 
     #[test]
@@ -563,7 +880,7 @@ mod tests {
     /// Renders QUERY with `value` and checks that it differs from the template
     /// only inside the revision literal, which decodes back to `value`.
     fn assert_structure_kept(value: &str) {
-        let rendered = promql(QUERY, &args(&[("rev", value)])).expect("renders");
+        let rendered = promql(QUERY, &args(&[("rev", value)]), &no_secrets()).expect("renders");
         let want_text = QUERY.replace("{{args.rev}}", &escape_quoted(value, '"'));
         assert_eq!(rendered, want_text);
         let template = tokenize(QUERY);
@@ -605,7 +922,7 @@ mod tests {
     fn promql_single_and_raw_literals_keep_structure() {
         let query = "up{a='{{args.v}}', b=`{{args.v}}`}";
         for value in ["x'} or vector(1) #", "\\'", "a\nb", "\"", "{{args.v}}"] {
-            let rendered = promql(query, &args(&[("v", value)])).expect("renders");
+            let rendered = promql(query, &args(&[("v", value)]), &no_secrets()).expect("renders");
             let pieces = tokenize(&rendered);
             assert_eq!(
                 pieces,
@@ -635,7 +952,7 @@ mod tests {
 
         #[test]
         fn promql_any_value_in_single_quotes_decodes(value in any::<String>()) {
-            let rendered = promql("up{a='{{args.v}}'}", &args(&[("v", &value)])).expect("renders");
+            let rendered = promql("up{a='{{args.v}}'}", &args(&[("v", &value)]), &no_secrets()).expect("renders");
             let pieces = tokenize(&rendered);
             prop_assert_eq!(pieces, vec![
                 Piece::Code("up{a=".into()),

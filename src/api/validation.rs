@@ -1,13 +1,40 @@
 //! The CRDs' validation rules (x-kubernetes-validations), evaluated offline as
-//! the API server would, for `kubectl serin lint` and the CRD tests.
+//! the API server would, for `kubectl serin lint` and the CRD tests; and the
+//! duration syntax that pauses and metrics share.
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use kube::core::cel::cel::{self, extractors::This};
 use kube::core::cel::{CompiledSchema, ErrorKind, KubeCelExt, Validator, apply_defaults, compile_schema};
 use serde_json::{Value, json};
 
 use super::crd::crds;
+
+/// Longest duration text accepted. With at most nine integer digits per part
+/// this keeps kube's parser far from overflowing (it panics on overflow).
+const MAX_DURATION_TEXT: usize = 32;
+const MAX_DIGITS: usize = 9;
+/// Parses a duration like "30s" or "1m30s", refusing text that could overflow kube's parser.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let invalid = |why: &str| format!("{text:?} is not a duration like \"30s\" or \"1m30s\": {why}");
+    let longest_digits = text
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if text.len() > MAX_DURATION_TEXT || longest_digits > MAX_DIGITS {
+        return Err(invalid("too long or too large"));
+    }
+    if text.trim().is_empty() {
+        return Err(invalid("empty"));
+    }
+    let parsed: kube::core::Duration = text.parse().map_err(|e| invalid(&format!("{e}")))?;
+    if parsed.is_negative() {
+        return Err(invalid("negative"));
+    }
+    Ok(parsed.into())
+}
 
 /// The openAPIV3Schema of serin's CRD of `kind`.
 pub fn schema_of(kind: &str) -> Option<Value> {

@@ -78,9 +78,15 @@ enum Command {
     /// Check Release and AnalysisTemplate manifests offline: the CRD schema and
     /// its rules, and serin's own checks. Exit 1 when anything is wrong.
     Lint {
-        /// The manifest file (YAML, several documents allowed); - for stdin.
-        #[arg(short, long)]
-        file: std::path::PathBuf,
+        /// Manifest files (YAML, several documents allowed); - for stdin. A
+        /// Release is checked with the AnalysisTemplates and Secrets of every file.
+        #[arg(short, long, num_args = 1.., required = true)]
+        file: Vec<std::path::PathBuf>,
+        /// The files hold every AnalysisTemplate and Secret the Releases use:
+        /// one they do not hold is reported missing, as the controller would.
+        /// Without it, checks that need an object the files lack are skipped.
+        #[arg(long)]
+        complete: bool,
     },
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
@@ -127,8 +133,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         clap_complete::generate(*shell, &mut Cli::command(), "kubectl-serin", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
-    if let Command::Lint { file } = &cli.command {
-        return lint(file);
+    if let Command::Lint { file, complete } = &cli.command {
+        return lint(file, *complete);
     }
     let (client, namespace) = client(&cli).await?;
     let api: Api<Release> = Api::namespaced(client.clone(), &namespace);
@@ -186,18 +192,28 @@ fn terminal_size() -> Option<(u16, u16)> {
 }
 
 /// Offline: no cluster needed.
-fn lint(file: &std::path::Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let text = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())?
-    } else {
-        std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?
-    };
-    let problems = serin::cli::lint::lint(&text)?;
-    for problem in &problems {
-        println!("{}: {problem}", file.display());
+fn lint(files: &[std::path::PathBuf], complete: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use serin::cli::lint::Scope;
+    let mut texts = Vec::new();
+    for file in files {
+        texts.push(if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())?
+        } else {
+            std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?
+        });
     }
-    if problems.is_empty() {
-        println!("{}: no problems", file.display());
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let problems = serin::cli::lint::lint_files(&texts, if complete { Scope::Complete } else { Scope::Partial })
+        .map_err(|(file, e)| format!("{}: {e}", files[file].display()))?;
+    for (file, note) in &problems.unchecked {
+        eprintln!("{}: not checked: {note}", files[*file].display());
+    }
+    for (file, problem) in &problems.problems {
+        println!("{}: {problem}", files[*file].display());
+    }
+    if problems.problems.is_empty() {
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        println!("{}: no problems", names.join(", "));
         return Ok(ExitCode::SUCCESS);
     }
     Ok(ExitCode::FAILURE)

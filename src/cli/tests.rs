@@ -739,7 +739,7 @@ mod lint {
                 canary(
                     json!({ "steps": [{ "setWeight": 5 }], "analysis": { "templates": [{ "templateName": "t" }], "startingStep": 3 } }),
                 ),
-                "startingStep 3 is past the last of 1 steps",
+                "startingStep: 3 is past the last of 1 steps",
             ),
             (
                 canary(json!({ "steps": [{ "analysis": { "templates": [] } }] })),

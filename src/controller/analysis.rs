@@ -11,24 +11,14 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 
+use super::check::{self, Inputs, Rendered, Template, Which};
 use super::{Context, Error, FIELD_MANAGER, replicaset::RELEASE_LABEL};
-use crate::analysis::prometheus::{self, Credentials};
-use crate::analysis::template::{self, Args};
-use crate::analysis::{condition, run, web};
+use crate::analysis::{condition, prometheus, run, web};
 use crate::api::{
-    AnalysisStatus, AnalysisTemplate, Arg, ClusterAnalysisTemplate, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Measurement,
-    MeasurementPhase, Metric, MetricStatus, Release, RolloutAnalysis,
+    AnalysisStatus, AnalysisTemplate, ClusterAnalysisTemplate, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Measurement,
+    MeasurementPhase, Metric, MetricStatus, Release,
 };
-use crate::plan::{AnalysisInput, AnalysisRequest, AnalysisSlot, Verdict};
-
-/// A metric ready to measure: templates rendered, credentials read.
-struct Resolved {
-    metric: Metric,
-    credentials: Credentials,
-    /// Values read from Secrets: scrubbed from anything shown (a provider's
-    /// error may quote the query a secret arg went into).
-    secrets: Vec<String>,
-}
+use crate::plan::{AnalysisInput, AnalysisRequest, AnalysisSlot, Invalid, Verdict};
 
 /// Takes the measurements of an analysis that are due at `now`.
 pub async fn advance(
@@ -37,20 +27,13 @@ pub async fn advance(
     request: &AnalysisRequest,
     now: Timestamp,
 ) -> Result<AnalysisInput, Error> {
-    let status = release.status.clone().unwrap_or_default();
     let mut analysis = request.status.clone();
-    let spec = &request.spec;
-    let revision = analysis.revision.clone();
-    let origin = match request.slot {
-        AnalysisSlot::Background if release.spec.strategy.canary.is_some() => "spec.strategy.canary.analysis".into(),
-        AnalysisSlot::Background => "spec.strategy.rolling.analysis".into(),
-        AnalysisSlot::Step(index) => format!("spec.strategy.canary.steps[{index}].analysis"),
-        AnalysisSlot::PrePromotion => "spec.strategy.blueGreen.prePromotionAnalysis".into(),
-        AnalysisSlot::PostPromotion => "spec.strategy.blueGreen.postPromotionAnalysis".into(),
-    };
-    let metrics = match resolve(ctx, release, spec, &origin, &revision, &status.stable_revision).await? {
+    let metrics = match resolve(ctx, release, request.slot).await? {
         Ok(metrics) => metrics,
-        Err(message) => return Ok(input(request.slot, analysis, Verdict::Invalid(message), None)),
+        Err(invalid) => {
+            let verdict = Verdict::Invalid(invalid.to_string());
+            return Ok(input(request.slot, analysis, verdict, None));
+        }
     };
 
     // Keep the statuses of configured metrics only, in spec order.
@@ -107,177 +90,67 @@ fn input(slot: AnalysisSlot, status: AnalysisStatus, verdict: Verdict, next_due:
     }
 }
 
-/// Reads templates and args. The outer Err is an API failure (retried); the
-/// inner Err is a spec problem, shown as InvalidSpec.
+/// Fetches the templates and Secrets an analysis reads, then runs the shared
+/// check on them. The outer Err is an API failure (retried); the inner Err is a
+/// spec problem, shown as InvalidSpec.
 async fn resolve(
     ctx: &Context,
     release: &Release,
-    spec: &RolloutAnalysis,
-    origin: &str,
-    revision: &str,
-    stable: &Option<String>,
-) -> Result<Result<Vec<Resolved>, String>, Error> {
+    slot: AnalysisSlot,
+) -> Result<Result<Vec<Rendered>, Invalid>, Error> {
+    let which = Which::Slot(slot);
+    let inputs = fetch(ctx, release, which).await?;
+    let checked = check::check(release, &inputs, which);
+    Ok(match checked.problems.into_iter().next() {
+        Some(invalid) => Err(invalid),
+        None => Ok(checked.rendered),
+    })
+}
+
+/// What [`check::check`] reads for `which`, from the cluster.
+pub(super) async fn fetch(ctx: &Context, release: &Release, which: Which) -> Result<Inputs, Error> {
     let namespace = release.namespace().unwrap_or_default();
-    let mut builtins = Args::new();
-    builtins.insert("release.name".into(), release.name_any());
-    builtins.insert("release.namespace".into(), namespace.clone());
-    builtins.insert("revision.canary".into(), revision.to_string());
-    builtins.insert("revision.stable".into(), stable.clone().unwrap_or_default());
-
-    let mut sources: Vec<(String, Vec<Arg>, Vec<Metric>)> = Vec::new();
-    for reference in &spec.templates {
-        let name = &reference.template_name;
-        let found = if reference.cluster_scope {
-            Api::<ClusterAnalysisTemplate>::all(ctx.client.clone())
-                .get_opt(name)
+    let status = release.status.clone().unwrap_or_default();
+    let mut inputs = Inputs {
+        stable_revision: Some(status.stable_revision.unwrap_or_default()),
+        ..Inputs::default()
+    };
+    for reference in check::templates_wanted(release, which) {
+        let name = reference.template_name;
+        if reference.cluster_scope {
+            let found = Api::<ClusterAnalysisTemplate>::all(ctx.client.clone())
+                .get_opt(&name)
                 .await?
-                .map(|t| (t.spec.args, t.spec.metrics))
-        } else {
-            let api = Api::<AnalysisTemplate>::namespaced(ctx.client.clone(), &namespace);
-            api.get_opt(name).await?.map(|t| (t.spec.args, t.spec.metrics))
-        };
-        let kind = if reference.cluster_scope {
-            "ClusterAnalysisTemplate"
-        } else {
-            "AnalysisTemplate"
-        };
-        let Some((args, metrics)) = found else {
-            return Ok(Err(format!("{kind} {name:?} not found")));
-        };
-        sources.push((format!("{kind} {name:?}"), args, metrics));
-    }
-    if !spec.metrics.is_empty() {
-        sources.push((origin.to_string(), Vec::new(), spec.metrics.clone()));
-    }
-
-    let mut resolved = Vec::new();
-    for (source, template_args, metrics) in sources {
-        let mut args = builtins.clone();
-        let mut secrets = Vec::new();
-        // Template defaults first; the Release's args override them.
-        for arg in template_args.iter().chain(&spec.args) {
-            if let Some(value) = arg_value(ctx, &namespace, arg).await? {
-                if arg.value_from.is_some() {
-                    secrets.push(value.clone());
-                }
-                args.insert(arg.name.clone(), value);
-            }
-        }
-        for arg in &template_args {
-            if !args.contains_key(&arg.name) {
-                return Ok(Err(format!(
-                    "arg {:?} of {source} has no value: set it in spec.strategy.rolling.analysis.args",
-                    arg.name
-                )));
-            }
-        }
-        for metric in metrics {
-            if resolved.iter().any(|r: &Resolved| r.metric.name == metric.name) {
-                return Ok(Err(format!("metric {:?} is defined twice", metric.name)));
-            }
-            match render(ctx, &namespace, &metric, &args).await? {
-                Ok(mut r) => {
-                    r.secrets.extend(secrets.iter().cloned());
-                    resolved.push(r)
-                }
-                Err(e) => return Ok(Err(format!("metric {:?} in {source}: {e}", metric.name))),
-            }
-        }
-    }
-    if resolved.is_empty() {
-        return Ok(Err("spec.strategy.rolling.analysis has no metrics".into()));
-    }
-    Ok(Ok(resolved))
-}
-
-/// An arg's value: literal, or read from a Secret in the Release's namespace.
-async fn arg_value(ctx: &Context, namespace: &str, arg: &Arg) -> Result<Option<String>, Error> {
-    if let Some(value) = &arg.value {
-        return Ok(Some(value.clone()));
-    }
-    match &arg.value_from {
-        Some(from) => secret_value(ctx, namespace, &from.secret_key_ref.name, &from.secret_key_ref.key).await,
-        None => Ok(None),
-    }
-}
-
-async fn secret_value(ctx: &Context, namespace: &str, name: &str, key: &str) -> Result<Option<String>, Error> {
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(name)
-        .await?;
-    let bytes = secret.and_then(|s| s.data).and_then(|mut d| d.remove(key));
-    Ok(bytes.and_then(|b| String::from_utf8(b.0).ok()))
-}
-
-/// Checks a metric and renders its provider with `args`.
-async fn render(
-    ctx: &Context,
-    namespace: &str,
-    metric: &Metric,
-    args: &Args,
-) -> Result<Result<Resolved, String>, Error> {
-    let checks = || -> Result<Metric, String> {
-        crate::analysis::check_metric(metric)?;
-        let mut metric = metric.clone();
-        let provider = &mut metric.provider;
-        if let Some(p) = &mut provider.prometheus {
-            p.address = template::url(&p.address, args)?;
-            p.query = template::promql(&p.query, args)?;
-            for h in &mut p.headers {
-                h.value = template::header_value(&h.value, args)?;
-            }
-        }
-        if let Some(w) = &mut provider.web {
-            w.url = template::url(&w.url, args)?;
-            for h in &mut w.headers {
-                h.value = template::header_value(&h.value, args)?;
-            }
-            if let Some(body) = &w.body {
-                w.body = Some(match serde_json::from_str::<serde_json::Value>(body) {
-                    Ok(json) => template::json_tree(&json, args)?.to_string(),
-                    Err(_) => template::text(body, args)?,
+                .map(|t| Template {
+                    args: t.spec.args,
+                    metrics: t.spec.metrics,
                 });
-            }
-        }
-        if let Some(j) = &mut provider.job {
-            let spec = serde_json::to_value(&j.spec).map_err(|e| e.to_string())?;
-            j.spec = serde_json::from_value(template::json_tree(&spec, args)?).map_err(|e| e.to_string())?;
-        }
-        Ok(metric)
-    };
-    let metric = match checks() {
-        Ok(m) => m,
-        Err(e) => return Ok(Err(e)),
-    };
-    let mut credentials = Credentials::default();
-    if let Some(auth) = metric
-        .provider
-        .prometheus
-        .as_ref()
-        .and_then(|p| p.authentication.as_ref())
-    {
-        if let Some(r) = &auth.bearer_token {
-            match secret_value(ctx, namespace, &r.name, &r.key).await? {
-                Some(token) => credentials.bearer_token = Some(token),
-                None => return Ok(Err(format!("Secret {:?} has no key {:?}", r.name, r.key))),
-            }
-        }
-        if let Some(name) = &auth.basic_auth_secret {
-            let user = secret_value(ctx, namespace, name, "username").await?;
-            let password = secret_value(ctx, namespace, name, "password").await?;
-            match (user, password) {
-                (Some(u), Some(p)) => credentials.basic = Some((u, p)),
-                _ => return Ok(Err(format!("Secret {name:?} needs keys \"username\" and \"password\""))),
-            }
+            inputs.cluster_templates.insert(name, found);
+        } else {
+            let found = Api::<AnalysisTemplate>::namespaced(ctx.client.clone(), &namespace)
+                .get_opt(&name)
+                .await?
+                .map(|t| Template {
+                    args: t.spec.args,
+                    metrics: t.spec.metrics,
+                });
+            inputs.templates.insert(name, found);
         }
     }
-    let mut secrets: Vec<String> = credentials.bearer_token.iter().cloned().collect();
-    secrets.extend(credentials.basic.iter().flat_map(|(u, p)| [u.clone(), p.clone()]));
-    Ok(Ok(Resolved {
-        metric,
-        credentials,
-        secrets,
-    }))
+    let wanted = check::secrets_wanted(release, &inputs, which);
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+    let mut read: BTreeMap<String, Option<Secret>> = BTreeMap::new();
+    for (name, key) in wanted {
+        if !read.contains_key(&name) {
+            read.insert(name.clone(), api.get_opt(&name).await?);
+        }
+        let value = read
+            .get(&name)
+            .and_then(|s| s.as_ref()?.data.as_ref()?.get(&key))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok());
+        inputs.secrets.insert((name, key), value);
+    }
+    Ok(inputs)
 }
 
 fn headers(list: &[crate::api::Header]) -> Vec<(String, String)> {
@@ -289,7 +162,7 @@ async fn measure_if_due(
     ctx: &Context,
     release: &Release,
     slot: AnalysisSlot,
-    resolved: &Resolved,
+    resolved: &Rendered,
     status: &mut MetricStatus,
     started_at: Timestamp,
     now: Timestamp,

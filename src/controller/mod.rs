@@ -1,6 +1,7 @@
 //! kube-runtime wiring: watch, observe, execute plans, write status; and the
 //! process around it: leader election, endpoints, graceful shutdown.
 mod analysis;
+pub mod check;
 pub mod crds;
 pub mod endpoints;
 pub mod leader;

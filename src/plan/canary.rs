@@ -10,10 +10,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::conditions::{self, PROGRESSING};
-use super::release::{Judgement, Round, reason};
+use super::release::{Invalid, Judgement, Round, reason};
 use super::rolling::{self, Pods, RollingInput};
 use super::{Action, RevisionState, Verdict};
-use crate::analysis::run::duration;
+use crate::api::validation::duration;
 use crate::api::{CanaryStatus, CanaryStep, CanaryStrategy, Phase, Release, SetCanaryScale};
 
 /// How soon a round that switched a Service or moved a weight looks again: a
@@ -21,17 +21,18 @@ use crate::api::{CanaryStatus, CanaryStep, CanaryStrategy, Phase, Release, SetCa
 const TRAFFIC_RECHECK: Duration = Duration::from_secs(1);
 
 /// Checks what the CRD schema cannot.
-pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), String> {
+pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), Invalid> {
     for (index, step) in strategy.steps.iter().enumerate() {
         if let Some(text) = step.pause.as_ref().and_then(|p| p.duration.as_ref()) {
-            duration(text).map_err(|e| format!("spec.strategy.canary.steps[{index}].pause.duration {e}"))?;
+            duration(text)
+                .map_err(|e| Invalid::new(format!("spec.strategy.canary.steps[{index}].pause.duration"), e))?;
         }
     }
     let starting = strategy.analysis.as_ref().and_then(|a| a.starting_step).unwrap_or(0);
     if usize::try_from(starting).unwrap_or(0) > strategy.steps.len() {
-        return Err(format!(
-            "spec.strategy.canary.analysis.startingStep {starting} is past the last of {} steps",
-            strategy.steps.len()
+        return Err(Invalid::new(
+            "spec.strategy.canary.analysis.startingStep",
+            format!("{starting} is past the last of {} steps", strategy.steps.len()),
         ));
     }
     Ok(())

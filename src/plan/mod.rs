@@ -22,7 +22,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::{AnalysisPhase, AnalysisStatus, Release, ReleaseStatus};
 
 pub use analyses::{AnalysisRequest, AnalysisSlot, analyses_due};
-pub use release::{plan, reason};
+pub use release::{Invalid, plan, reason, validate};
 pub use selector::selector_string;
 
 /// One ReplicaSet of a Release, as observed.

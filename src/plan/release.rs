@@ -49,13 +49,14 @@ pub fn plan(observed: &Observed) -> Plan {
     round.gate_analysis = observed.gate_analysis.as_ref();
     round.traffic = &observed.traffic;
     let valid = match &observed.refused {
-        Some(refusal) => Err(format!(
-            "spec.template: the API server refuses its ReplicaSet: {refusal}"
+        Some(refusal) => Err(Invalid::new(
+            "spec.template",
+            format!("the API server refuses its ReplicaSet: {refusal}"),
         )),
-        None => validate(&release.spec),
+        None => validated(&release.spec),
     };
     match valid {
-        Err(message) => round.invalid(message),
+        Err(invalid) => round.invalid(invalid.to_string()),
         Ok(Validated::Rolling { bounds }) => round.decide(bounds),
         Ok(Validated::Canary { strategy, bounds }) => round.decide_canary(strategy, bounds),
         Ok(Validated::BlueGreen { strategy }) => round.decide_blue_green(strategy),
@@ -77,11 +78,42 @@ enum Validated<'a> {
     },
 }
 
-/// Checks what the CRD schema cannot, and resolves the surge bounds.
-fn validate(spec: &ReleaseSpec) -> Result<Validated<'_>, String> {
+/// A spec the controller cannot act on: the field at fault and why. Shown as
+/// `field: message` on the Degraded condition (reason InvalidSpec).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// The path in the Release, e.g. `spec.strategy.canary.steps[2].analysis.args`.
+    pub field: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Checks what the CRD schema cannot: the part of the InvalidSpec check that
+/// needs nothing but the spec. `controller::check` adds the analyses (templates,
+/// args, Secrets) and is what the controller and `kubectl serin lint` call.
+pub fn validate(spec: &ReleaseSpec) -> Result<(), Invalid> {
+    validated(spec).map(|_| ())
+}
+
+/// [`validate`], with what validation resolved.
+fn validated(spec: &ReleaseSpec) -> Result<Validated<'_>, Invalid> {
     validate_selector(spec)?;
     if let Some(rolling) = &spec.strategy.rolling {
-        let bounds = rolling::bounds(rolling, spec.replicas).map_err(|e| format!("spec.strategy.rolling: {e}"))?;
+        let bounds = rolling::bounds(rolling, spec.replicas).map_err(|e| Invalid::new("spec.strategy.rolling", e))?;
         return Ok(Validated::Rolling { bounds });
     }
     if let Some(canary) = &spec.strategy.canary {
@@ -90,7 +122,7 @@ fn validate(spec: &ReleaseSpec) -> Result<Validated<'_>, String> {
             max_unavailable: canary.max_unavailable.clone(),
             analysis: None,
         };
-        let bounds = rolling::bounds(&surge, spec.replicas).map_err(|e| format!("spec.strategy.canary: {e}"))?;
+        let bounds = rolling::bounds(&surge, spec.replicas).map_err(|e| Invalid::new("spec.strategy.canary", e))?;
         super::canary::validate(canary)?;
         return Ok(Validated::Canary {
             strategy: canary,
@@ -99,16 +131,22 @@ fn validate(spec: &ReleaseSpec) -> Result<Validated<'_>, String> {
     }
     match &spec.strategy.blue_green {
         Some(strategy) => Ok(Validated::BlueGreen { strategy }),
-        None => Err("spec.strategy must set exactly one of rolling, blueGreen or canary".into()),
+        None => Err(Invalid::new(
+            "spec.strategy",
+            "must set exactly one of rolling, blueGreen or canary",
+        )),
     }
 }
 
-fn validate_selector(spec: &ReleaseSpec) -> Result<(), String> {
+fn validate_selector(spec: &ReleaseSpec) -> Result<(), Invalid> {
     let selector = &spec.selector;
     if selector.match_labels.as_ref().is_none_or(|l| l.is_empty())
         && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty())
     {
-        return Err("spec.selector is empty; it must select the template's labels".into());
+        return Err(Invalid::new(
+            "spec.selector",
+            "must not be empty; it must select the labels of spec.template",
+        ));
     }
     let labels = spec
         .template
@@ -117,7 +155,10 @@ fn validate_selector(spec: &ReleaseSpec) -> Result<(), String> {
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     if !matches(selector, &labels) {
-        return Err("spec.selector does not match spec.template.metadata.labels".into());
+        return Err(Invalid::new(
+            "spec.selector",
+            "does not match spec.template.metadata.labels",
+        ));
     }
     Ok(())
 }

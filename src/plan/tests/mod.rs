@@ -368,7 +368,7 @@ fn invalid_specs_change_nothing_and_say_why() {
     let cases = [
         (
             serde_json::json!({}),
-            "spec.strategy must set exactly one of rolling, blueGreen or canary",
+            "spec.strategy: must set exactly one of rolling, blueGreen or canary",
         ),
         (
             serde_json::json!({ "canary": { "steps": [{ "pause": { "duration": "9999999999s" } }] } }),
@@ -376,7 +376,7 @@ fn invalid_specs_change_nothing_and_say_why() {
         ),
         (
             serde_json::json!({ "canary": { "steps": [{ "setWeight": 5 }], "analysis": { "templates": [{ "templateName": "t" }], "startingStep": 2 } } }),
-            "startingStep 2 is past the last of 1 steps",
+            "startingStep: 2 is past the last of 1 steps",
         ),
         (
             serde_json::json!({ "canary": { "maxSurge": "x" } }),
