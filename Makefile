@@ -13,17 +13,21 @@ SERIN_PROMETHEUS_TARGETS ?= $(SERIN_CLUSTER_DIR)/prometheus/targets
 export SERIN_PROMETHEUS_PORT SERIN_PROMETHEUS_URL SERIN_PROMETHEUS_TARGETS
 export PATH := $(SERIN_CACHE)/bin:$(PATH)
 
-.PHONY: test test-steps fmt lint unit argocd argocd-cm chart chart-crds image-check image e2e e2e-rbac bench crds cluster-up cluster-down cluster-env tools kind-up demo demo-app
+.PHONY: test test-steps fmt lint docs unit argocd argocd-cm chart chart-crds image-check image e2e e2e-rbac bench crds cluster-up cluster-down cluster-env tools kind-up demo demo-app
 
 # Starts the local cluster when KUBECONFIG is the local one and none is running,
 # and stops what it started (e2e/with-cluster.sh); any other cluster is used as is.
 test:
 	e2e/with-cluster.sh $(MAKE) --no-print-directory test-steps
 
-test-steps: fmt lint unit argocd chart e2e e2e-rbac image-check
+test-steps: fmt lint docs unit argocd chart e2e e2e-rbac image-check
 
 fmt:
 	cargo fmt --all -- --check
+
+# Relative links and #anchors in README.md and docs/ resolve.
+docs:
+	python3 e2e/check-links.py
 
 lint:
 	cargo clippy --all-targets --all-features -- -D warnings
