@@ -13,7 +13,7 @@ SERIN_PROMETHEUS_TARGETS ?= $(SERIN_CLUSTER_DIR)/prometheus/targets
 export SERIN_PROMETHEUS_PORT SERIN_PROMETHEUS_URL SERIN_PROMETHEUS_TARGETS
 export PATH := $(SERIN_CACHE)/bin:$(PATH)
 
-.PHONY: test fmt lint unit argocd argocd-cm chart chart-crds image-check image e2e e2e-rbac bench crds cluster-up cluster-down cluster-env tools kind-up demo demo-app
+.PHONY: test fmt lint unit argocd argocd-cm chart chart-crds image-check image e2e e2e-rbac bench crds cluster-up cluster-down cluster-env tools kind-up demo demo-check demo-app
 
 test: fmt lint unit argocd chart e2e e2e-rbac image-check
 
@@ -91,5 +91,11 @@ cluster-env:
 kind-up:
 	e2e/kind/up.sh
 
+# The local cluster, serin's controller, and a rolling update, a canary on an
+# HTTPRoute and a blue-green switch, live through kubectl serin; then a summary.
 demo:
 	e2e/demo.sh
+
+# make demo with its output in a file, as CI logs see it; checks the summary.
+demo-check:
+	e2e/demo.sh --check

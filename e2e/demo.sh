@@ -44,33 +44,37 @@ if [ "${1:-}" = --check ]; then
     if grep -Eq -- "$1" <<<"$summary"; then echo "ok: $2"; else echo "FAILED: $2 (no summary line matches /$1/)"; fails=$((fails + 1)); fi
   }
   rev='v1 [0-9a-f]{10} -> v2 [0-9a-f]{10}'
-  expect "^  rolling +web +[0-9]+s +$rev pods: at most [0-9]+, never fewer than [0-9]+ available, of 6.* Events: RolloutStarted, .*Promoted$" \
+  expect "^  rolling +web +[0-9]+s +$rev pods: at most [0-9]+, at least [0-9]+ available \(of 6; .* Events: RolloutStarted, .*Promoted$" \
     "rolling: web v1 -> v2, Events RolloutStarted ... Promoted"
-  if grep -E '^  rolling ' <<<"$summary" | sed -nE 's/.*pods: at most ([0-9]+), never fewer than ([0-9]+) available.*/\1 \2/p' |
+  if grep -E '^  rolling ' <<<"$summary" | sed -nE 's/.*pods: at most ([0-9]+), at least ([0-9]+) available.*/\1 \2/p' |
     awk '{ exit !($1 <= 8 && $2 >= 5) }'; then
     echo "ok: rolling: at most 8 pods (6 + maxSurge 2), at least 5 available (6 - maxUnavailable 1)"
   else
     echo "FAILED: rolling: the pods seen break maxSurge 2 or maxUnavailable 1"; fails=$((fails + 1))
   fi
-  expect "^  canary +shop +[0-9]+s +$rev HTTPRoute shop weights \(shop/shop-canary\): 100/0 -> 80/20 -> 50/50 -> 100/0 Services shop/shop-canary: v1/v1 -> v1/v2 -> v2/v2 .* Events: .*TrafficShifted x3, .*StepPromoted, Promoted$" \
+  expect "^  canary +shop +[0-9]+s +$rev route weights shop/shop-canary: 100/0 -> 80/20 -> 50/50 -> 100/0 Services shop/shop-canary: v1/v1 -> v1/v2 -> v2/v2 .* Events: .*TrafficShifted x3, .*StepPromoted, Promoted$" \
     "canary: route 100/0, 80/20, 50/50, 100/0; canary Service then stable Service on v2; StepPromoted, Promoted"
-  expect "^  blue-green +checkout +[0-9]+s +$rev Services checkout/checkout-preview \(active/preview\): v1/v1 -> v1/v2 -> v2/v2 .* Events: .*AwaitingPromotion, Promoting, Switched, Promoted$" \
+  expect "^  blue-green +checkout +[0-9]+s +$rev Services checkout/checkout-preview: v1/v1 -> v1/v2 -> v2/v2 .* Events: .*AwaitingPromotion, Promoting, Switched, Promoted$" \
     "blue-green: preview on v2, then the active Service switched; AwaitingPromotion, Promoting, Switched, Promoted"
-  expect '^serin demo .* done in [0-9]+s' "the closing line"
+  expect '^demo .* done in [0-9]+s' "the closing line"
   echo "e2e/demo.sh --check: $((SECONDS - t0))s, transcript $out"
   [ "$fails" = 0 ] || { echo "--- the transcript's last 60 lines"; tail -60 "$out"; exit 1; }
   exit 0
 fi
 
 bold() { if [ -n "$tty" ]; then printf '\033[1m%s\033[0m' "$*"; else printf '%s' "$*"; fi; }
-say() { printf 'serin demo %s | %s\n' "$(date +%H:%M:%S)" "$(bold "$*")"; }
+say() { printf 'demo %s | %s\n' "$(date +%H:%M:%S)" "$(bold "$*")"; }
+# detail TEXT: a plain line under the last one.
+detail() { printf '                %s\n' "$*"; }
 started=$SECONDS
 
-say "the local cluster: e2e/cluster.sh up (it reuses a running one; the first time it builds etcd, Kubernetes and kwok from Go modules, which takes a while)"
+say "the local cluster: e2e/cluster.sh up"
+detail "(it reuses a running one; a first start builds etcd, Kubernetes and kwok from Go modules)"
 e2e/cluster.sh up
 eval "$(e2e/cluster.sh env)"
 
-say "building serin and kubectl-serin: cargo build (a first build compiles about 260 crates, about 6 minutes on 2 cores; afterwards a few seconds)"
+say "building serin and kubectl-serin: cargo build --bin serin --bin kubectl-serin"
+detail "(a first build compiles about 260 crates: about 6 minutes on 2 cores; then seconds)"
 t=$SECONDS
 cargo build --bin serin --bin kubectl-serin
 say "built in $((SECONDS - t))s"
@@ -80,7 +84,7 @@ export PATH=$PWD/target/debug:$PATH
 tmp=$(mktemp -d)
 controller= watching= drawing= recorders=()
 cleanup() {
-  kill $watching "${recorders[@]}" $controller 2>/dev/null || true
+  kill $watching $drawing "${recorders[@]}" $controller 2>/dev/null || true
   [ -n "$tty" ] && printf '\033[?25h\033[?1049l'
   rm -rf "$tmp"
 }
@@ -90,7 +94,7 @@ trap cleanup EXIT
 pidfile=$SERIN_CLUSTER_DIR/serin-demo.pid
 if [ -f "$pidfile" ]; then
   old=$(cat "$pidfile")
-  if tr '\0' ' ' < "/proc/$old/cmdline" 2>/dev/null | grep -qF -- "controller --namespace $ns "; then
+  if tr '\0' ' ' 2>/dev/null < "/proc/$old/cmdline" | grep -qF -- "controller --namespace $ns "; then
     say "stopping the controller an earlier demo left running (pid $old)"
     kill "$old" 2>/dev/null || true
     for _ in $(seq 50); do [ -d "/proc/$old" ] || break; sleep 0.1; done
@@ -102,7 +106,8 @@ kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/d
 kubectl apply --server-side --force-conflicts --field-manager serin-e2e -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/releases.serin.dev --timeout=30s >/dev/null
 
-say "namespace $ns: deleting what an earlier run left (Releases, Services, HTTPRoutes, their pods, Events)"
+say "namespace $ns: deleting what an earlier run left"
+detail "(Releases, Services, HTTPRoutes, their ReplicaSets and pods, Events)"
 kubectl -n "$ns" delete releases.serin.dev,services,httproutes.gateway.networking.k8s.io --all --wait >/dev/null
 deadline=$((SECONDS + 120))
 until [ -z "$(kubectl -n "$ns" get replicasets,pods -o name)" ]; do
@@ -115,7 +120,7 @@ log=$SERIN_CLUSTER_DIR/logs/serin-demo.log
 target/debug/serin controller --namespace "$ns" --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 > "$log" 2>&1 &
 controller=$!
 echo "$controller" > "$pidfile"
-say "serin controller running (pid $controller, log $log)"
+say "serin controller running: pid $controller, log $log"
 
 # ---------------------------------------------------------------- the live view
 # The recorders append what kubectl's own watch sees of the HTTPRoute and the
@@ -148,18 +153,18 @@ extras() {
     line=$(tail -n1 "$tmp/route" 2>/dev/null || true)
     read -ra names <<<"${line%%:*}"
     read -ra weights <<<"${line#*:}"
-    printf '  HTTPRoute %s, backend weights:' "$release"
-    for i in "${!names[@]}"; do printf '  %s %s' "${names[$i]}" "${weights[$i]:-}"; done
+    printf '  HTTPRoute %s weights:' "$release"
+    for i in "${!names[@]}"; do printf '   %s %s' "${names[$i]}" "${weights[$i]:-}"; done
     printf '\n'
   fi
   if [ "$kind" != rolling ]; then
     line=
     while IFS='=' read -r name rev; do
-      [ -n "$name" ] && line+="  $name -> $(label "$rev")"
+      [ -n "$name" ] && line+="   $name -> $(label "$rev")"
     done < <(awk -F= -v r="$release" 'NF == 2 && ($1 == r || index($1, r "-") == 1) {
         rev[$1] = $2; if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
       END { for (i = 1; i <= n; i++) print order[i] "=" rev[order[i]] }' "$tmp/services" 2>/dev/null)
-    [ -z "$line" ] || printf '  Services (spec.selector serin.dev/revision):%s\n' "$line"
+    [ -z "$line" ] || printf '  Services:%s\n' "$line"
   fi
 }
 
@@ -174,7 +179,12 @@ draw() {
   if [ -n "$tty" ]; then
     {
       printf '\033[H'
-      printf '%s\n' "$(bold "serin demo | $title")" "$(cat "$tmp/note" 2>/dev/null)" "$block" | sed 's/$/\x1b[K/'
+      # The phase in kubectl serin's colours (it prints none into a pipe), the
+      # route and the Services in bold; each line cleared to its end.
+      printf '%s\n' "$(bold "serin demo $title")" "$(cat "$tmp/note" 2>/dev/null)" "$block" |
+        sed -E 's/(Phase: )(Healthy)/\1\x1b[32m\2\x1b[0m/; s/(Phase: )(Degraded)/\1\x1b[31m\2\x1b[0m/
+          s/(Phase: )(Paused)/\1\x1b[33m\2\x1b[0m/; s/(Phase: )(Progressing)/\1\x1b[36m\2\x1b[0m/
+          s/^(  HTTPRoute .*|  Services:.*)$/\x1b[1m\1\x1b[0m/; s/$/\x1b[K/'
       printf '\033[J'
     }
     return
@@ -229,7 +239,7 @@ live_stop() {
   wait "$watching" "$drawing" "${recorders[@]}" 2>/dev/null || true
   watching= drawing= recorders=()
   [ -n "$tty" ] && printf '\033[?25h\033[?1049l'
-  say "$title: done in $(cat "$tmp/$release.took")s"
+  say "${title%%:*} done in $(cat "$tmp/$release.took")s"
   extras "$kind"
   kubectl serin -n "$ns" get release "$release"
 }
@@ -261,13 +271,13 @@ settled() {
 promote_after() {
   local i
   for ((i = pause; i > 0; i--)); do
-    note "$2; the script runs \`kubectl serin promote $1\` in ${i}s"
+    note "$2: kubectl serin promote $1 in ${i}s"
     [ -n "$tty" ] || break
     sleep 1
   done
   [ -n "$tty" ] || sleep "$pause"
   kubectl serin -n "$ns" promote "$1" >/dev/null
-  note "$2; promoted: kubectl serin promote $1"
+  note "$2: kubectl serin promote $1: sent"
 }
 
 # stage NUMBER KIND RELEASE TITLE: rolls RELEASE to v2 with its live view.
@@ -285,11 +295,11 @@ stage() {
   case $kind in
     canary)
       wait_reason "$release" CanaryPauseStep
-      promote_after "$release" "paused at step 4/4 (pause: {}), the route at $(tail -n1 "$tmp/route" | sed -E 's/^.*://; s/ /\//')"
+      promote_after "$release" "paused at step 4/4, the route at $(tail -n1 "$tmp/route" | sed -E 's/^.*://; s/ /\//')"
       ;;
     bluegreen)
       wait_reason "$release" AwaitingPromotion
-      promote_after "$release" "the preview is ready on checkout-preview; checkout still selects v1"
+      promote_after "$release" "preview ready, checkout still on v1"
       ;;
   esac
   settled "$release"
@@ -314,8 +324,8 @@ kubectl serin -n "$ns" list
 echo
 
 stage 1/3 rolling web "rolling update: web v1 -> v2, 6 pods, maxSurge 2, maxUnavailable 1"
-stage 2/3 canary shop "canary: shop v1 -> v2 on the HTTPRoute shop (setWeight 20, pause 5s, setWeight 50, pause until promoted)"
-stage 3/3 bluegreen checkout "blue-green: checkout v1 -> v2, preview on checkout-preview, then the active Service checkout switches"
+stage 2/3 canary shop "canary: shop v1 -> v2 on HTTPRoute shop: 20%, 5s, 50%, promote"
+stage 3/3 bluegreen checkout "blue-green: checkout v1 -> v2: preview, promote, switch"
 
 # ---------------------------------------------------------------- the summary
 # distinct: consecutive duplicates dropped, joined with " -> ".
@@ -331,10 +341,10 @@ switches() {
     NF == 2 && (a in rev) && (b in rev) { print (rev[a] == v1 ? "v1" : "v2") "/" (rev[b] == v1 ? "v1" : "v2") }
   ' "$tmp/$1.services"
 }
-pods() { awk 'NF == 2 { if ($1 > max) max = $1; if (min == "" || $2 < min) min = $2 } END { printf "pods: at most %d, never fewer than %d available, of 6", max, min }' "$tmp/$1.pods"; }
+pods() { awk 'NF == 2 { if ($1 > max) max = $1; if (min == "" || $2 < min) min = $2 } END { printf "pods: at most %d, at least %d available (of 6", max, min }' "$tmp/$1.pods"; }
 # events_since RELEASE: the Release's Events of its stage (those new or
 # counted again since the snapshot at its start), by reason in order of
-# first appearance, with counts, wrapped at 90 columns.
+# first appearance, with counts, wrapped at 78 columns.
 events_since() {
   kubectl -n "$ns" get events --field-selector "involvedObject.kind=Release,involvedObject.name=$1" \
     --sort-by=.metadata.creationTimestamp -o jsonpath="$event_jsonpath" |
@@ -345,7 +355,7 @@ events_since() {
         line = "      Events:"
         for (i = 1; i <= k; i++) {
           item = " " order[i] (n[order[i]] > 1 ? " x" n[order[i]] : "") (i < k ? "," : "")
-          if (length(line) + length(item) > 90) { print line; line = "       " }
+          if (length(line) + length(item) > 78) { print line; line = "       " }
           line = line item
         }
         print line
@@ -354,19 +364,22 @@ events_since() {
 
 echo
 say "summary: what happened in namespace $ns"
+printf '  %-11s %-9s %5s  %s\n' stage release took revisions
 # headline STAGE RELEASE: the stage, how long it took, its two revisions.
 headline() { printf '  %-11s %-9s %4ss  %s\n' "$1" "$2" "$(cat "$tmp/$2.took")" "$(revisions "$2")"; }
 headline rolling web
-echo "      $(pods web); maxSurge 2, maxUnavailable 1"
+echo "      $(pods web); maxSurge 2, maxUnavailable 1)"
 events_since web
 headline canary shop
-echo "      HTTPRoute shop weights (shop/shop-canary): $(weights shop | distinct)"
+echo "      route weights shop/shop-canary: $(weights shop | distinct)"
 echo "      Services shop/shop-canary: $(switches shop shop shop-canary | distinct)"
 echo "      promoted by the script at step 4/4: kubectl serin promote shop"
 events_since shop
 headline blue-green checkout
-echo "      Services checkout/checkout-preview (active/preview): $(switches checkout checkout checkout-preview | distinct)"
-echo "      promoted by the script once the preview was ready: kubectl serin promote checkout"
+echo "      Services checkout/checkout-preview: $(switches checkout checkout checkout-preview | distinct)"
+echo "      promoted by the script, preview ready: kubectl serin promote checkout"
 events_since checkout
-echo "  Events counted per stage (kubectl get events); their messages: kubectl -n $ns get events --sort-by=.lastTimestamp"
-say "done in $((SECONDS - started))s; the Releases stay in $ns, the cluster keeps running (make cluster-down stops it)"
+echo "  Events: those of each Release during its stage; their messages:"
+echo "    kubectl -n $ns get events --sort-by=.lastTimestamp"
+say "done in $((SECONDS - started))s"
+detail "(the Releases stay; make cluster-down stops the cluster)"
