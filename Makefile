@@ -13,14 +13,14 @@ SERIN_PROMETHEUS_TARGETS ?= $(SERIN_CLUSTER_DIR)/prometheus/targets
 export SERIN_PROMETHEUS_PORT SERIN_PROMETHEUS_URL SERIN_PROMETHEUS_TARGETS
 export PATH := $(SERIN_CACHE)/bin:$(PATH)
 
-.PHONY: test test-steps fmt lint docs unit argocd argocd-cm chart chart-crds image-check image e2e e2e-rbac bench crds cluster-up cluster-down cluster-env tools kind-up demo demo-app
+.PHONY: test test-steps fmt lint docs unit argocd argocd-cm chart chart-crds image-check image e2e e2e-rbac bench crds cluster-up cluster-down cluster-env tools kind-up demo demo-check demo-app
 
 # Starts the local cluster when KUBECONFIG is the local one and none is running,
 # and stops what it started (e2e/with-cluster.sh); any other cluster is used as is.
 test:
 	e2e/with-cluster.sh $(MAKE) --no-print-directory test-steps
 
-test-steps: fmt lint docs unit argocd chart e2e e2e-rbac image-check
+test-steps: fmt lint docs unit argocd chart e2e e2e-rbac demo-check image-check
 
 fmt:
 	cargo fmt --all -- --check
@@ -104,5 +104,11 @@ cluster-env:
 kind-up:
 	e2e/kind/up.sh
 
+# The local cluster, serin's controller, and a rolling update, a canary on an
+# HTTPRoute and a blue-green switch, live through kubectl serin; then a summary.
 demo:
 	e2e/demo.sh
+
+# make demo with its output in a file, as CI logs see it; checks the summary.
+demo-check:
+	e2e/demo.sh --check
