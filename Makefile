@@ -68,6 +68,7 @@ image:
 	docker build -f Dockerfile.demo -t serin-demo:dev .
 
 e2e:
+	e2e/build-tools.sh kstatus argocd-lua
 	e2e/with-cluster.sh cargo test --features e2e --test e2e -- --test-threads=4
 
 # The chart's RBAC: the rolling, canary and blue-green scenarios with the

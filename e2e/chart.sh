@@ -260,8 +260,10 @@ life_cleanup() {
   kubectl delete clusterrolebinding serin-chart-life-probe --ignore-not-found >/dev/null 2>&1 || true
   # The trap replaced dry-run's (in `all`): remove what it made too.
   delete_made_namespaces
-  # The cluster is shared: put the serin CRDs back as they were before the run.
-  if [ -s "${life_work:-/nonexistent}/crds-before.json" ]; then
+  # The cluster is shared: put the serin CRDs back as they were before the run,
+  # unless the e2e suite applied its own since (restoring would undo that).
+  if [ -s "${life_work:-/nonexistent}/crds-before.json" ] &&
+    ! crd_applied_by_e2e_since "${life_began:-9999}" >/dev/null 2>&1; then
     kubectl apply --server-side --force-conflicts --validate=false --field-manager serin-e2e -f "$life_work/crds-before.json" >/dev/null 2>&1 ||
       log "warning: could not restore the CRDs as they were"
     kubectl annotate crd "${LIFE_CRDS[@]}" serin.dev/applied-by-version- >/dev/null 2>&1 || true
@@ -322,6 +324,7 @@ cmd_lifecycle() {
   local serin=$SERIN_REPO/target/debug/serin
   (cd "$SERIN_REPO" && cargo build -q --bin serin)
   trap life_cleanup EXIT
+  life_began=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   if [ "$(kubectl get namespace "$LIFE_NS" -o 'jsonpath={.status.phase}' 2>/dev/null)" = Terminating ]; then
     kubectl wait --for=delete "namespace/$LIFE_NS" --timeout=120s >/dev/null
   fi

@@ -10,10 +10,29 @@ source "$(dirname "$0")/lib.sh"
 local_kubeconfig=$SERIN_CLUSTER_DIR/kubeconfig
 kubeconfig=${KUBECONFIG:-$local_kubeconfig}
 if [ "$(realpath -m "$kubeconfig")" = "$(realpath -m "$local_kubeconfig")" ]; then
-  if ! "$SERIN_REPO/e2e/cluster.sh" status >/dev/null 2>&1; then
-    log "no local cluster running: starting one for this run (stopped at the end)"
-    trap '"$SERIN_REPO/e2e/cluster.sh" down' EXIT
-    "$SERIN_REPO/e2e/cluster.sh" up
+  healthy() { "$SERIN_REPO/e2e/cluster.sh" status >/dev/null 2>&1; }
+  # Some process of a local cluster is alive: it is someone's, never ours to replace.
+  running() {
+    local pidfile
+    for pidfile in "$SERIN_CLUSTER_DIR"/pids/*.pid; do
+      [ -f "$pidfile" ] && [ -d "/proc/$(cat "$pidfile")" ] && return 0
+    done
+    return 1
+  }
+  if ! healthy; then
+    if running; then
+      log "the local cluster is running but not healthy yet; waiting up to 60s"
+      deadline=$((SECONDS + 60))
+      until healthy; do
+        [ "$SECONDS" -lt "$deadline" ] ||
+          die "the local cluster in $SERIN_CLUSTER_DIR runs but is not healthy; 'make cluster-down' replaces it"
+        sleep 1
+      done
+    else
+      log "no local cluster running: starting one for this run (stopped at the end)"
+      trap '"$SERIN_REPO/e2e/cluster.sh" down' EXIT
+      "$SERIN_REPO/e2e/cluster.sh" up
+    fi
   fi
   eval "$("$SERIN_REPO/e2e/cluster.sh" env)"
 else

@@ -39,7 +39,8 @@ pub fn promql(query: &str, args: &Args, secret: &BTreeSet<String>) -> Result<Str
             ));
         }
         let Some(literal) = lexed.literals.iter().find(|l| l.open < p.start && p.end <= l.close) else {
-            if is_number(value) || is_duration(value) {
+            // A signed duration, as in `offset -5m`, is unary minus then one duration token.
+            if is_number(value) || is_duration(value.strip_prefix(['+', '-']).unwrap_or(value)) {
                 return Ok(value.to_string());
             }
             let got = if secret.contains(p.name) {
@@ -81,7 +82,8 @@ pub fn unknown_arg(error: &str) -> Option<&str> {
 /// optional sign, then digits with an optional fraction (or a fraction alone),
 /// then an optional exponent: `5`, `-0.5`, `.25`, `1e3`, `2.5E-3`. Stricter
 /// than PromQL: no hex (`0x1f`), no underscores (`1_000`), no `Inf` or `NaN`
-/// (a threshold of NaN makes every comparison false, which reads as a pass).
+/// (a threshold of NaN makes every comparison false, which reads as a pass),
+/// and no bare integer with a leading zero (`010`, which PromQL reads as octal 8).
 pub fn is_number(value: &str) -> bool {
     let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
     let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
@@ -91,6 +93,8 @@ pub fn is_number(value: &str) -> bool {
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     let mantissa_ok = match mantissa.split_once('.') {
         Some((whole, fraction)) => digits(whole) && digits(fraction) && !(whole.is_empty() && fraction.is_empty()),
+        // PromQL reads a bare integer with a leading zero as octal: `010` is 8.
+        None if exponent.is_none() && mantissa.len() > 1 && mantissa.starts_with('0') => false,
         None => !mantissa.is_empty() && digits(mantissa),
     };
     let exponent_ok = exponent.is_none_or(|e| {
@@ -486,13 +490,13 @@ mod tests {
     #[test]
     fn numbers_and_durations_table() {
         for good in [
-            "0", "5", "-5", "+5", "0.5", ".5", "5.", "-.25", "1e3", "1E3", "2.5e-3", "+1e+10", "007",
+            "0", "5", "-5", "+5", "0.5", ".5", "5.", "-.25", "1e3", "1E3", "2.5e-3", "+1e+10", "00.5", "0010e0",
         ] {
             assert!(is_number(good), "{good:?} is a number");
         }
         for bad in [
             "", "-", "+", ".", "e3", "1e", "1e+", "1.2.3", "--1", "+-1", "0x1f", "1_000", "Inf", "+Inf", "NaN", "nan",
-            " 1", "1 ", "1,5", "5m", "1e3.5", "١",
+            " 1", "1 ", "1,5", "5m", "1e3.5", "١", "007", "010", "-0100", "00",
         ] {
             assert!(!is_number(bad), "{bad:?} is not a number");
         }
@@ -532,6 +536,8 @@ mod tests {
             ("nan", "NaN"),
             ("empty", ""),
             ("spaced", " 5m"),
+            ("shift", "-5m"),
+            ("octal", "010"),
         ]);
         // Argo Rollouts' own examples, as written for it.
         let ok: &[(&str, &str)] = &[
@@ -541,12 +547,13 @@ mod tests {
             ),
             ("rate(x[{{ args.long }}]) < {{ args.negative }}", "rate(x[1h30m]) < -1"),
             ("x offset {{args.window}} > {{args.big}}", "x offset 5m > 1e3"),
+            ("x offset {{args.shift}}", "x offset -5m"),
             ("x{a=\"{{args.hostile}}\"}", "x{a=\"5m) or vector(1\"}"),
         ];
         for (query, want) in ok {
             assert_eq!(promql(query, &a, &no_secrets()).as_deref(), Ok(*want), "{query:?}");
         }
-        for name in ["hostile", "nan", "empty", "spaced", "service-name"] {
+        for name in ["hostile", "nan", "empty", "spaced", "service-name", "octal"] {
             let query = format!("rate(x[{{{{args.{name}}}}}])");
             let got = promql(&query, &a, &no_secrets()).unwrap_err();
             let value = &a[name];
@@ -608,7 +615,11 @@ mod tests {
                     && run[2..].chars().all(|c| c.is_ascii_hexdigit());
                 // Rust's float grammar matches PromQL's decimal one for text
                 // that starts with a digit or a dot.
-                tokens.push(if run.parse::<f64>().is_ok() || hex {
+                // PromQL parses an integer with base 0 first: `010` is octal 8.
+                let octal = run.len() > 1 && run.starts_with('0') && run.bytes().all(|b| b.is_ascii_digit());
+                tokens.push(if octal {
+                    Token::Bad(run)
+                } else if run.parse::<f64>().is_ok() || hex {
                     Token::Number(run)
                 } else if is_prometheus_duration(&run) {
                     Token::Duration(run)
@@ -674,7 +685,8 @@ mod tests {
                 prop_assert_eq!(lex(&rendered), want, "{}", rendered);
             }
             Err(error) => {
-                prop_assert!(!is_number(value) && !is_duration(value), "{:?}: {}", value, error);
+                let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
+                prop_assert!(!is_number(value) && !is_duration(unsigned), "{:?}: {}", value, error);
                 prop_assert!(
                     error.starts_with("arg \"v\" is used outside a string literal"),
                     "{}",
@@ -697,7 +709,9 @@ mod tests {
         #[test]
         fn promql_numbers_and_durations_are_accepted_outside_a_literal(
             value in prop_oneof![
-                "[-+]?[0-9]{1,4}(\\.[0-9]{0,3})?([eE][-+]?[0-9]{1,2})?",
+                // No bare integer with a leading zero: PromQL reads that as octal.
+                "[-+]?(0|[1-9][0-9]{0,3})(\\.[0-9]{0,3})?([eE][-+]?[0-9]{1,2})?",
+                "[-+]?[0-9]{1,4}(\\.[0-9]{0,3}|[eE][-+]?[0-9]{1,2})",
                 "\\.[0-9]{1,3}",
                 "([0-9]{1,3}y)?([0-9]{1,3}w)?([0-9]{1,3}d)?([0-9]{1,3}h)?([0-9]{1,3}m)?[0-9]{1,3}(s|ms)",
             ],

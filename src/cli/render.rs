@@ -36,6 +36,24 @@ impl Colour {
     }
 }
 
+/// `text` with control characters (ESC, CR, tabs, ...) shown escaped: a message or
+/// a measured value quoted from outside must not move the cursor or recolour.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// The Release, its revisions with their pods, traffic, step and analyses.
 /// `now` counts down timed pauses and auto-promotion.
 pub fn tree(release: &Release, replica_sets: &[RevisionState], colour: Colour, now: Timestamp) -> String {
@@ -56,7 +74,7 @@ pub fn tree(release: &Release, replica_sets: &[RevisionState], colour: Colour, n
         colour.phase(status.phase)
     );
     if let Some(message) = &status.message {
-        out += &format!("  Message:  {message}\n");
+        out += &format!("  Message:  {}\n", printable(message));
     }
     if let Some(canary) = &strategy.canary {
         let steps = canary.steps.len();
@@ -186,7 +204,7 @@ fn canary_now(release: &Release, canary: &crate::api::CanaryStrategy, now: Times
             .as_ref()
             .filter(|c| status.current_revision.as_deref() == Some(c.revision.as_str()))
             .and_then(|c| c.step_started_at.as_ref());
-        let left = match (crate::analysis::run::duration(text), started) {
+        let left = match (crate::api::validation::duration(text), started) {
             (Ok(wait), Some(started)) => time_left(wait, started.0, now),
             _ => "starting".to_string(),
         };
@@ -306,7 +324,7 @@ fn analysis_lines(title: &str, analysis: &AnalysisStatus, colour: Colour) -> Str
             "├──"
         };
         let last = metric.measurements.last();
-        let value = last.and_then(|m| m.value.as_deref()).unwrap_or("-");
+        let value = printable(last.and_then(|m| m.value.as_deref()).unwrap_or("-"));
         let mark = match last.map(|m| m.phase) {
             Some(MeasurementPhase::Successful) => colour.paint("32", "pass"),
             Some(MeasurementPhase::Failed) => colour.paint("31", "fail"),
