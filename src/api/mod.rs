@@ -25,6 +25,10 @@ pub use release::{
     BlueGreenStatus, CanaryStatus, Control, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy,
 };
 
+/// Field manager of every write serin makes.
+pub const FIELD_MANAGER: &str = "serin";
+/// Label naming the Release a ReplicaSet (or a canary Ingress) belongs to.
+pub const RELEASE_LABEL: &str = "serin.dev/release";
 /// Label on every object serin creates, so its watches select only those.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "serin";

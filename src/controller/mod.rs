@@ -73,8 +73,7 @@ pub enum RunError {
     LostLease,
 }
 
-/// Field manager of every write serin makes.
-pub const FIELD_MANAGER: &str = "serin";
+pub use crate::api::FIELD_MANAGER;
 
 /// How long in-flight reconciles get to finish after SIGTERM, so that the
 /// Lease is free within two seconds.

@@ -8,8 +8,7 @@ use kube::api::ObjectMeta;
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, REVISION_LABEL, REVISION_NUMBER_ANNOTATION, Release};
 use crate::plan::RevisionState;
 
-/// Label naming the Release a ReplicaSet belongs to.
-pub const RELEASE_LABEL: &str = "serin.dev/release";
+pub use crate::api::RELEASE_LABEL;
 
 /// The ReplicaSet name of a revision.
 pub fn name(release: &Release, revision: &str) -> String {

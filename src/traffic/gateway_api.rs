@@ -7,8 +7,8 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use super::{RouterError, Services, TrafficRouter};
+use crate::api::FIELD_MANAGER;
 use crate::api::{GatewayApiRouting, HttpRouteRef, Release};
-use crate::controller::FIELD_MANAGER;
 
 const GROUP: &str = "gateway.networking.k8s.io";
 const VERSION: &str = "v1";

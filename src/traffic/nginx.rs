@@ -8,9 +8,8 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 
 use super::{RouterError, Services, TrafficRouter};
+use crate::api::{FIELD_MANAGER, RELEASE_LABEL};
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, NginxRouting, Release};
-use crate::controller::FIELD_MANAGER;
-use crate::controller::replicaset::RELEASE_LABEL;
 
 const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 /// Also the prefix of every canary annotation, none of which may leak from the stable Ingress.
