@@ -272,23 +272,7 @@ life_cleanup() {
 }
 
 # life_kubeconfig SERVICEACCOUNT FILE: a kubeconfig holding a token of it.
-life_kubeconfig() {
-  local token server ca
-  token=$(kubectl -n "$LIFE_NS" create token "$1" --duration=1h)
-  server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
-  ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-  if [[ -z $ca ]]; then
-    ca=$(base64 -w0 <"$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')")
-  fi
-  cat >"$2" <<YAML
-apiVersion: v1
-kind: Config
-clusters: [{name: local, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
-users: [{name: sa, user: {token: "$token"}}]
-contexts: [{name: sa, context: {cluster: local, user: sa}}]
-current-context: sa
-YAML
-}
+life_kubeconfig() { token_kubeconfig "$LIFE_NS" "$1" "$2"; }
 
 # wide_columns: the live Release CRD's priority-1 printer columns, comma-separated.
 wide_columns() {

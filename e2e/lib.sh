@@ -24,3 +24,23 @@ die() { log "error: $*"; exit 1; }
 
 # module_version DIR MODULE: the version a wrapper module pins.
 module_version() { (cd "$1" && go list -m -f '{{.Version}}' "$2"); }
+
+# token_kubeconfig NAMESPACE SERVICEACCOUNT FILE: a kubeconfig for the current
+# cluster that authenticates with a one-hour token of that ServiceAccount.
+token_kubeconfig() {
+  local token server ca
+  token=$(kubectl -n "$1" create token "$2" --duration=1h)
+  server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
+  ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+  if [[ -z $ca ]]; then
+    ca=$(base64 -w0 <"$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')")
+  fi
+  cat >"$3" <<YAML
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: sa, user: {token: "$token"}}]
+contexts: [{name: sa, context: {cluster: local, user: sa}}]
+current-context: sa
+YAML
+}

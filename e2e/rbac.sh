@@ -51,20 +51,7 @@ expect yes get leases.coordination.k8s.io/serin-controller -n "$NAMESPACE"
 expect no get leases.coordination.k8s.io -n default
 
 log "a kubeconfig holding a token of the chart's ServiceAccount"
-token=$(kubectl -n "$NAMESPACE" create token "$RELEASE" --duration=1h)
-server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
-ca=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
-if [[ -z $ca ]]; then
-  ca=$(base64 -w0 <"$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')")
-fi
-cat >"$kubeconfig" <<YAML
-apiVersion: v1
-kind: Config
-clusters: [{name: local, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
-users: [{name: serin, user: {token: "$token"}}]
-contexts: [{name: serin, context: {cluster: local, user: serin}}]
-current-context: serin
-YAML
+token_kubeconfig "$NAMESPACE" "$RELEASE" "$kubeconfig"
 
 cargo build -q --bin serin
 log "the ServiceAccount takes the chart's Lease"

@@ -790,14 +790,8 @@ fn quoted_control_characters_cannot_move_the_cursor() {
     let mut release = rolling();
     let status = release.status.as_mut().unwrap();
     status.message = Some("bad\u{1b}[2J\rvalue\tend".into());
-    if let Some(measurement) = status
-        .analysis
-        .as_mut()
-        .and_then(|a| a.metrics.first_mut())
-        .and_then(|m| m.measurements.last_mut())
-    {
-        measurement.value = Some("1\u{1b}[H".into());
-    }
+    let metric = &mut status.analysis.as_mut().unwrap().metrics[0];
+    metric.measurements.last_mut().unwrap().value = Some("1\u{1b}[H".into());
     let text = tree(&release, &[], Colour::Never, now());
     assert!(!text.contains(['\u{1b}', '\r', '\t']), "{text}");
     assert!(text.contains(r"bad\u{1b}[2J\rvalue\tend"), "{text}");
