@@ -1,7 +1,7 @@
 //! CRD types and their validation. No IO here.
 mod analysis;
 mod bluegreen;
-mod canary;
+pub mod canary;
 mod crd;
 mod int_or_percent;
 mod release;
