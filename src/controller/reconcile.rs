@@ -3,22 +3,39 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument;
 
-use super::{Context, Error, FIELD_MANAGER, analysis, replicaset, traffic};
-use crate::api::{Release, ReleaseStatus};
+use super::{Context, Error, analysis, replicaset, traffic};
+use crate::api::{FIELD_MANAGER, Release, ReleaseStatus};
 use crate::plan::{self, Action, AnalysisSlot, Observed};
+use crate::telemetry::Reconciled;
 
-/// One reconcile, counted and timed.
+/// One reconcile, counted and timed, in a span naming its Release.
 pub async fn timed(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = std::time::Instant::now();
-    let result = reconcile(cached, ctx.clone()).await;
-    ctx.metrics.reconciled(result.is_ok(), started.elapsed());
+    let result = reconcile(cached.clone(), ctx.clone()).instrument(span(&cached)).await;
+    let outcome = match &result {
+        Ok(_) => Reconciled::Ok,
+        Err(Error::NotLeader) => Reconciled::NotLeader,
+        Err(error) => Reconciled::Failed { kind: error.kind() },
+    };
+    ctx.metrics.reconciled(outcome, started.elapsed());
     result
+}
+
+/// The span of one reconcile: every log line inside names the Release.
+/// kube-runtime's own span (`object.ref`) is at its crate's log level.
+pub fn span(release: &Release) -> tracing::Span {
+    tracing::info_span!(
+        "reconcile",
+        release = %release.name_any(),
+        namespace = %release.namespace().unwrap_or_default(),
+    )
 }
 
 pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -71,12 +88,12 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
     // A template the API server refuses for a ReplicaSet: asked before anything
     // moves, so that the round's other actions (scaling the old revision down)
     // are not taken for a revision that can never start.
-    if let Some(refusal) = refusal(&replica_sets, &release, &plan.actions).await? {
+    if let Some(refusal) = replicaset::refusal(&replica_sets, &release, &plan.actions).await? {
         observed.refused = Some(refusal);
         plan = plan::plan(&observed);
     }
     tracing::debug!(
-        release = %release.name_any(), %namespace, phase = ?plan.status.phase, actions = ?plan.actions,
+        phase = ?plan.status.phase, actions = ?plan.actions,
         requeue_after = ?plan.requeue_after, analysis = ?plan.status.analysis.as_ref().map(|a| (a.phase, &a.message)),
         "planned"
     );
@@ -90,7 +107,7 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
         match action {
             Action::Select { service, revision } => traffic::select(&ctx, &release, service, revision).await?,
             Action::SetWeight { canary } => traffic::set_weight(router.as_deref(), *canary).await?,
-            _ => apply(&replica_sets, &release, action).await?,
+            _ => replicaset::apply(&replica_sets, &release, action).await?,
         }
     }
     let reference = release.object_ref(&());
@@ -151,82 +168,4 @@ fn series_key(note: &str) -> String {
         end -= 1;
     }
     note[..end].to_string()
-}
-
-/// Why the API server refuses the ReplicaSet the plan would create, if it does:
-/// a server-side dry run of the create.
-async fn refusal(api: &Api<ReplicaSet>, release: &Release, actions: &[Action]) -> Result<Option<String>, Error> {
-    let Some(Action::Create {
-        revision,
-        number,
-        replicas,
-    }) = actions.iter().find(|a| matches!(a, Action::Create { .. }))
-    else {
-        return Ok(None);
-    };
-    let rs = replicaset::build(release, revision, *number, *replicas);
-    let params = PostParams {
-        dry_run: true,
-        field_manager: Some(FIELD_MANAGER.into()),
-    };
-    match api.create(&params, &rs).await {
-        Err(kube::Error::Api(status)) if is_refusal(status.code) => Ok(Some(clipped(&status.message, REFUSAL_MAX))),
-        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(None),
-        Err(error) => Err(error.into()),
-        Ok(_) => Ok(None),
-    }
-}
-
-/// The API server refused the object itself (422 Invalid, 400 Bad Request, 413
-/// too large), as opposed to a failure worth retrying.
-fn is_refusal(code: u16) -> bool {
-    matches!(code, 400 | 413 | 422)
-}
-
-/// The first `max` bytes of `text` (on a character boundary), marked when cut.
-fn clipped(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
-/// Longest refusal message kept in a condition: an Event's note holds 1 kB, and
-/// a refusal quoting a 300 kB annotation must not grow the status with it.
-const REFUSAL_MAX: usize = 900;
-
-async fn apply(api: &Api<ReplicaSet>, release: &Release, action: &Action) -> Result<(), Error> {
-    match action {
-        Action::Create {
-            revision,
-            number,
-            replicas,
-        } => {
-            // Create, not apply: a stale cache must never overwrite a live ReplicaSet's scale.
-            let rs = replicaset::build(release, revision, *number, *replicas);
-            let params = PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            };
-            match api.create(&params, &rs).await {
-                Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
-                other => other.map(|_| ()).map_err(Error::from),
-            }
-        }
-        Action::Scale { name, replicas } => {
-            let scale = json!({ "spec": { "replicas": replicas } });
-            api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&scale))
-                .await?;
-            Ok(())
-        }
-        Action::Delete { name } => match api.delete(name, &DeleteParams::background()).await {
-            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-            other => other.map(|_| ()).map_err(Error::from),
-        },
-        Action::Select { .. } | Action::SetWeight { .. } => Ok(()), // Applied by the caller.
-    }
 }

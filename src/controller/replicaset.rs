@@ -1,12 +1,17 @@
-//! Building serin's ReplicaSets, and reading them back as plan input.
+//! serin's ReplicaSets: built from the Release, read back as plan input, and
+//! written (created, never applied; scaled through `/scale`; deleted).
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use kube::Resource;
-use kube::api::ObjectMeta;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Resource};
+use serde_json::json;
 
-use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, REVISION_LABEL, REVISION_NUMBER_ANNOTATION, Release};
-use crate::plan::RevisionState;
+use super::Error;
+use crate::api::{
+    FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REVISION_LABEL, REVISION_NUMBER_ANNOTATION, Release,
+};
+use crate::plan::{Action, RevisionState};
 
 pub use crate::api::RELEASE_LABEL;
 
@@ -76,6 +81,89 @@ pub fn observe(rs: &ReplicaSet) -> Option<RevisionState> {
         synced: meta.deletion_timestamp.is_none() && status.observed_generation >= meta.generation,
     })
 }
+
+/// Why the API server refuses the ReplicaSet the plan would create, if it does:
+/// a server-side dry run of the create.
+pub(super) async fn refusal(
+    api: &Api<ReplicaSet>,
+    release: &Release,
+    actions: &[Action],
+) -> Result<Option<String>, Error> {
+    let Some(Action::Create {
+        revision,
+        number,
+        replicas,
+    }) = actions.iter().find(|a| matches!(a, Action::Create { .. }))
+    else {
+        return Ok(None);
+    };
+    let rs = build(release, revision, *number, *replicas);
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
+    match api.create(&params, &rs).await {
+        Err(kube::Error::Api(status)) if is_refusal(status.code) => Ok(Some(clipped(&status.message, REFUSAL_MAX))),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(None),
+        Err(error) => Err(error.into()),
+        Ok(_) => Ok(None),
+    }
+}
+
+/// The API server refused the object itself (422 Invalid, 400 Bad Request, 413
+/// too large), as opposed to a failure worth retrying.
+fn is_refusal(code: u16) -> bool {
+    matches!(code, 400 | 413 | 422)
+}
+
+/// The first `max` bytes of `text` (on a character boundary), marked when cut.
+fn clipped(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Carries out one ReplicaSet action of the plan; Service and route actions are the caller's.
+pub(super) async fn apply(api: &Api<ReplicaSet>, release: &Release, action: &Action) -> Result<(), Error> {
+    match action {
+        Action::Create {
+            revision,
+            number,
+            replicas,
+        } => {
+            // Create, not apply: a stale cache must never overwrite a live ReplicaSet's scale.
+            let rs = build(release, revision, *number, *replicas);
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            match api.create(&params, &rs).await {
+                Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+                other => other.map(|_| ()).map_err(Error::from),
+            }
+        }
+        Action::Scale { name, replicas } => {
+            let scale = json!({ "spec": { "replicas": replicas } });
+            api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&scale))
+                .await?;
+            Ok(())
+        }
+        Action::Delete { name } => match api.delete(name, &DeleteParams::background()).await {
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            other => other.map(|_| ()).map_err(Error::from),
+        },
+        Action::Select { .. } | Action::SetWeight { .. } => Ok(()), // Applied by the caller.
+    }
+}
+
+/// Longest refusal message kept in a condition: an Event's note holds 1 kB, and
+/// a refusal quoting a 300 kB annotation must not grow the status with it.
+const REFUSAL_MAX: usize = 900;
 
 #[cfg(test)]
 mod tests {

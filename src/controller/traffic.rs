@@ -6,8 +6,8 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, FIELD_MANAGER};
-use crate::api::{REVISION_LABEL, Release};
+use super::{Context, Error};
+use crate::api::{FIELD_MANAGER, REVISION_LABEL, Release};
 use crate::plan::Traffic;
 use crate::traffic::{self, RouterError, TrafficRouter};
 
@@ -62,7 +62,7 @@ pub async fn observe(ctx: &Context, release: &Release) -> Result<(Traffic, Optio
         match router.canary_weight().await {
             Ok(weight) => observed.canary_weight = weight,
             Err(RouterError::Misconfigured(message)) => problem = Some(message),
-            Err(RouterError::Kube(error)) => return Err(error.into()),
+            Err(error @ RouterError::Kube(_)) => return Err(Error::Traffic(error)),
         }
     }
     observed.problem = problem;
@@ -105,10 +105,7 @@ pub async fn set_weight(router: Option<&dyn TrafficRouter>, canary: i32) -> Resu
     let Some(router) = router else {
         return Ok(()); // The replica ratio carries the weight.
     };
-    router.set_weight(canary).await.map_err(|e| match e {
-        RouterError::Kube(error) => Error::Kube(error),
-        RouterError::Misconfigured(message) => Error::Traffic(message),
-    })
+    router.set_weight(canary).await.map_err(Error::Traffic)
 }
 
 #[cfg(test)]
