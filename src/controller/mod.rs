@@ -4,6 +4,8 @@ mod analysis;
 pub mod check;
 pub mod crds;
 pub mod endpoints;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 mod reconcile;
 pub mod replicaset;
@@ -416,5 +418,14 @@ mod tests {
             RETRY_CONFLICT < Duration::from_secs(2),
             "hand edits are put back within 2 s"
         );
+    }
+
+    #[tokio::test]
+    async fn the_policy_requeues_as_the_table_says() {
+        let fx = fixtures::Fixture::new();
+        let release = Arc::new(fixtures::release(serde_json::json!({ "rolling": {} })));
+        let policy = |error: Error| error_policy(release.clone(), &error, fx.ctx.clone());
+        assert_eq!(policy(Error::NotLeader), Requeue::await_change());
+        assert_eq!(policy(Error::Kube(api(409))), Requeue::requeue(RETRY_CONFLICT));
     }
 }

@@ -169,3 +169,190 @@ fn series_key(note: &str) -> String {
     }
     note[..end].to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::api::Control;
+
+    const STATUS: &str = "/apis/serin.dev/v1alpha1/namespaces/shop/releases/web/status";
+
+    fn rolling() -> Release {
+        release(json!({ "rolling": {} }))
+    }
+
+    fn with_control(mut release: Release, control: Value) -> Release {
+        let control: Control = serde_json::from_value(control).unwrap();
+        release.status.get_or_insert_with(Default::default).control = Some(control);
+        release
+    }
+
+    /// The status apply: serin's field manager, forced, the whole status.
+    fn status_applied(check: impl FnOnce(&Value) + Send + 'static, answer: &Release) -> Exchange {
+        Exchange::apply(&format!("{STATUS}?&force=true&fieldManager=serin"))
+            .body(move |body| {
+                assert_eq!(
+                    (&body["apiVersion"], &body["kind"]),
+                    (&json!("serin.dev/v1alpha1"), &json!("Release"))
+                );
+                assert!(
+                    body["status"].get("control").is_none(),
+                    "control is not serin's: {body}"
+                );
+                check(&body["status"]);
+            })
+            .answer(answer)
+    }
+
+    #[tokio::test]
+    async fn a_new_revision_is_dry_run_then_created_never_applied_and_the_status_applied() {
+        let mut fx = Fixture::new();
+        let release = rolling();
+        let revision = plan::revision::revision_of(&release.spec.template);
+        let name = format!("web-{revision}");
+        let built = {
+            let name = name.clone();
+            move |rs: &Value| {
+                assert_eq!(rs["kind"], "ReplicaSet");
+                assert_eq!(rs["metadata"]["name"], json!(name));
+                assert_eq!(rs["metadata"]["ownerReferences"][0]["uid"], "u-1");
+                assert_eq!(rs["spec"]["replicas"], 3);
+            }
+        };
+        let scenario = vec![
+            get_release(&release),
+            Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin")).body(built.clone()),
+            Exchange::post(&format!("{REPLICA_SETS}?&fieldManager=serin")).body(built),
+            event("RolloutStarted"),
+            event("ScalingReplicaSet"),
+            status_applied(|status| assert_eq!(status["phase"], "Progressing"), &release),
+        ];
+        fx.server
+            .serve(scenario, reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_status_the_plan_leaves_as_recorded_is_not_written() {
+        let mut fx = Fixture::new();
+        let release = rolling();
+        fx.cache(replica_set(&release, 1, 3, 3));
+        let release = fx.settled(release);
+        fx.server
+            .serve(
+                vec![get_release(&release)],
+                reconcile(Arc::new(release.clone()), fx.ctx.clone()),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_control_request_is_consumed_after_the_round_that_acted_on_it() {
+        let mut fx = Fixture::new();
+        let release = rolling();
+        fx.cache(replica_set(&release, 1, 3, 3));
+        let release = with_control(fx.settled(release), json!({ "retry": true }));
+        let plan = fx.plan(&release);
+        assert!(!plan.keep_control, "precondition: the plan acts on the retry now");
+        let scenario = vec![
+            get_release(&release),
+            event("Retried"),
+            Exchange::merge_patch(&format!("{STATUS}?"))
+                .body(|body| assert_eq!(body, &json!({ "status": { "control": null } })))
+                .answer(&release),
+        ];
+        fx.server
+            .serve(scenario, reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_control_request_the_plan_keeps_stays() {
+        let mut fx = Fixture::new();
+        let mut release = release(json!({ "canary": { "steps": [{ "setWeight": 50 }, { "pause": {} }] } }));
+        let image = |release: &mut Release, image: &str| {
+            release.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+        };
+        image(&mut release, "web:0");
+        fx.cache(replica_set(&release, 1, 3, 3));
+        let mut release = fx.settled(release);
+        // A new revision, paused before its first step, with a promotion asked for.
+        image(&mut release, "web:1");
+        release.spec.paused = true;
+        let release = fx.settled(with_control(release, json!({ "promote": true })));
+        assert!(
+            fx.plan(&release).keep_control,
+            "precondition: the promotion waits for the resume"
+        );
+        fx.server
+            .serve(
+                vec![get_release(&release)],
+                reconcile(Arc::new(release.clone()), fx.ctx.clone()),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_standby_writes_nothing_and_is_not_counted_as_failed() {
+        let mut fx = Fixture::new();
+        fx.stand_by();
+        let release = rolling();
+        // The dry run writes nothing: it comes before the Lease is checked.
+        let scenario = vec![
+            get_release(&release),
+            Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin")),
+        ];
+        let result = fx
+            .server
+            .serve(scenario, timed(Arc::new(release), fx.ctx.clone()))
+            .await;
+        assert!(matches!(result, Err(Error::NotLeader)), "{result:?}");
+        let metrics = fx.ctx.metrics.render();
+        assert!(
+            metrics.contains(r#"serin_reconcile_total{result="not_leader"} 1"#),
+            "{metrics}"
+        );
+        assert!(!metrics.contains(r#"result="error""#), "{metrics}");
+        assert!(!metrics.contains("serin_reconcile_errors_total{"), "{metrics}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_round_is_counted_by_kind() {
+        let mut fx = Fixture::new();
+        let release = rolling();
+        let scenario = vec![Exchange::get(RELEASE).fail(500, "InternalError")];
+        let result = fx
+            .server
+            .serve(scenario, timed(Arc::new(release), fx.ctx.clone()))
+            .await;
+        assert!(
+            matches!(&result, Err(Error::Kube(kube::Error::Api(s))) if s.code == 500),
+            "{result:?}"
+        );
+        let metrics = fx.ctx.metrics.render();
+        assert!(
+            metrics.contains(r#"serin_reconcile_total{result="error"} 1"#),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(r#"serin_reconcile_errors_total{kind="kube"} 1"#),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_round_without_a_synced_cache_reads_nothing() {
+        let (ctx, mut server) = Fixture::new().lose_cache();
+        let result = server.serve(vec![], reconcile(Arc::new(rolling()), ctx)).await;
+        assert!(matches!(result, Err(Error::CacheGone)), "{result:?}");
+    }
+}

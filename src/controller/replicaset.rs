@@ -215,4 +215,125 @@ mod tests {
         );
         assert_eq!(observed.name, "web-abc123");
     }
+
+    mod writes {
+        use serde_json::{Value, json};
+
+        use super::super::super::fixtures::{Exchange, Fixture, REPLICA_SETS};
+        use super::*;
+
+        fn api(fx: &Fixture) -> Api<ReplicaSet> {
+            Api::namespaced(fx.ctx.client.clone(), "shop")
+        }
+
+        fn create() -> Action {
+            Action::Create {
+                revision: "abc".into(),
+                number: 2,
+                replicas: 1,
+            }
+        }
+
+        fn the_built_one(rs: &Value) {
+            assert_eq!(rs["kind"], "ReplicaSet");
+            assert_eq!(rs["metadata"]["name"], "web-abc");
+            assert_eq!(rs["metadata"]["annotations"][REVISION_NUMBER_ANNOTATION], "2");
+            assert_eq!(rs["spec"]["replicas"], 1);
+        }
+
+        #[tokio::test]
+        async fn a_revision_is_created_by_post_and_an_existing_one_is_left_as_it_is() {
+            // 409: the cache lagged; the live ReplicaSet keeps its scale (no apply follows).
+            for answer in [None, Some(409)] {
+                let mut fx = Fixture::new();
+                let mut post = Exchange::post(&format!("{REPLICA_SETS}?&fieldManager=serin")).body(the_built_one);
+                if let Some(code) = answer {
+                    post = post.fail(code, "AlreadyExists").about("web-abc");
+                }
+                let done = fx
+                    .server
+                    .serve(vec![post], apply(&api(&fx), &release(), &create()))
+                    .await;
+                assert!(done.is_ok(), "{answer:?}: {done:?}");
+            }
+        }
+
+        #[tokio::test]
+        async fn scaling_patches_the_scale_subresource() {
+            let mut fx = Fixture::new();
+            let patch = Exchange::merge_patch(&format!("{REPLICA_SETS}/web-abc/scale?"))
+                .body(|body| assert_eq!(body, &json!({ "spec": { "replicas": 5 } })))
+                .answer(json!({
+                    "apiVersion": "autoscaling/v1", "kind": "Scale",
+                    "metadata": { "name": "web-abc", "namespace": "shop" },
+                    "spec": { "replicas": 5 },
+                }));
+            let scale = Action::Scale {
+                name: "web-abc".into(),
+                replicas: 5,
+            };
+            fx.server
+                .serve(vec![patch], apply(&api(&fx), &release(), &scale))
+                .await
+                .unwrap();
+        }
+
+        #[tokio::test]
+        async fn a_replica_set_already_gone_counts_as_deleted() {
+            let mut fx = Fixture::new();
+            let delete = Exchange::delete(&format!("{REPLICA_SETS}/web-abc?"))
+                .body(|body| assert_eq!(body["propagationPolicy"], "Background"))
+                .fail(404, "NotFound")
+                .about("web-abc");
+            let action = Action::Delete { name: "web-abc".into() };
+            fx.server
+                .serve(vec![delete], apply(&api(&fx), &release(), &action))
+                .await
+                .unwrap();
+        }
+
+        #[tokio::test]
+        async fn the_dry_run_reports_a_refused_template_clipped_and_nothing_else() {
+            let long = "x".repeat(REFUSAL_MAX + 10);
+            let cases = [
+                (
+                    422,
+                    "Invalid",
+                    "spec.template: Invalid value",
+                    Some("spec.template: Invalid value".to_string()),
+                ),
+                (
+                    413,
+                    "RequestEntityTooLarge",
+                    &long,
+                    Some(format!("{}…", &long[..REFUSAL_MAX])),
+                ),
+                (409, "AlreadyExists", "exists", None),
+            ];
+            for (code, reason, message, want) in cases {
+                let mut fx = Fixture::new();
+                let dry_run = Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin"))
+                    .body(the_built_one)
+                    .fail(code, reason)
+                    .saying(message);
+                let got = fx
+                    .server
+                    .serve(vec![dry_run], refusal(&api(&fx), &release(), &[create()]))
+                    .await;
+                assert_eq!(got.unwrap(), want, "{code}");
+            }
+            // A failure worth retrying is an error, not a refusal.
+            let mut fx = Fixture::new();
+            let dry_run =
+                Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin")).fail(500, "InternalError");
+            let got = fx
+                .server
+                .serve(vec![dry_run], refusal(&api(&fx), &release(), &[create()]))
+                .await;
+            assert!(matches!(got, Err(Error::Kube(_))), "{got:?}");
+            // Nothing to create, nothing asked.
+            let got = fx.server.serve(vec![], refusal(&api(&fx), &release(), &[])).await;
+            assert_eq!(got.unwrap(), None);
+        }
+    }
 }
