@@ -4,6 +4,7 @@ mod bluegreen;
 mod canary;
 mod crd;
 mod int_or_percent;
+mod invalid;
 mod release;
 pub mod schema;
 pub mod validation;
@@ -21,6 +22,7 @@ pub use canary::{
 pub use crd::{crd_files, crds, crds_yaml};
 pub use int_or_percent::IntOrPercent;
 pub use int_or_percent::{MAX_UNAVAILABLE_MESSAGE, MAX_UNAVAILABLE_RULE};
+pub use invalid::Invalid;
 pub use release::{
     BlueGreenStatus, CanaryStatus, Control, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy,
 };
