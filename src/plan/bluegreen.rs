@@ -10,7 +10,9 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, PROGRESSING};
-use super::release::{Judgement, Round, reason};
+use super::judgement::Judgement;
+use super::reason;
+use super::round::{INVALID_RECHECK, Round};
 use super::{AnalysisSlot, Verdict};
 use crate::api::{BlueGreenStatus, BlueGreenStrategy, Phase};
 
@@ -19,7 +21,7 @@ impl Round<'_> {
         let retry = self.begin();
         if let Some(problem) = self.traffic.problem.clone() {
             // The Service watch wakes the controller when it appears; look again anyway.
-            self.requeue_at(super::release::INVALID_RECHECK);
+            self.requeue_at(INVALID_RECHECK);
             return self.invalid(problem);
         }
         let stable = self.status.stable_revision.clone();

@@ -10,9 +10,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::conditions::{self, PROGRESSING};
-use super::release::{Invalid, Judgement, Round, reason};
-use super::rolling::{self, Pods, RollingInput};
-use super::{Action, RevisionState, Verdict};
+use super::judgement::Judgement;
+use super::reason;
+use super::round::{INVALID_RECHECK, Round};
+use super::surge::{self, Pods, RollingInput};
+use super::{Action, Invalid, RevisionState, Verdict};
 use crate::api::validation::duration;
 use crate::api::{CanaryStatus, CanaryStep, CanaryStrategy, Phase, Release, SetCanaryScale};
 
@@ -118,7 +120,7 @@ impl Round<'_> {
         let retry = self.begin();
         if let Some(problem) = self.traffic.problem.clone() {
             // Their watches wake the controller when they appear; look again anyway.
-            self.requeue_at(super::release::INVALID_RECHECK);
+            self.requeue_at(INVALID_RECHECK);
             return self.invalid(problem);
         }
         let in_flight = self
@@ -478,7 +480,7 @@ impl Round<'_> {
             old: order.iter().map(|rs| pods(*rs)).collect(),
             old_floor: floor,
         };
-        let output = rolling::step(&input);
+        let output = surge::step(&input);
         let name = |rs: Option<&RevisionState>| rs.map(|r| r.name.clone());
         let mut out = Vec::new();
         if grow.is_some() || !shrinking {

@@ -7,13 +7,19 @@ mod analyses;
 mod bluegreen;
 mod canary;
 pub mod conditions;
-mod release;
+mod invalid;
+mod judgement;
+pub mod reason;
 pub mod revision;
-pub mod rolling;
+mod rollback;
+mod rolling;
+mod round;
 mod selector;
 mod steering;
+pub mod surge;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use std::time::Duration;
 
@@ -22,8 +28,36 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::{AnalysisPhase, AnalysisStatus, Release, ReleaseStatus};
 
 pub use analyses::{AnalysisRequest, AnalysisSlot, analyses_due};
-pub use release::{Invalid, plan, reason, validate};
+pub use invalid::Invalid;
 pub use selector::selector_string;
+pub use validate::validate;
+
+use round::Round;
+use validate::{Validated, validated};
+
+/// Decides what to do for a Release, given its ReplicaSets and analysis.
+pub fn plan(observed: &Observed) -> Plan {
+    let release = observed.release;
+    let previous = release.status.clone().unwrap_or_default();
+    let mut round = Round::new(release, observed.replica_sets, &previous, observed.now);
+    round.analysis = observed.analysis.as_ref();
+    round.gate_analysis = observed.gate_analysis.as_ref();
+    round.traffic = &observed.traffic;
+    let valid = match &observed.refused {
+        Some(refusal) => Err(Invalid::new(
+            "spec.template",
+            format!("the API server refuses its ReplicaSet: {refusal}"),
+        )),
+        None => validated(&release.spec),
+    };
+    match valid {
+        Err(invalid) => round.invalid(invalid.to_string()),
+        Ok(Validated::Rolling { bounds }) => round.decide_rolling(bounds),
+        Ok(Validated::Canary { strategy, bounds }) => round.decide_canary(strategy, bounds),
+        Ok(Validated::BlueGreen { strategy }) => round.decide_blue_green(strategy),
+    }
+    round.finish()
+}
 
 /// One ReplicaSet of a Release, as observed.
 #[derive(Clone, Debug, PartialEq, Eq)]

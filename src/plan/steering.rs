@@ -6,7 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::Action;
-use super::release::{Round, reason};
+use super::reason;
+use super::round::Round;
 use crate::api::Phase;
 
 impl Round<'_> {

@@ -1,0 +1,19 @@
+//! Reasons shown on conditions and events; part of the product's interface.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+pub const ROLLING_UPDATE: &str = "RollingUpdate";
+pub const PAUSED: &str = "Paused";
+pub const AVAILABLE: &str = "Available";
+pub const ROLLED_BACK: &str = "RolledBack";
+pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+pub const AS_EXPECTED: &str = "AsExpected";
+pub const ANALYSIS_FAILED: &str = "AnalysisFailed";
+pub const INCONCLUSIVE_ANALYSIS: &str = "InconclusiveAnalysis";
+pub const WAITING_FOR_ANALYSIS: &str = "WaitingForAnalysis";
+pub const ABORTED: &str = "Aborted";
+pub const CANARY_PAUSE_STEP: &str = "CanaryPauseStep";
+pub const CANARY_STEP: &str = "CanaryStep";
+pub const PREVIEW: &str = "Preview";
+pub const PROMOTING: &str = "Promoting";
+pub const AWAITING_PROMOTION: &str = "AwaitingPromotion";
+pub const POST_PROMOTION_ANALYSIS: &str = "PostPromotionAnalysis";
