@@ -10,6 +10,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, PROGRESSING};
+use super::deadline::Deadline;
 use super::judgement::Judgement;
 use super::reason;
 use super::round::{INVALID_RECHECK, Round};
@@ -202,15 +203,13 @@ impl Round<'_> {
         let since = state.unavailable_since.as_ref().map_or(self.stamp(), |t| t.0);
         state.unavailable_since = pending.then_some(Time(since));
         self.status.blue_green = Some(state.clone());
-        let deadline = Duration::from_secs(self.spec.progress_deadline_seconds.max(0) as u64);
-        let elapsed = self.elapsed_since(since);
-        if pending && elapsed >= deadline && self.stable().is_some() {
-            let cause = format!("not available within progressDeadlineSeconds ({}s)", deadline.as_secs());
-            self.mark_failed(reason::PROGRESS_DEADLINE_EXCEEDED, cause);
-            return self.blue_green_abort(strategy, stable, reason::PROGRESS_DEADLINE_EXCEEDED, false);
-        }
-        if pending {
-            self.requeue_at(deadline.saturating_sub(elapsed));
+        match self.check_deadline(pending.then(|| self.elapsed_since(since))) {
+            Deadline::Exceeded => {
+                return self.blue_green_abort(strategy, stable, reason::PROGRESS_DEADLINE_EXCEEDED, false);
+            }
+            // Kept as it was: with no stable ReplicaSet, ask to look again at once.
+            Deadline::Stranded => self.requeue_at(Duration::ZERO),
+            Deadline::Met => {}
         }
         if let Some(due) = self.gate_analysis.and_then(|a| a.next_due) {
             self.requeue_at(due);

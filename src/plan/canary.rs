@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::conditions::{self, PROGRESSING};
+use super::deadline::Deadline;
 use super::judgement::Judgement;
 use super::reason;
 use super::round::{INVALID_RECHECK, Round};
@@ -217,7 +218,6 @@ impl Round<'_> {
         }
 
         let target = target(&strategy.steps, index, self.desired());
-        let deadline = Duration::from_secs(self.spec.progress_deadline_seconds.max(0) as u64);
         let pods = if index < n { target.canary_pods } else { self.desired() };
         let pending = !self.canary_available(pods);
         // The deadline counts from when the canary last lacked pods, or from the
@@ -233,14 +233,11 @@ impl Round<'_> {
         if let Some(canary) = self.status.canary.as_mut() {
             canary.unavailable_since = pending.then_some(Time(since));
         }
-        let elapsed = self.elapsed_since(since);
-        if pending && elapsed >= deadline && self.stable().is_some() {
-            let cause = format!("not available within progressDeadlineSeconds ({}s)", deadline.as_secs());
-            self.mark_failed(reason::PROGRESS_DEADLINE_EXCEEDED, cause);
-            return self.canary_abort(strategy, reason::PROGRESS_DEADLINE_EXCEEDED);
-        }
-        if pending {
-            self.requeue_at(deadline.saturating_sub(elapsed));
+        match self.check_deadline(pending.then(|| self.elapsed_since(since))) {
+            Deadline::Exceeded => return self.canary_abort(strategy, reason::PROGRESS_DEADLINE_EXCEEDED),
+            // Kept as it was: with no stable ReplicaSet, ask to look again at once.
+            Deadline::Stranded => self.requeue_at(Duration::ZERO),
+            Deadline::Met => {}
         }
         for analysis in [self.analysis, self.gate_analysis].into_iter().flatten() {
             if let Some(due) = analysis.next_due {

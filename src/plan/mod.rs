@@ -7,6 +7,7 @@ mod analyses;
 mod bluegreen;
 mod canary;
 pub mod conditions;
+mod deadline;
 mod invalid;
 mod judgement;
 pub mod reason;

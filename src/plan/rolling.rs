@@ -1,9 +1,8 @@
 //! The rolling strategy: the new revision replaces the old ones a few pods at
 //! a time, within maxSurge and maxUnavailable, like a Deployment's RollingUpdate.
-use std::time::Duration;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::deadline::Deadline;
 use super::judgement::Judgement;
 use super::reason;
 use super::round::Round;
@@ -34,30 +33,29 @@ impl Round<'_> {
             Some(t) if self.previous.current_revision.as_ref() == Some(&self.revision) && !retry => t.0,
             _ => self.now,
         };
-        let deadline = Duration::from_secs(self.spec.progress_deadline_seconds.max(0) as u64);
-        let elapsed = self.now.duration_since(started).unsigned_abs();
-        let pending = rollout && !self.new_available();
-        let expired = pending && elapsed >= deadline;
         if rollout {
             self.status.rollout_start_time = Some(Time(started));
         }
-        if expired && self.stable().is_some() {
-            let message = format!("not available within progressDeadlineSeconds ({}s)", deadline.as_secs());
-            return self.start_roll_back(reason::PROGRESS_DEADLINE_EXCEEDED, message);
-        }
-        if pending && !expired {
-            self.requeue_at(deadline - elapsed);
+        let pending = rollout && !self.new_available();
+        let deadline = self.check_deadline(pending.then(|| self.now.duration_since(started).unsigned_abs()));
+        if deadline == Deadline::Exceeded {
+            return self.roll_back(reason::PROGRESS_DEADLINE_EXCEEDED);
         }
         if let Some(due) = self.analysis.and_then(|a| a.next_due) {
             self.requeue_at(due);
         }
         self.roll(max_surge, max_unavailable);
-        if expired {
+        self.rolling_conditions(deadline == Deadline::Stranded);
+    }
+
+    /// Where the rollout stands; `stranded`: past the deadline with nothing to roll back to.
+    fn rolling_conditions(&mut self, stranded: bool) {
+        if stranded {
             // First revision: there is nothing to roll back to.
             let message = format!(
                 "Revision {} was not available within progressDeadlineSeconds ({}s) and there is no stable revision to roll back to",
                 self.revision,
-                deadline.as_secs()
+                self.progress_deadline().as_secs()
             );
             let why = reason::PROGRESS_DEADLINE_EXCEEDED;
             self.set_conditions(Phase::Degraded, why, message, true, Some(why));
