@@ -13,7 +13,7 @@ use super::conditions::{self, PROGRESSING};
 use super::deadline::Deadline;
 use super::judgement::Judgement;
 use super::reason;
-use super::round::{INVALID_RECHECK, Round};
+use super::round::Round;
 use super::surge::{self, Pods, RollingInput};
 use super::{Action, Invalid, RevisionState, Verdict};
 use crate::api::validation::duration;
@@ -107,6 +107,43 @@ fn describe(step: &CanaryStep) -> String {
     }
 }
 
+/// What the canary's weight this round hangs on (with a router).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct WeightInputs {
+    /// Past the last step: the canary takes over.
+    pub promoting: bool,
+    /// The stable Service moves onto the canary this round.
+    pub switch_stable: bool,
+    /// Status records the step whose weight this is, so the weight may go up.
+    pub may_raise: bool,
+    /// The canary Service selects the canary revision, now and after this round.
+    pub selects_canary: bool,
+    /// The canary's ReplicaSet is synced and runs the step's pods (at least one) available.
+    pub canary_ready: bool,
+    /// The weight the router shows now; None when its objects are not set up yet.
+    pub observed: Option<i32>,
+    /// The weight the step asks for.
+    pub target: i32,
+}
+
+/// The weight to send the canary this round. It goes up to the step's weight
+/// only onto a ready canary its Service selects, once status records the step;
+/// it never goes above the step's weight; it is 0 while the canary Service does
+/// not select the canary; and once the stable Service takes the canary over,
+/// the canary Service's share goes back to 0.
+pub(super) fn next_weight(inputs: &WeightInputs) -> i32 {
+    let observed = inputs.observed.unwrap_or(0);
+    if inputs.promoting {
+        if inputs.switch_stable { 0 } else { observed }
+    } else if inputs.may_raise && inputs.selects_canary && inputs.canary_ready {
+        inputs.target
+    } else if inputs.selects_canary {
+        observed.min(inputs.target)
+    } else {
+        0
+    }
+}
+
 /// Where the Services and the route should be after this round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct TrafficPlan {
@@ -119,10 +156,8 @@ struct TrafficPlan {
 impl Round<'_> {
     pub(super) fn decide_canary(&mut self, strategy: &CanaryStrategy, bounds: (i32, i32)) {
         let retry = self.begin();
-        if let Some(problem) = self.traffic.problem.clone() {
-            // Their watches wake the controller when they appear; look again anyway.
-            self.requeue_at(INVALID_RECHECK);
-            return self.invalid(problem);
+        if self.blocked_by_traffic() {
+            return;
         }
         let in_flight = self
             .status
@@ -133,20 +168,57 @@ impl Round<'_> {
             return self.canary_steady(strategy);
         }
         self.note_rollout_start(retry);
-        let n = strategy.steps.len();
-        let recorded = self
-            .previous
+        let (recorded, index, started) = self.resume_steps(strategy, retry);
+        if self.status.failed_revision.is_some() {
+            return self.canary_abort(strategy, self.rollback_reason());
+        }
+        match self.judge_analyses() {
+            Judgement::Go => {}
+            Judgement::Held => return,
+            Judgement::Failed(cause) => {
+                self.mark_failed(reason::ANALYSIS_FAILED, cause);
+                return self.canary_abort(strategy, reason::ANALYSIS_FAILED);
+            }
+        }
+        if self.spec.paused {
+            // A promotion asked for now applies once the rollout resumes.
+            let control = self.previous.control.clone().unwrap_or_default();
+            self.keep_control = control.promote || control.promote_full;
+            return self.paused();
+        }
+        let (index, started) = self.advance_steps(strategy, index, started);
+        let target = target(&strategy.steps, index, self.desired());
+        if self.canary_deadline(strategy, index, started, target) == Deadline::Exceeded {
+            return self.canary_abort(strategy, reason::PROGRESS_DEADLINE_EXCEEDED);
+        }
+        for analysis in [self.analysis, self.gate_analysis].into_iter().flatten() {
+            if let Some(due) = analysis.next_due {
+                self.requeue_at(due);
+            }
+        }
+        // A weight goes up only once status records the step that allows it, so
+        // anyone reading status never sees a route above the recorded step.
+        let recorded_step = recorded && self.previous.current_step_index == i32::try_from(index).ok();
+        self.canary_toward(strategy, bounds, index, target, recorded_step);
+    }
+
+    /// Where the steps of the current revision stand, as recorded (step 0 for a
+    /// new revision or a retry), written into status. Returns whether they were
+    /// recorded, the step index and when that step started.
+    fn resume_steps(&mut self, strategy: &CanaryStrategy, retry: bool) -> (bool, usize, Timestamp) {
+        let previous = self.previous;
+        let recorded = previous
             .canary
             .as_ref()
             .filter(|c| c.revision == self.revision && !retry);
-        let mut index = recorded
-            .and(self.previous.current_step_index)
+        let index = recorded
+            .and(previous.current_step_index)
             .map_or(0, |i| usize::try_from(i).unwrap_or(0))
-            .min(n);
+            .min(strategy.steps.len());
         // Resuming from spec.paused restarts the step's clock: time spent paused
         // counts neither toward a pause's duration nor toward the deadline.
         let resumed = !self.spec.paused
-            && conditions::get(&self.previous.conditions, PROGRESSING).is_some_and(|c| c.reason == reason::PAUSED);
+            && conditions::get(&previous.conditions, PROGRESSING).is_some_and(|c| c.reason == reason::PAUSED);
         let mut started = recorded
             .and_then(|c| c.step_started_at.as_ref())
             .map_or(self.stamp(), |t| t.0);
@@ -169,25 +241,19 @@ impl Round<'_> {
         if recorded.is_none() {
             self.status.canary_weight = Some(0);
         }
+        (recorded.is_some(), index, started)
+    }
 
-        if self.status.failed_revision.is_some() {
-            return self.canary_abort(strategy, self.rollback_reason());
-        }
-        match self.judge_analyses() {
-            Judgement::Go => {}
-            Judgement::Held => return,
-            Judgement::Failed(cause) => {
-                self.mark_failed(reason::ANALYSIS_FAILED, cause);
-                return self.canary_abort(strategy, reason::ANALYSIS_FAILED);
-            }
-        }
+    /// Moves past the steps a person promoted and the steps already done, and
+    /// records where that leaves the steps. Returns the step index and when it started.
+    fn advance_steps(
+        &mut self,
+        strategy: &CanaryStrategy,
+        mut index: usize,
+        mut started: Timestamp,
+    ) -> (usize, Timestamp) {
+        let n = strategy.steps.len();
         let control = self.previous.control.clone().unwrap_or_default();
-        if self.spec.paused {
-            // A promotion asked for now applies once the rollout resumes.
-            self.keep_control = control.promote || control.promote_full;
-            return self.paused();
-        }
-
         if control.promote_full && index < n {
             self.event(
                 false,
@@ -216,13 +282,25 @@ impl Round<'_> {
                 canary.step_analysis = None;
             }
         }
+        (index, started)
+    }
 
-        let target = target(&strategy.steps, index, self.desired());
-        let pods = if index < n { target.canary_pods } else { self.desired() };
+    /// The progress deadline for the canary pods step `index` asks for. It counts
+    /// from when the canary last lacked pods, or from the step's start: a canary
+    /// that loses a pod late in a long pause gets the whole deadline to recover.
+    fn canary_deadline(
+        &mut self,
+        strategy: &CanaryStrategy,
+        index: usize,
+        started: Timestamp,
+        target: Target,
+    ) -> Deadline {
+        let pods = if index < strategy.steps.len() {
+            target.canary_pods
+        } else {
+            self.desired()
+        };
         let pending = !self.canary_available(pods);
-        // The deadline counts from when the canary last lacked pods, or from the
-        // step's start: a canary that loses a pod late in a long pause gets the
-        // whole deadline to recover.
         let since = self
             .status
             .canary
@@ -233,21 +311,12 @@ impl Round<'_> {
         if let Some(canary) = self.status.canary.as_mut() {
             canary.unavailable_since = pending.then_some(Time(since));
         }
-        match self.check_deadline(pending.then(|| self.elapsed_since(since))) {
-            Deadline::Exceeded => return self.canary_abort(strategy, reason::PROGRESS_DEADLINE_EXCEEDED),
+        let deadline = self.check_deadline(pending.then(|| self.elapsed_since(since)));
+        if deadline == Deadline::Stranded {
             // Kept as it was: with no stable ReplicaSet, ask to look again at once.
-            Deadline::Stranded => self.requeue_at(Duration::ZERO),
-            Deadline::Met => {}
+            self.requeue_at(Duration::ZERO);
         }
-        for analysis in [self.analysis, self.gate_analysis].into_iter().flatten() {
-            if let Some(due) = analysis.next_due {
-                self.requeue_at(due);
-            }
-        }
-        // A weight goes up only once status records the step that allows it, so
-        // anyone reading status never sees a route above the recorded step.
-        let recorded_step = recorded.is_some() && self.previous.current_step_index == i32::try_from(index).ok();
-        self.canary_toward(strategy, bounds, index, target, recorded_step);
+        deadline
     }
 
     /// Whether the step at `index` is done, as observed at the start of this round.
@@ -314,14 +383,9 @@ impl Round<'_> {
         target: Target,
         may_raise: bool,
     ) {
-        let n = strategy.steps.len();
         let desired = self.desired();
-        let promoting = index >= n;
+        let promoting = index >= strategy.steps.len();
         let routed = strategy.traffic_routing.is_some();
-        let stable_revision = self.status.stable_revision.clone().unwrap_or_default();
-        let canary = self.new;
-        let canary_available = canary.map_or(0, |c| c.available);
-
         let replicas = if routed {
             self.routed_replicas(target.canary_pods)
         } else {
@@ -335,42 +399,11 @@ impl Round<'_> {
         };
         let planned_stable = self.stable().map_or(0, planned);
         let old_planned_empty = self.old.iter().all(|rs| planned(rs) == 0);
+        let canary_available = self.new.map_or(0, |c| c.available);
         let switch_stable = promoting
-            && canary.is_some_and(|c| c.synced)
+            && self.new.is_some_and(|c| c.synced)
             && (canary_available >= desired || (!routed && canary_available > 0 && planned_stable == 0));
-        let canary_service = if canary_available > 0 {
-            self.revision.clone()
-        } else {
-            stable_revision.clone()
-        };
-        let stable_service = if switch_stable {
-            self.revision.clone()
-        } else {
-            stable_revision.clone()
-        };
-        let selects_canary =
-            self.traffic.canary_service.as_ref() == Some(&self.revision) && canary_service == self.revision;
-        let observed = self.traffic.canary_weight;
-        let canary_weight = routed.then(|| {
-            if promoting {
-                if switch_stable { 0 } else { observed.unwrap_or(0) }
-            } else if may_raise
-                && selects_canary
-                && canary.is_some_and(|c| c.synced)
-                && canary_available >= target.canary_pods.max(1)
-            {
-                target.weight
-            } else if selects_canary {
-                observed.unwrap_or(0).min(target.weight)
-            } else {
-                0
-            }
-        });
-        let plan = TrafficPlan {
-            stable_service,
-            canary_service,
-            canary_weight,
-        };
+        let plan = self.canary_traffic(routed, promoting, switch_stable, target, may_raise);
         let selected = self.steer(strategy, &plan);
         for (name, count) in replicas {
             self.scale_guarded(name.as_deref(), count, &selected);
@@ -379,13 +412,13 @@ impl Round<'_> {
         let promoted = switch_stable
             && self.canary_available(desired)
             && if routed {
-                canary_weight == Some(0)
+                plan.canary_weight == Some(0)
             } else {
                 old_planned_empty
             };
         let weight = if promoted {
             100
-        } else if let Some(weight) = canary_weight {
+        } else if let Some(weight) = plan.canary_weight {
             weight
         } else if self.reached(strategy, target) {
             target.weight
@@ -396,6 +429,56 @@ impl Round<'_> {
         if promoted {
             return self.canary_promoted(strategy);
         }
+        self.canary_conditions(strategy, index, target);
+    }
+
+    /// Where the Services and the route should be after this round; `switch_stable`:
+    /// the stable Service moves onto the canary, which takes over.
+    fn canary_traffic(
+        &self,
+        routed: bool,
+        promoting: bool,
+        switch_stable: bool,
+        target: Target,
+        may_raise: bool,
+    ) -> TrafficPlan {
+        let stable_revision = self.status.stable_revision.clone().unwrap_or_default();
+        let canary = self.new;
+        let canary_available = canary.map_or(0, |c| c.available);
+        let canary_service = if canary_available > 0 {
+            self.revision.clone()
+        } else {
+            stable_revision.clone()
+        };
+        let stable_service = if switch_stable {
+            self.revision.clone()
+        } else {
+            stable_revision
+        };
+        let selects_canary =
+            self.traffic.canary_service.as_ref() == Some(&self.revision) && canary_service == self.revision;
+        let weight = WeightInputs {
+            promoting,
+            switch_stable,
+            may_raise,
+            selects_canary,
+            canary_ready: canary.is_some_and(|c| c.synced) && canary_available >= target.canary_pods.max(1),
+            observed: self.traffic.canary_weight,
+            target: target.weight,
+        };
+        TrafficPlan {
+            stable_service,
+            canary_service,
+            canary_weight: routed.then(|| next_weight(&weight)),
+        }
+    }
+
+    /// Where the canary stands, on its conditions: paused at a pause without a
+    /// duration until a person promotes, otherwise stepping.
+    fn canary_conditions(&mut self, strategy: &CanaryStrategy, index: usize, target: Target) {
+        let n = strategy.steps.len();
+        let promoting = index >= n;
+        let canary_available = self.new.map_or(0, |c| c.available);
         let step = strategy.steps.get(index);
         let waiting_for_person = step.is_some_and(|s| s.pause.as_ref().is_some_and(|p| p.duration.is_none()));
         let at = if promoting {
@@ -404,7 +487,7 @@ impl Round<'_> {
             format!("step {}/{n} ({})", index + 1, step.map(describe).unwrap_or_default())
         };
         let weight = self.status.canary_weight.unwrap_or(0);
-        let pods = if promoting { desired } else { target.canary_pods };
+        let pods = if promoting { self.desired() } else { target.canary_pods };
         let summary = format!(
             "Canary revision {} at {at}: weight {weight}%, {canary_available} of {pods} canary pods available",
             self.revision

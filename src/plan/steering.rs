@@ -7,10 +7,22 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::Action;
 use super::reason;
-use super::round::Round;
+use super::round::{INVALID_RECHECK, Round};
 use crate::api::Phase;
 
 impl Round<'_> {
+    /// A Service or route the strategy needs cannot be driven: the Release is
+    /// InvalidSpec until it can, and nothing is switched. Their watches wake the
+    /// controller when they appear; look again anyway.
+    pub(super) fn blocked_by_traffic(&mut self) -> bool {
+        let Some(problem) = self.traffic.problem.clone() else {
+            return false;
+        };
+        self.requeue_at(INVALID_RECHECK);
+        self.invalid(problem);
+        true
+    }
+
     /// Now, rounded up to the whole second: status keeps times to the second, and
     /// a recorded start rounded down would end pauses and deadlines early.
     pub(super) fn stamp(&self) -> Timestamp {
