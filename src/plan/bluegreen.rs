@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::conditions::{self, PROGRESSING};
 use super::deadline::Deadline;
 use super::judgement::Judgement;
-use super::reason;
+use super::reason::Reason;
 use super::round::Round;
 use super::{AnalysisSlot, Verdict};
 use crate::api::{AnalysisPhase, BlueGreenStatus, BlueGreenStrategy, Phase, ReleaseStatus};
@@ -112,8 +112,8 @@ impl Round<'_> {
             Judgement::Go => {}
             Judgement::Held => return,
             Judgement::Failed(cause) => {
-                self.mark_failed(reason::ANALYSIS_FAILED, cause);
-                return self.blue_green_abort(strategy, &stable, reason::ANALYSIS_FAILED, false);
+                self.mark_failed(Reason::AnalysisFailed, cause);
+                return self.blue_green_abort(strategy, &stable, Reason::AnalysisFailed, false);
             }
         }
         if self.spec.paused {
@@ -154,13 +154,13 @@ impl Round<'_> {
     /// neither autoPromotionSeconds nor the deadline.
     fn resume_blue_green(&mut self) {
         let resumed =
-            conditions::get(&self.previous.conditions, PROGRESSING).is_some_and(|c| c.reason == reason::PAUSED);
+            conditions::get(&self.previous.conditions, PROGRESSING).is_some_and(|c| Reason::Paused == c.reason);
         if !resumed {
             return;
         }
         self.event(
             false,
-            "Resumed",
+            Reason::Resumed,
             format!("Rollout of revision {} resumed", self.revision),
         );
         let stamp = Time(self.stamp());
@@ -191,7 +191,7 @@ impl Round<'_> {
         let (stage, selected) = self.switch_active(strategy, stable, &mut state, stage, pods);
         self.scale_blue_green(stable, &state, stage, pods, &selected);
         if self.blue_green_deadline(&mut state, stage, pods) == Deadline::Exceeded {
-            return self.blue_green_abort(strategy, stable, reason::PROGRESS_DEADLINE_EXCEEDED, false);
+            return self.blue_green_abort(strategy, stable, Reason::ProgressDeadlineExceeded, false);
         }
         if let Some(due) = self.gate_analysis.and_then(|a| a.next_due) {
             self.requeue_at(due);
@@ -220,7 +220,7 @@ impl Round<'_> {
             state.preview_ready_at = Some(Time(self.stamp()));
             self.event(
                 false,
-                "PreviewReady",
+                Reason::PreviewReady,
                 format!("Preview of revision {}: {} pods available", self.revision, pods.preview),
             );
         }
@@ -263,7 +263,7 @@ impl Round<'_> {
                 self.revision,
                 self.desired()
             );
-            self.event(false, "Promoting", note);
+            self.event(false, Reason::Promoting, note);
             return Ok(());
         }
         if strategy.auto_promotion_enabled {
@@ -306,7 +306,7 @@ impl Round<'_> {
             "Active Service {} switched to revision {}",
             strategy.active_service, self.revision
         );
-        self.event(false, "Switched", note);
+        self.event(false, Reason::Switched, note);
         (Stage::Switched, selected)
     }
 
@@ -364,7 +364,7 @@ impl Round<'_> {
             "Revision {} is active; revision {stable} stands by until the post-promotion analysis passes",
             self.revision
         );
-        self.set_conditions(Phase::Progressing, reason::POST_PROMOTION_ANALYSIS, message, true, None);
+        self.set_conditions(Phase::Progressing, Reason::PostPromotionAnalysis, message, true, None);
     }
 
     fn promoting_conditions(&mut self) {
@@ -374,7 +374,7 @@ impl Round<'_> {
             self.revision,
             self.desired()
         );
-        self.set_conditions(Phase::Progressing, reason::PROMOTING, message, true, None);
+        self.set_conditions(Phase::Progressing, Reason::Promoting, message, true, None);
     }
 
     /// A preview not promoted yet, and why; paused while it waits for a person.
@@ -387,26 +387,26 @@ impl Round<'_> {
                     "Preview of revision {revision}: {available} of {} pods available",
                     pods.preview
                 );
-                (Phase::Progressing, reason::PREVIEW, message)
+                (Phase::Progressing, Reason::Preview, message)
             }
             Hold::Analysis => (
                 Phase::Progressing,
-                reason::WAITING_FOR_ANALYSIS,
+                Reason::WaitingForAnalysis,
                 format!("Preview of revision {revision} is ready; waiting for the pre-promotion analysis"),
             ),
             Hold::Person => (
                 Phase::Paused,
-                reason::AWAITING_PROMOTION,
+                Reason::AwaitingPromotion,
                 format!("Preview of revision {revision} is ready and checked; promote to switch"),
             ),
             Hold::Clock => (
                 Phase::Progressing,
-                reason::PREVIEW,
+                Reason::Preview,
                 format!("Preview of revision {revision} is ready; switching automatically"),
             ),
         };
         if phase == Phase::Paused && self.previous.phase != Some(Phase::Paused) {
-            self.event(false, reason::AWAITING_PROMOTION, message.clone());
+            self.event(false, Reason::AwaitingPromotion, message.clone());
         }
         self.set_conditions(phase, why, message, true, None);
     }
@@ -437,8 +437,7 @@ impl Round<'_> {
     /// The switched revision passed its checks: it is stable, and the old one
     /// drains until the scale-down delay after the switch is over.
     fn blue_green_promoted(&mut self, strategy: &BlueGreenStrategy, state: &BlueGreenStatus) {
-        self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
-        self.status.stable_revision = Some(self.revision.clone());
+        self.promote();
         let delay = Duration::from_secs(strategy.scale_down_delay_seconds.max(0) as u64);
         let switched_at = state.switched_at.as_ref().map_or(self.now, |t| t.0);
         let drain_end = switched_at.checked_add(delay).unwrap_or(self.now);
@@ -464,7 +463,7 @@ impl Round<'_> {
 
     /// Failure or abort: the active and preview Services go back to the stable
     /// revision at once; the failed revision scales down after the abort delay.
-    fn blue_green_abort(&mut self, strategy: &BlueGreenStrategy, stable: &str, why: &'static str, before: bool) {
+    fn blue_green_abort(&mut self, strategy: &BlueGreenStrategy, stable: &str, why: Reason, before: bool) {
         let desired = self.desired();
         let mut state = self.status.blue_green.clone().unwrap_or_default();
         if !before {
@@ -526,6 +525,6 @@ impl Round<'_> {
             post_promotion_analysis: previous.post_promotion_analysis,
             ..Default::default()
         });
-        self.settle_on_current(&selected, scale_down_at.as_ref(), reason::PREVIEW);
+        self.settle_on_current(&selected, scale_down_at.as_ref(), Reason::Preview);
     }
 }

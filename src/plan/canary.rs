@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::conditions::{self, PROGRESSING};
 use super::deadline::Deadline;
 use super::judgement::Judgement;
-use super::reason;
+use super::reason::Reason;
 use super::round::Round;
 use super::surge::{self, Pods, RollingInput};
 use super::{Action, Invalid, RevisionState, Verdict};
@@ -176,8 +176,8 @@ impl Round<'_> {
             Judgement::Go => {}
             Judgement::Held => return,
             Judgement::Failed(cause) => {
-                self.mark_failed(reason::ANALYSIS_FAILED, cause);
-                return self.canary_abort(strategy, reason::ANALYSIS_FAILED);
+                self.mark_failed(Reason::AnalysisFailed, cause);
+                return self.canary_abort(strategy, Reason::AnalysisFailed);
             }
         }
         if self.spec.paused {
@@ -189,7 +189,7 @@ impl Round<'_> {
         let (index, started) = self.advance_steps(strategy, index, started);
         let target = target(&strategy.steps, index, self.desired());
         if self.canary_deadline(strategy, index, started, target) == Deadline::Exceeded {
-            return self.canary_abort(strategy, reason::PROGRESS_DEADLINE_EXCEEDED);
+            return self.canary_abort(strategy, Reason::ProgressDeadlineExceeded);
         }
         for analysis in [self.analysis, self.gate_analysis].into_iter().flatten() {
             if let Some(due) = analysis.next_due {
@@ -218,7 +218,7 @@ impl Round<'_> {
         // Resuming from spec.paused restarts the step's clock: time spent paused
         // counts neither toward a pause's duration nor toward the deadline.
         let resumed = !self.spec.paused
-            && conditions::get(&previous.conditions, PROGRESSING).is_some_and(|c| c.reason == reason::PAUSED);
+            && conditions::get(&previous.conditions, PROGRESSING).is_some_and(|c| Reason::Paused == c.reason);
         let mut started = recorded
             .and_then(|c| c.step_started_at.as_ref())
             .map_or(self.stamp(), |t| t.0);
@@ -226,7 +226,7 @@ impl Round<'_> {
             started = self.stamp();
             self.event(
                 false,
-                "Resumed",
+                Reason::Resumed,
                 format!("Rollout of revision {} resumed", self.revision),
             );
         }
@@ -257,7 +257,7 @@ impl Round<'_> {
         if control.promote_full && index < n {
             self.event(
                 false,
-                "PromotedFull",
+                Reason::PromotedFull,
                 format!("Skipping to promotion of revision {} as requested", self.revision),
             );
             (index, started) = (n, self.stamp());
@@ -267,12 +267,12 @@ impl Round<'_> {
                 index + 1,
                 describe(&strategy.steps[index])
             );
-            self.event(false, "StepPromoted", note);
+            self.event(false, Reason::StepPromoted, note);
             (index, started) = (index + 1, self.stamp());
         }
         while index < n && self.step_done(strategy, index, started) {
             let note = format!("Step {}/{n} ({}) done", index + 1, describe(&strategy.steps[index]));
-            self.event(false, "StepCompleted", note);
+            self.event(false, Reason::StepCompleted, note);
             (index, started) = (index + 1, self.stamp());
         }
         self.status.current_step_index = i32::try_from(index).ok();
@@ -496,14 +496,14 @@ impl Round<'_> {
             if self.previous.phase != Some(Phase::Paused) {
                 self.event(
                     false,
-                    reason::CANARY_PAUSE_STEP,
+                    Reason::CanaryPauseStep,
                     format!("{summary}; waiting for promotion"),
                 );
             }
             let message = format!("{summary}. Paused until promoted");
-            self.set_conditions(Phase::Paused, reason::CANARY_PAUSE_STEP, message, true, None);
+            self.set_conditions(Phase::Paused, Reason::CanaryPauseStep, message, true, None);
         } else {
-            self.set_conditions(Phase::Progressing, reason::CANARY_STEP, summary, true, None);
+            self.set_conditions(Phase::Progressing, Reason::CanaryStep, summary, true, None);
         }
     }
 
@@ -604,7 +604,7 @@ impl Round<'_> {
             && plan.canary_weight != observed
         {
             let note = format!("Traffic: {}% stable, {weight}% canary", 100 - weight);
-            self.event(false, "TrafficShifted", note);
+            self.event(false, Reason::TrafficShifted, note);
         }
         if self.actions.len() > actions_before {
             // A backstop to the watches: look at what this round changed soon.
@@ -615,7 +615,7 @@ impl Round<'_> {
 
     /// Abort: all traffic to stable first, then the stable revision back to full
     /// size, and only then the canary down.
-    fn canary_abort(&mut self, strategy: &CanaryStrategy, why: &'static str) {
+    fn canary_abort(&mut self, strategy: &CanaryStrategy, why: Reason) {
         let stable = self.status.stable_revision.clone().unwrap_or_default();
         let plan = TrafficPlan {
             stable_service: stable.clone(),
@@ -629,8 +629,7 @@ impl Round<'_> {
 
     /// The canary is the new stable revision: the old one drains, then scales down.
     fn canary_promoted(&mut self, strategy: &CanaryStrategy) {
-        self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
-        self.status.stable_revision = Some(self.revision.clone());
+        self.promote();
         let delay = Duration::from_secs(strategy.scale_down_delay_seconds.max(0) as u64);
         let draining = self.old.iter().any(|rs| rs.replicas > 0);
         let scale_down_at = (draining && strategy.traffic_routing.is_some())
@@ -675,6 +674,6 @@ impl Round<'_> {
             canary_weight: strategy.traffic_routing.as_ref().map(|_| 0),
         };
         let selected = self.steer(strategy, &plan);
-        self.settle_on_current(&selected, scale_down_at.as_ref(), reason::CANARY_STEP);
+        self.settle_on_current(&selected, scale_down_at.as_ref(), Reason::CanaryStep);
     }
 }

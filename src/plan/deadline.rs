@@ -3,7 +3,7 @@
 //! how long it has been waiting; the judgement is the same for all three.
 use std::time::Duration;
 
-use super::reason;
+use super::reason::Reason;
 use super::round::Round;
 
 /// What the progress deadline says about this round.
@@ -40,7 +40,7 @@ impl Round<'_> {
             return Deadline::Stranded;
         }
         let cause = format!("not available within progressDeadlineSeconds ({}s)", deadline.as_secs());
-        self.mark_failed(reason::PROGRESS_DEADLINE_EXCEEDED, cause);
+        self.mark_failed(Reason::ProgressDeadlineExceeded, cause);
         Deadline::Exceeded
     }
 }

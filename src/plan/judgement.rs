@@ -1,6 +1,6 @@
 //! What a round's analyses mean for it: their events, their place in status,
 //! and whether the rollout goes on, holds or rolls back.
-use super::reason;
+use super::reason::Reason;
 use super::round::{INVALID_RECHECK, Round};
 use super::{AnalysisInput, AnalysisSlot, Verdict};
 use crate::api::{AnalysisPhase, AnalysisStatus, MeasurementPhase, Phase};
@@ -84,14 +84,14 @@ impl Round<'_> {
             if last.phase != MeasurementPhase::Successful {
                 let value = last.value.as_deref().unwrap_or("no value");
                 let note = format!("Metric {:?} measured {:?}: {value}", metric.name, last.phase);
-                self.event(true, "AnalysisMeasurement", note);
+                self.event(true, Reason::AnalysisMeasurement, note);
             }
         }
         let passed_before = before.is_some_and(|b| b.phase == AnalysisPhase::Successful);
         if analysis.verdict == Verdict::Successful && !passed_before {
             self.event(
                 false,
-                "AnalysisSuccessful",
+                Reason::AnalysisSuccessful,
                 format!("Analysis of revision {} passed", self.revision),
             );
         }
@@ -100,12 +100,12 @@ impl Round<'_> {
     /// An inconclusive analysis holds the rollout where it stands for a person.
     pub(super) fn inconclusive(&mut self, cause: String) {
         if self.previous.phase != Some(Phase::Paused) {
-            self.event(true, reason::INCONCLUSIVE_ANALYSIS, cause.clone());
+            self.event(true, Reason::InconclusiveAnalysis, cause.clone());
         }
         let message = format!(
             "Rollout of revision {} paused: {cause}. Retry, or change the template, to go on",
             self.revision
         );
-        self.set_conditions(Phase::Paused, reason::INCONCLUSIVE_ANALYSIS, message, false, None);
+        self.set_conditions(Phase::Paused, Reason::InconclusiveAnalysis, message, false, None);
     }
 }

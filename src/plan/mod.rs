@@ -10,7 +10,7 @@ pub mod conditions;
 mod deadline;
 mod invalid;
 mod judgement;
-pub mod reason;
+mod reason;
 pub mod revision;
 mod rollback;
 mod rolling;
@@ -30,6 +30,7 @@ use crate::api::{AnalysisPhase, AnalysisStatus, Release, ReleaseStatus};
 
 pub use analyses::{AnalysisRequest, AnalysisSlot, analyses_due};
 pub use invalid::Invalid;
+pub use reason::Reason;
 pub use selector::selector_string;
 pub use validate::validate;
 
@@ -174,7 +175,7 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     pub warning: bool,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub note: String,
 }
 
@@ -186,6 +187,8 @@ pub struct Plan {
     pub events: Vec<Transition>,
     /// When a timer (the progress deadline) falls due; None means wait for a change.
     pub requeue_after: Option<Duration>,
+    /// The current revision became stable in this round (a `Promoted` Event).
+    pub promoted: bool,
     /// Leave `status.control` in place: a request that applies later (a promote
     /// while `spec.paused`). Otherwise the controller clears it after the round.
     pub keep_control: bool,

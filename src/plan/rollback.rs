@@ -1,47 +1,47 @@
 //! Rolling back: marking the current revision failed, restoring the stable
 //! one, and saying why.
 use super::conditions::{self, DEGRADED};
-use super::reason;
+use super::reason::Reason;
 use super::round::Round;
 use crate::api::{AnalysisPhase, Phase};
 
 impl Round<'_> {
     /// Marks the current revision failed and starts restoring the stable one.
-    pub(super) fn start_roll_back(&mut self, why: &'static str, cause: String) {
+    pub(super) fn start_roll_back(&mut self, why: Reason, cause: String) {
         self.mark_failed(why, cause);
         self.roll_back(why);
     }
 
     /// Marks the current revision failed: it is not tried again until the
     /// template changes or a person retries.
-    pub(super) fn mark_failed(&mut self, why: &'static str, cause: String) {
+    pub(super) fn mark_failed(&mut self, why: Reason, cause: String) {
         self.status.failed_revision = Some(self.revision.clone());
         let stable = self.status.stable_revision.as_deref().unwrap_or_default();
         let note = format!(
             "Revision {} {why}: {cause}; rolling back to revision {stable}",
             self.revision
         );
-        self.event(true, reason::ROLLED_BACK, note);
+        self.event(true, Reason::RolledBack, note);
     }
 
-    pub(super) fn rollback_reason(&self) -> &'static str {
+    pub(super) fn rollback_reason(&self) -> Reason {
         if self.aborted_now {
-            return reason::ABORTED;
+            return Reason::Aborted;
         }
         // Keep the reason recorded when the rollback started.
-        const ROLLBACK_REASONS: [&str; 3] = [
-            reason::PROGRESS_DEADLINE_EXCEEDED,
-            reason::ANALYSIS_FAILED,
-            reason::ABORTED,
+        const ROLLBACK_REASONS: [Reason; 3] = [
+            Reason::ProgressDeadlineExceeded,
+            Reason::AnalysisFailed,
+            Reason::Aborted,
         ];
         conditions::get(&self.previous.conditions, DEGRADED)
             .filter(|c| c.status == "True")
             .and_then(|c| ROLLBACK_REASONS.into_iter().find(|r| *r == c.reason))
-            .unwrap_or(reason::PROGRESS_DEADLINE_EXCEEDED)
+            .unwrap_or(Reason::ProgressDeadlineExceeded)
     }
 
     /// Restore the stable revision to full size first, then scale everything else to 0.
-    pub(super) fn roll_back(&mut self, why: &'static str) {
+    pub(super) fn roll_back(&mut self, why: Reason) {
         let desired = self.desired();
         let stable = self.stable();
         let stable_available = stable.is_some_and(|s| s.available >= desired);
@@ -73,7 +73,7 @@ impl Round<'_> {
     }
 
     /// What made the rollout roll back, for its message.
-    pub(super) fn rollback_cause(&self, why: &str) -> String {
+    pub(super) fn rollback_cause(&self, why: Reason) -> String {
         let blue_green = self.status.blue_green.as_ref();
         let gates = [
             self.status.canary.as_ref().and_then(|c| c.step_analysis.as_ref()),
@@ -81,13 +81,13 @@ impl Round<'_> {
             blue_green.and_then(|b| b.post_promotion_analysis.as_ref()),
         ];
         match why {
-            reason::ANALYSIS_FAILED => std::iter::once(self.status.analysis.as_ref())
+            Reason::AnalysisFailed => std::iter::once(self.status.analysis.as_ref())
                 .chain(gates)
                 .flatten()
                 .find(|a| a.phase == AnalysisPhase::Failed)
                 .and_then(|a| a.message.clone())
                 .unwrap_or_else(|| "analysis failed".into()),
-            reason::ABORTED => "aborted by request".into(),
+            Reason::Aborted => "aborted by request".into(),
             _ => format!(
                 "not available within progressDeadlineSeconds ({}s)",
                 self.spec.progress_deadline_seconds

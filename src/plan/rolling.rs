@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::deadline::Deadline;
 use super::judgement::Judgement;
-use super::reason;
+use super::reason::Reason;
 use super::round::Round;
 use super::surge::{self, Pods, RollingInput};
 use crate::api::Phase;
@@ -18,7 +18,7 @@ impl Round<'_> {
         match self.judge_analyses() {
             Judgement::Go => {}
             Judgement::Held => return,
-            Judgement::Failed(cause) => return self.start_roll_back(reason::ANALYSIS_FAILED, cause),
+            Judgement::Failed(cause) => return self.start_roll_back(Reason::AnalysisFailed, cause),
         }
         if self.complete() {
             return self.completed();
@@ -39,7 +39,7 @@ impl Round<'_> {
         let pending = rollout && !self.new_available();
         let deadline = self.check_deadline(pending.then(|| self.now.duration_since(started).unsigned_abs()));
         if deadline == Deadline::Exceeded {
-            return self.roll_back(reason::PROGRESS_DEADLINE_EXCEEDED);
+            return self.roll_back(Reason::ProgressDeadlineExceeded);
         }
         if let Some(due) = self.analysis.and_then(|a| a.next_due) {
             self.requeue_at(due);
@@ -57,7 +57,7 @@ impl Round<'_> {
                 self.revision,
                 self.progress_deadline().as_secs()
             );
-            let why = reason::PROGRESS_DEADLINE_EXCEEDED;
+            let why = Reason::ProgressDeadlineExceeded;
             self.set_conditions(Phase::Degraded, why, message, true, Some(why));
         } else if self.new_available() && !self.analysis_passed() {
             let message = format!(
@@ -65,7 +65,7 @@ impl Round<'_> {
                 self.revision,
                 self.desired()
             );
-            self.set_conditions(Phase::Progressing, reason::WAITING_FOR_ANALYSIS, message, true, None);
+            self.set_conditions(Phase::Progressing, Reason::WaitingForAnalysis, message, true, None);
         } else {
             let (updated, available) = self.new.map_or((0, 0), |n| (n.replicas, n.available));
             let old: i32 = self.old.iter().map(|rs| rs.replicas).sum();
@@ -74,7 +74,7 @@ impl Round<'_> {
                 self.revision,
                 self.desired().max(updated)
             );
-            self.set_conditions(Phase::Progressing, reason::ROLLING_UPDATE, message, true, None);
+            self.set_conditions(Phase::Progressing, Reason::RollingUpdate, message, true, None);
         }
     }
 
@@ -83,7 +83,7 @@ impl Round<'_> {
         if self.previous.phase == Some(Phase::Paused) {
             self.event(
                 false,
-                "Resumed",
+                Reason::Resumed,
                 format!("Rollout of revision {} resumed", self.revision),
             );
         }

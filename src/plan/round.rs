@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::conditions::{self, DEGRADED, PROGRESSING, READY, RECONCILING, STALLED};
-use super::reason;
+use super::reason::Reason;
 use super::revision::revision_of;
 use super::selector::selector_string;
 use super::{Action, AnalysisInput, Plan, RevisionState, Traffic, Transition, Verdict};
@@ -37,6 +37,8 @@ pub(super) struct Round<'a> {
     pub(super) requeue_after: Option<Duration>,
     /// A person asked for an abort in this round.
     pub(super) aborted_now: bool,
+    /// The current revision became stable in this round.
+    pub(super) promoted: bool,
     pub(super) keep_control: bool,
 }
 
@@ -108,6 +110,7 @@ impl<'a> Round<'a> {
             events: Vec::new(),
             requeue_after: None,
             aborted_now: false,
+            promoted: false,
             keep_control: false,
         }
     }
@@ -157,7 +160,7 @@ impl<'a> Round<'a> {
         if retry {
             self.event(
                 false,
-                "Retried",
+                Reason::Retried,
                 format!("Retrying revision {} as requested", self.revision),
             );
             self.status.failed_revision = None;
@@ -166,7 +169,7 @@ impl<'a> Round<'a> {
             let from = self.previous.current_revision.as_deref().unwrap_or("none");
             self.event(
                 false,
-                "RolloutStarted",
+                Reason::RolloutStarted,
                 format!("Rolling out revision {} (from {from})", self.revision),
             );
         }
@@ -183,7 +186,7 @@ impl<'a> Round<'a> {
                 "Revision {} aborted by request; rolling back to revision {stable}",
                 self.revision
             );
-            self.event(true, reason::ABORTED, note);
+            self.event(true, Reason::Aborted, note);
             self.aborted_now = true;
         }
         retry
@@ -191,28 +194,38 @@ impl<'a> Round<'a> {
 
     pub(super) fn invalid(&mut self, message: String) {
         let changed = conditions::get(&self.previous.conditions, DEGRADED)
-            .is_none_or(|c| c.reason != reason::INVALID_SPEC || c.message != message);
+            .is_none_or(|c| Reason::InvalidSpec != c.reason || c.message != message);
         if changed {
-            self.event(true, reason::INVALID_SPEC, message.clone());
+            self.event(true, Reason::InvalidSpec, message.clone());
         }
         self.status.rollout_start_time = self.previous.rollout_start_time.clone();
         self.set_conditions(
             Phase::Degraded,
-            reason::INVALID_SPEC,
+            Reason::InvalidSpec,
             message,
             false,
-            Some(reason::INVALID_SPEC),
+            Some(Reason::InvalidSpec),
         );
     }
 
-    pub(super) fn completed(&mut self) {
+    /// The current revision is stable from now on.
+    pub(super) fn promote(&mut self) {
         if self.status.stable_revision.as_ref() != Some(&self.revision) {
-            self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
+            self.event(
+                false,
+                Reason::Promoted,
+                format!("Revision {} is now stable", self.revision),
+            );
+            self.promoted = true;
         }
         self.status.stable_revision = Some(self.revision.clone());
+    }
+
+    pub(super) fn completed(&mut self) {
+        self.promote();
         // A scale change with the same template still goes through the rolling step.
         let message = format!("Revision {}: all {} replicas available", self.revision, self.desired());
-        self.set_conditions(Phase::Healthy, reason::AVAILABLE, message, false, None);
+        self.set_conditions(Phase::Healthy, Reason::Available, message, false, None);
         self.trim_history();
     }
 
@@ -220,7 +233,7 @@ impl<'a> Round<'a> {
         if self.previous.phase != Some(Phase::Paused) {
             self.event(
                 false,
-                "Paused",
+                Reason::Paused,
                 format!("Rollout of revision {} paused by spec.paused", self.revision),
             );
         }
@@ -228,7 +241,7 @@ impl<'a> Round<'a> {
             "Rollout of revision {} is paused (spec.paused); set it to false to resume",
             self.revision
         );
-        self.set_conditions(Phase::Paused, reason::PAUSED, message, false, None);
+        self.set_conditions(Phase::Paused, Reason::Paused, message, false, None);
     }
 
     pub(super) fn requeue_at(&mut self, after: Duration) {
@@ -243,7 +256,7 @@ impl<'a> Round<'a> {
         let number = self.old.iter().map(|rs| rs.number).max().unwrap_or(0) + 1;
         self.event(
             false,
-            "ScalingReplicaSet",
+            Reason::ScalingReplicaSet,
             format!(
                 "Created replica set {}-{} with {replicas} replicas",
                 self.name, self.revision
@@ -263,7 +276,7 @@ impl<'a> Round<'a> {
         let direction = if replicas > rs.replicas { "up" } else { "down" };
         self.event(
             false,
-            "ScalingReplicaSet",
+            Reason::ScalingReplicaSet,
             format!(
                 "Scaled {direction} replica set {} from {} to {replicas}",
                 rs.name, rs.replicas
@@ -289,7 +302,7 @@ impl<'a> Round<'a> {
             .extend(idle.into_iter().take(excess).map(|name| Action::Delete { name }));
     }
 
-    pub(super) fn event(&mut self, warning: bool, reason: &'static str, note: String) {
+    pub(super) fn event(&mut self, warning: bool, reason: Reason, note: String) {
         self.events.push(Transition { warning, reason, note });
     }
 
@@ -297,55 +310,34 @@ impl<'a> Round<'a> {
     pub(super) fn set_conditions(
         &mut self,
         phase: Phase,
-        why: &str,
+        why: Reason,
         message: String,
         progressing: bool,
-        degraded: Option<&str>,
+        degraded: Option<Reason>,
     ) {
         let generation = self.status.observed_generation;
         let now = Time(self.now);
         let list = &mut self.status.conditions;
+        let mut set = |type_: &str, status: bool, reason: Reason, message: String| {
+            conditions::set(list, type_, status, reason.as_str(), message, generation, &now);
+        };
         let ready = phase == Phase::Healthy;
-        conditions::set(list, READY, ready, why, message.clone(), generation, &now);
-        let progressing_reason = if ready { reason::ROLLOUT_COMPLETE } else { why };
-        conditions::set(
-            list,
-            PROGRESSING,
-            progressing,
-            progressing_reason,
-            message.clone(),
-            generation,
-            &now,
-        );
+        set(READY, ready, why, message.clone());
+        let progressing_reason = if ready { Reason::RolloutComplete } else { why };
+        set(PROGRESSING, progressing, progressing_reason, message.clone());
         let (failed, failure_reason, failure) = match degraded {
             Some(r) => (true, r, message.clone()),
-            None => (false, reason::AS_EXPECTED, "No failure".to_string()),
+            None => (false, Reason::AsExpected, "No failure".to_string()),
         };
-        conditions::set(
-            list,
-            DEGRADED,
-            failed,
-            failure_reason,
-            failure.clone(),
-            generation,
-            &now,
-        );
-        conditions::set(list, STALLED, failed, failure_reason, failure, generation, &now);
+        set(DEGRADED, failed, failure_reason, failure.clone());
+        set(STALLED, failed, failure_reason, failure);
         // Not ready and not failed: in flight, paused, or waiting for a person.
         let (reconciling, reconciling_reason) = if ready || failed {
-            (false, reason::AS_EXPECTED)
+            (false, Reason::AsExpected)
         } else {
             (true, why)
         };
-        conditions::set(
-            list,
-            RECONCILING,
-            reconciling,
-            reconciling_reason,
-            message.clone(),
-            generation,
-            &now,
-        );
+        set(RECONCILING, reconciling, reconciling_reason, message.clone());
         self.status.phase = Some(phase);
         self.status.message = Some(message);
     }
@@ -356,6 +348,7 @@ impl<'a> Round<'a> {
             status: self.status,
             events: self.events,
             requeue_after: self.requeue_after,
+            promoted: self.promoted,
             keep_control: self.keep_control,
         }
     }
