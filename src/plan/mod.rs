@@ -6,6 +6,7 @@
 mod analyses;
 mod bluegreen;
 mod canary;
+mod canary_traffic;
 pub mod conditions;
 mod deadline;
 mod invalid;

@@ -61,38 +61,7 @@ impl<'a> Round<'a> {
         let new = replica_sets.iter().find(|rs| rs.revision == revision);
         let mut old: Vec<_> = replica_sets.iter().filter(|rs| rs.revision != revision).collect();
         old.sort_by_key(|rs| (rs.number, rs.name.clone()));
-        // A rolled-back revision is retried once the template changes.
-        let failed_revision = previous.failed_revision.clone().filter(|f| *f == revision);
-        let status = ReleaseStatus {
-            observed_generation: release.metadata.generation,
-            strategy: Some(spec.strategy.name().to_string()),
-            conditions: previous.conditions.clone(),
-            current_revision: Some(revision.clone()),
-            stable_revision: previous.stable_revision.clone(),
-            failed_revision,
-            replicas: replica_sets.iter().map(|rs| rs.status_replicas).sum(),
-            updated_replicas: new.map_or(0, |rs| rs.status_replicas),
-            ready_replicas: replica_sets.iter().map(|rs| rs.ready).sum(),
-            available_replicas: replica_sets.iter().map(|rs| rs.available).sum(),
-            selector: Some(selector_string(&spec.selector)),
-            analysis: previous.analysis.clone(),
-            ..Default::default()
-        };
-        let status = if spec.strategy.canary.is_some() {
-            ReleaseStatus {
-                current_step_index: previous.current_step_index,
-                canary_weight: previous.canary_weight,
-                canary: previous.canary.clone(),
-                ..status
-            }
-        } else if spec.strategy.blue_green.is_some() {
-            ReleaseStatus {
-                blue_green: previous.blue_green.clone(),
-                ..status
-            }
-        } else {
-            status
-        };
+        let status = carried_status(release, replica_sets, previous, &revision);
         Round {
             spec,
             name: release.metadata.name.clone().unwrap_or_default(),
@@ -351,5 +320,49 @@ impl<'a> Round<'a> {
             promoted: self.promoted,
             keep_control: self.keep_control,
         }
+    }
+}
+
+/// The status a round starts from: the counts observed now, and what the
+/// previous status recorded for the current revision and its strategy.
+fn carried_status(
+    release: &Release,
+    replica_sets: &[RevisionState],
+    previous: &ReleaseStatus,
+    revision: &str,
+) -> ReleaseStatus {
+    let spec = &release.spec;
+    let new = replica_sets.iter().find(|rs| rs.revision == revision);
+    // A rolled-back revision is retried once the template changes.
+    let failed_revision = previous.failed_revision.clone().filter(|f| *f == revision);
+    let status = ReleaseStatus {
+        observed_generation: release.metadata.generation,
+        strategy: Some(spec.strategy.name().to_string()),
+        conditions: previous.conditions.clone(),
+        current_revision: Some(revision.to_string()),
+        stable_revision: previous.stable_revision.clone(),
+        failed_revision,
+        replicas: replica_sets.iter().map(|rs| rs.status_replicas).sum(),
+        updated_replicas: new.map_or(0, |rs| rs.status_replicas),
+        ready_replicas: replica_sets.iter().map(|rs| rs.ready).sum(),
+        available_replicas: replica_sets.iter().map(|rs| rs.available).sum(),
+        selector: Some(selector_string(&spec.selector)),
+        analysis: previous.analysis.clone(),
+        ..Default::default()
+    };
+    if spec.strategy.canary.is_some() {
+        ReleaseStatus {
+            current_step_index: previous.current_step_index,
+            canary_weight: previous.canary_weight,
+            canary: previous.canary.clone(),
+            ..status
+        }
+    } else if spec.strategy.blue_green.is_some() {
+        ReleaseStatus {
+            blue_green: previous.blue_green.clone(),
+            ..status
+        }
+    } else {
+        status
     }
 }

@@ -2,7 +2,8 @@
 //! its traffic invariants checked after every single action.
 use proptest::prelude::*;
 
-use super::super::canary::{WeightInputs, next_weight, target};
+use super::super::canary::target;
+use super::super::canary_traffic::{WeightInputs, next_weight};
 use super::super::conditions::DEGRADED;
 use super::{Cluster, analysis, condition_reason, release, revision};
 use crate::api::{CanaryStrategy, Control, Phase, Release};
