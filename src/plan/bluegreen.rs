@@ -153,8 +153,8 @@ impl Round<'_> {
     /// Resuming from spec.paused restarts the clocks: time paused counts toward
     /// neither autoPromotionSeconds nor the deadline.
     fn resume_blue_green(&mut self) {
-        let resumed =
-            conditions::get(&self.previous.conditions, PROGRESSING).is_some_and(|c| Reason::Paused == c.reason);
+        let resumed = conditions::get(&self.previous.conditions, PROGRESSING)
+            .is_some_and(|c| c.reason == Reason::Paused.as_str());
         if !resumed {
             return;
         }

@@ -166,7 +166,7 @@ impl Round<'_> {
         // Resuming from spec.paused restarts the step's clock: time spent paused
         // counts neither toward a pause's duration nor toward the deadline.
         let resumed = !self.spec.paused
-            && conditions::get(&previous.conditions, PROGRESSING).is_some_and(|c| Reason::Paused == c.reason);
+            && conditions::get(&previous.conditions, PROGRESSING).is_some_and(|c| c.reason == Reason::Paused.as_str());
         let mut started = recorded
             .and_then(|c| c.step_started_at.as_ref())
             .map_or(self.stamp(), |t| t.0);

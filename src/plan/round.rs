@@ -163,7 +163,7 @@ impl<'a> Round<'a> {
 
     pub(super) fn invalid(&mut self, message: String) {
         let changed = conditions::get(&self.previous.conditions, DEGRADED)
-            .is_none_or(|c| Reason::InvalidSpec != c.reason || c.message != message);
+            .is_none_or(|c| c.reason != Reason::InvalidSpec.as_str() || c.message != message);
         if changed {
             self.event(true, Reason::InvalidSpec, message.clone());
         }
