@@ -15,6 +15,7 @@ use crate::api::Phase;
 pub struct Metrics {
     registry: Registry,
     reconciles: IntCounterVec,
+    reconcile_errors: IntCounterVec,
     reconcile_duration: Histogram,
     release_phase: IntGaugeVec,
     rollout_duration: HistogramVec,
@@ -24,12 +25,32 @@ pub struct Metrics {
 
 const PHASES: [Phase; 4] = [Phase::Progressing, Phase::Paused, Phase::Healthy, Phase::Degraded];
 
+/// How one reconcile ended, as counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reconciled {
+    Ok,
+    /// `kind` names the error variant (a fixed set: the label stays bounded).
+    Failed {
+        kind: &'static str,
+    },
+    /// The Lease moved during the round, which wrote nothing: not a failure.
+    NotLeader,
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let reconciles = IntCounterVec::new(
             Opts::new("serin_reconcile_total", "Reconciles of Releases, by result"),
             &["result"],
+        )
+        .expect("valid metric");
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new(
+                "serin_reconcile_errors_total",
+                "Failed reconciles of Releases, by kind of error",
+            ),
+            &["kind"],
         )
         .expect("valid metric");
         let reconcile_duration = Histogram::with_opts(
@@ -69,6 +90,7 @@ impl Metrics {
         .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_errors.clone()),
             Box::new(reconcile_duration.clone()),
             Box::new(release_phase.clone()),
             Box::new(rollout_duration.clone()),
@@ -80,6 +102,7 @@ impl Metrics {
         Metrics {
             registry,
             reconciles,
+            reconcile_errors,
             reconcile_duration,
             release_phase,
             rollout_duration,
@@ -88,8 +111,15 @@ impl Metrics {
         }
     }
 
-    pub fn reconciled(&self, ok: bool, took: Duration) {
-        let result = if ok { "ok" } else { "error" };
+    pub fn reconciled(&self, outcome: Reconciled, took: Duration) {
+        let result = match outcome {
+            Reconciled::Ok => "ok",
+            Reconciled::Failed { kind } => {
+                self.reconcile_errors.with_label_values(&[kind]).inc();
+                "error"
+            }
+            Reconciled::NotLeader => "not_leader",
+        };
         self.reconciles.with_label_values(&[result]).inc();
         self.reconcile_duration.observe(took.as_secs_f64());
     }
@@ -239,6 +269,30 @@ mod tests {
         for (method, uri, want) in cases {
             assert_eq!(verb(&request(method, uri)), want, "{method} {uri}");
         }
+    }
+
+    #[test]
+    fn reconciles_are_counted_by_result_and_failures_by_kind() {
+        let metrics = Metrics::new();
+        let took = Duration::from_millis(3);
+        metrics.reconciled(Reconciled::Ok, took);
+        metrics.reconciled(Reconciled::Failed { kind: "kube" }, took);
+        metrics.reconciled(Reconciled::Failed { kind: "kube" }, took);
+        metrics.reconciled(Reconciled::NotLeader, took);
+        let text = metrics.render();
+        for line in [
+            r#"serin_reconcile_total{result="ok"} 1"#,
+            r#"serin_reconcile_total{result="error"} 2"#,
+            r#"serin_reconcile_total{result="not_leader"} 1"#,
+            r#"serin_reconcile_errors_total{kind="kube"} 2"#,
+            "serin_reconcile_duration_seconds_count 4",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(
+            !text.contains(r#"kind="not_leader""#),
+            "a standby round is no error:\n{text}"
+        );
     }
 
     #[test]

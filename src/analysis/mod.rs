@@ -1,14 +1,35 @@
 //! Analysis: measuring metrics and judging them.
 //!
 //! Pure parts (no IO): `condition` (CEL over a result), `template` (args into
-//! queries, URLs, headers, bodies and Job specs, escaped for each), and `run`
-//! (when each metric is due, and what its measurements add up to).
-//! IO parts: the providers `prometheus` and `web`.
+//! queries, URLs, headers, bodies and Job specs, escaped for each), `run`
+//! (when each metric is due, and what its measurements add up to) and
+//! `resolve` (a strategy's analysis, with its templates and Secrets, to the
+//! metrics to measure). The seam: `provider`, which the IO parts implement,
+//! one file each: `prometheus`, `web` and `job`.
 pub mod condition;
+pub mod job;
 pub mod prometheus;
+pub mod provider;
+pub mod resolve;
 pub mod run;
 pub mod template;
 pub mod web;
+
+pub use provider::{Env, Outcome, Provider, SecretKey, SecretValues, Secrets};
+
+use crate::api;
+
+/// The provider a metric sets. The one place that names every provider: a new
+/// one is its file above and one entry here (the destructuring has no `..`, so
+/// a field added to `api::Provider` does not compile until it has its entry).
+pub fn provider(spec: &api::Provider) -> Option<&dyn Provider> {
+    let api::Provider { prometheus, web, job } = spec;
+    [set(prometheus), set(web), set(job)].into_iter().flatten().next()
+}
+
+fn set<P: Provider>(field: &Option<P>) -> Option<&dyn Provider> {
+    field.as_ref().map(|p| p as &dyn Provider)
+}
 
 /// Why a provider call produced no value. The message is safe to show: it never
 /// contains a secret.

@@ -1,18 +1,113 @@
 //! The Prometheus provider: an instant query whose samples are the measurement.
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use reqwest::Url;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::ProviderError;
-use super::web::{describe_url, header_map, number, send};
+use super::provider::{Env, Outcome, Provider, SecretKey, SecretValues, Secrets};
+use super::template::{self, Args};
+use super::web::{describe_url, header_map, headers, number, send};
+use crate::api::{self, PrometheusProvider};
+
+impl Provider for PrometheusProvider {
+    fn name(&self) -> &'static str {
+        "prometheus"
+    }
+
+    fn render(&self, args: &Args, hidden: &BTreeSet<String>) -> Result<api::Provider, String> {
+        let mut p = self.clone();
+        p.address = template::url(&p.address, args)?;
+        p.query = template::promql(&p.query, args, hidden)?;
+        for h in &mut p.headers {
+            h.value = template::header_value(&h.value, args)?;
+        }
+        Ok(api::Provider {
+            prometheus: Some(p),
+            ..Default::default()
+        })
+    }
+
+    fn secret_keys(&self) -> Vec<SecretKey> {
+        let mut keys = Vec::new();
+        let Some(auth) = &self.authentication else { return keys };
+        if let Some(r) = &auth.bearer_token {
+            keys.push((r.name.clone(), r.key.clone()));
+        }
+        if let Some(name) = &auth.basic_auth_secret {
+            keys.push((name.clone(), "username".into()));
+            keys.push((name.clone(), "password".into()));
+        }
+        keys
+    }
+
+    fn check_secrets(&self, secrets: &Secrets) -> Result<(), String> {
+        let Some(auth) = &self.authentication else {
+            return Ok(());
+        };
+        let lookup = |name: &str, key: &str| secrets.get(&(name.to_string(), key.to_string()));
+        if let Some(r) = &auth.bearer_token
+            && let Some(None) = lookup(&r.name, &r.key)
+        {
+            return Err(format!("Secret {:?} has no key {:?}", r.name, r.key));
+        }
+        if let Some(name) = &auth.basic_auth_secret {
+            match (lookup(name, "username"), lookup(name, "password")) {
+                (Some(Some(_)), Some(Some(_))) | (None, _) | (_, None) => {}
+                _ => return Err(format!("Secret {name:?} needs keys \"username\" and \"password\"")),
+            }
+        }
+        Ok(())
+    }
+
+    fn timeout(&self) -> Option<&str> {
+        self.timeout.as_deref()
+    }
+
+    fn measure<'a>(&'a self, env: &'a Env<'a>) -> BoxFuture<'a, Result<Outcome, kube::Error>> {
+        Box::pin(async move {
+            let credentials = self.credentials(env.secrets);
+            let headers = headers(&self.headers);
+            let result = query(
+                env.http,
+                &self.address,
+                &self.query,
+                env.timeout,
+                &headers,
+                &credentials,
+            )
+            .await;
+            Ok(result.into())
+        })
+    }
+}
+
+impl PrometheusProvider {
+    /// Its authentication, with the values read from its Secrets.
+    fn credentials(&self, secrets: &SecretValues) -> Credentials {
+        let Some(auth) = &self.authentication else {
+            return Credentials::default();
+        };
+        let bearer_token = auth.bearer_token.as_ref().and_then(|r| secrets.get(&r.name, &r.key));
+        let basic = auth.basic_auth_secret.as_ref().and_then(|name| {
+            let user = secrets.get(name, "username")?;
+            Some((user.to_owned(), secrets.get(name, "password")?.to_owned()))
+        });
+        Credentials {
+            bearer_token: bearer_token.map(str::to_owned),
+            basic,
+        }
+    }
+}
 
 /// Prometheus's error text can quote much of the query; keep messages short.
 const MAX_ERROR_CHARS: usize = 300;
 
-/// Credentials resolved from Secrets by the caller. Debug shows only which are set.
+/// The credentials a query is sent with. Debug shows only which are set.
 #[derive(Clone, Default)]
 pub struct Credentials {
     pub bearer_token: Option<String>,
@@ -306,6 +401,32 @@ mod tests {
         assert_eq!(received.header("authorization"), Some("Basic YWRtaW46cGE1NXdvcmQ="));
         let debug = format!("{credentials:?}");
         assert!(!debug.contains("admin") && !debug.contains("pa55word"), "{debug}");
+    }
+
+    /// Through the seam: args rendered into the query, the token read from the
+    /// Secret values it declared.
+    #[tokio::test]
+    async fn measures_through_the_seam_with_its_secrets() {
+        let (base, mut requests) = serve(vector(&["1"])).await;
+        let spec: PrometheusProvider =
+            serde_json::from_value(json!({ "address": base, "query": "up{job=\"{{args.job}}\"}",
+            "authentication": { "bearerToken": { "name": "prom", "key": "token" } } }))
+            .unwrap();
+        let args = Args::from([("job".to_string(), "web".to_string())]);
+        let rendered = spec.render(&args, &BTreeSet::new()).unwrap().prometheus.unwrap();
+        assert_eq!(rendered.query, "up{job=\"web\"}");
+        let keys = rendered.secret_keys();
+        assert_eq!(keys, [("prom".to_string(), "token".to_string())]);
+        let secrets = Secrets::from([(keys[0].clone(), Some("t0ken".to_string()))]);
+        assert_eq!(rendered.check_secrets(&secrets), Ok(()));
+        let test = super::super::provider::test_env::TestEnv::new(SecretValues::of(&keys, &secrets));
+        assert_eq!(
+            rendered.measure(&test.env()).await.unwrap(),
+            Outcome::Value(json!([1.0]))
+        );
+        let received = requests.recv().await.unwrap();
+        assert_eq!(received.header("authorization"), Some("Bearer t0ken"));
+        assert_eq!(received.target, "/api/v1/query?query=up%7Bjob%3D%22web%22%7D");
     }
 
     #[tokio::test]

@@ -40,11 +40,9 @@ pub fn initial_delay(metric: &Metric) -> Result<Duration, String> {
     }
 }
 
-/// A provider call's timeout (prometheus and web), DEFAULT_TIMEOUT when unset.
+/// A provider call's timeout (`Provider::timeout`), DEFAULT_TIMEOUT when unset.
 pub fn timeout(metric: &Metric) -> Result<Duration, String> {
-    let provider = &metric.provider;
-    let text = provider.prometheus.as_ref().and_then(|p| p.timeout.as_ref());
-    match text.or(provider.web.as_ref().and_then(|w| w.timeout.as_ref())) {
+    match super::provider(&metric.provider).and_then(|p| p.timeout()) {
         None => Ok(DEFAULT_TIMEOUT),
         Some(text) => parse_duration(&metric.name, "timeout", text),
     }

@@ -1,14 +1,64 @@
 //! The web provider: one HTTP request whose JSON response (or a value in it) is
 //! the measurement. Also holds the HTTP helpers the Prometheus provider shares.
+use std::collections::BTreeSet;
 use std::error::Error as _;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
 use super::ProviderError;
+use super::provider::{Env, Outcome, Provider};
+use super::template::{self, Args};
+use crate::api::{self, Header, WebProvider};
+
+impl Provider for WebProvider {
+    fn name(&self) -> &'static str {
+        "web"
+    }
+
+    fn render(&self, args: &Args, _hidden: &BTreeSet<String>) -> Result<api::Provider, String> {
+        let mut w = self.clone();
+        w.url = template::url(&w.url, args)?;
+        for h in &mut w.headers {
+            h.value = template::header_value(&h.value, args)?;
+        }
+        if let Some(body) = &w.body {
+            // A JSON body keeps each value inside its string; any other body is text.
+            w.body = Some(match serde_json::from_str::<Value>(body) {
+                Ok(json) => template::json_tree(&json, args)?.to_string(),
+                Err(_) => template::text(body, args)?,
+            });
+        }
+        Ok(api::Provider {
+            web: Some(w),
+            ..Default::default()
+        })
+    }
+
+    fn timeout(&self) -> Option<&str> {
+        self.timeout.as_deref()
+    }
+
+    fn measure<'a>(&'a self, env: &'a Env<'a>) -> BoxFuture<'a, Result<Outcome, kube::Error>> {
+        Box::pin(async move {
+            let method = self.method.as_deref().unwrap_or("GET");
+            let headers = headers(&self.headers);
+            let body = self.body.as_deref();
+            let json_path = self.json_path.as_deref();
+            let result = request(env.http, method, &self.url, &headers, body, json_path, env.timeout).await;
+            Ok(result.into())
+        })
+    }
+}
+
+/// A metric's headers as name and value pairs.
+pub(super) fn headers(list: &[Header]) -> Vec<(String, String)> {
+    list.iter().map(|h| (h.name.clone(), h.value.clone())).collect()
+}
 
 /// Metric responses are small; the cap keeps a misbehaving endpoint from
 /// exhausting the controller's memory.

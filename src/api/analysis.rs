@@ -1,6 +1,7 @@
 //! Analysis: metrics that gate a rollout. Templates hold reusable metrics; a
 //! strategy references them with args, or holds metrics inline.
 use k8s_openapi::api::batch::v1::JobSpec;
+use kube::core::Rule;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -114,13 +115,33 @@ fn default_consecutive_error_limit() -> i32 {
     4
 }
 
+/// The JSON name of each field of `Provider`, one per provider. A test
+/// checks it against the struct.
+const PROVIDER_FIELDS: [&str; 3] = ["prometheus", "web", "job"];
+
+/// `[has(self.prometheus), has(self.web), has(self.job)].filter(x, x).size() == 1`,
+/// over every provider.
+fn exactly_one_provider() -> Rule {
+    let set: Vec<String> = PROVIDER_FIELDS.iter().map(|f| format!("has(self.{f})")).collect();
+    Rule::new(format!("[{}].filter(x, x).size() == 1", set.join(", "))).message(provider_message().as_str())
+}
+
+/// The message of `Provider`'s rule, naming every provider:
+/// `provider must set exactly one of prometheus, web or job`.
+pub fn provider_message() -> String {
+    match PROVIDER_FIELDS.split_last() {
+        Some((last, [])) => format!("provider must set {last}"),
+        Some((last, others)) => format!("provider must set exactly one of {} or {last}", others.join(", ")),
+        None => "provider must set a provider".into(),
+    }
+}
+
+// Each field's type implements `analysis::Provider`; `analysis::provider`
+// picks the one that is set. (Not a doc comment: that is the CRD's description.)
 /// Where a measurement comes from: exactly one.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(
-    validation = Rule::new("[has(self.prometheus), has(self.web), has(self.job)].filter(x, x).size() == 1")
-        .message("provider must set exactly one of prometheus, web or job"),
-)]
+#[x_kube(validation = exactly_one_provider())]
 pub struct Provider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusProvider>,
@@ -287,4 +308,23 @@ pub struct AnalysisStatus {
     pub started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_one_provider_rule_names_every_provider_field() {
+        let schema = serde_json::to_value(schemars::schema_for!(Provider)).unwrap();
+        let properties: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut fields = PROVIDER_FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(properties, fields, "PROVIDER_FIELDS lists Provider's fields");
+    }
 }

@@ -1,5 +1,6 @@
 //! `spec.strategy.canary`: a new revision takes a growing share of traffic, step by step.
 use kube::KubeSchema;
+use kube::core::Rule;
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{Arg, RolloutAnalysis, TemplateRef};
@@ -148,13 +149,26 @@ pub struct BackgroundAnalysis {
     pub starting_step: Option<i32>,
 }
 
+/// The JSON name of each field of `TrafficRouting`, one per router. A test
+/// checks it against the struct.
+const ROUTER_FIELDS: [&str; 2] = ["gatewayAPI", "nginx"];
+
+/// `[has(self.gatewayAPI), has(self.nginx)].filter(x, x).size() == 1`, over every router.
+/// The message joins the routers with "or", so it keeps naming the earlier ones
+/// as it grows.
+fn exactly_one_router() -> Rule {
+    let set: Vec<String> = ROUTER_FIELDS.iter().map(|f| format!("has(self.{f})")).collect();
+    let message = format!(
+        "spec.strategy.canary.trafficRouting sets exactly one of {}",
+        ROUTER_FIELDS.join(" or ")
+    );
+    Rule::new(format!("[{}].filter(x, x).size() == 1", set.join(", "))).message(message.as_str())
+}
+
 /// Exactly one router.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(
-    validation = Rule::new("[has(self.gatewayAPI), has(self.nginx)].filter(x, x).size() == 1")
-        .message("spec.strategy.canary.trafficRouting sets exactly one of gatewayAPI or nginx"),
-)]
+#[x_kube(validation = exactly_one_router())]
 pub struct TrafficRouting {
     /// Weights on the stable and canary backendRefs of Gateway API HTTPRoutes.
     #[serde(default, rename = "gatewayAPI", skip_serializing_if = "Option::is_none")]
@@ -189,4 +203,23 @@ pub struct NginxRouting {
     /// The Ingress that serves the stable Service; serin creates its canary twin.
     #[schemars(length(min = 1, max = 253))]
     pub ingress: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_one_router_rule_names_every_router_field() {
+        let schema = serde_json::to_value(schemars::schema_for!(TrafficRouting)).unwrap();
+        let properties: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut fields = ROUTER_FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(properties, fields, "ROUTER_FIELDS lists TrafficRouting's fields");
+    }
 }

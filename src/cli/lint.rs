@@ -149,11 +149,11 @@ impl<'a> Given {
         for reference in check::templates_wanted(release, Which::All) {
             let name = reference.template_name.clone();
             let (found, into) = if reference.cluster_scope {
-                (self.cluster_templates.get(&name), &mut inputs.cluster_templates)
+                (self.cluster_templates.get(&name), &mut inputs.found.cluster_templates)
             } else {
                 (
                     self.templates.get(&(namespace.clone(), name.clone())),
-                    &mut inputs.templates,
+                    &mut inputs.found.templates,
                 )
             };
             if found.is_none() && !self.complete {
@@ -176,7 +176,7 @@ impl<'a> Given {
         for (name, key) in check::secrets_wanted(release, &inputs, Which::All) {
             let Some(secret) = self.secrets.get(&(namespace.clone(), name.clone())) else {
                 if self.complete {
-                    inputs.secrets.insert((name, key), None);
+                    inputs.found.secrets.insert((name, key), None);
                 } else if !lacking.iter().any(|(_, what)| *what == format!("Secret {name:?}")) {
                     lacking.push((String::new(), format!("Secret {name:?}")));
                 }
@@ -186,7 +186,7 @@ impl<'a> Given {
             // The API server folds stringData into data.
             let text = secret.string_data.as_ref().and_then(|d| d.get(&key)).cloned();
             let value = text.or_else(|| data.and_then(|b| String::from_utf8(b).ok()));
-            inputs.secrets.insert((name, key), value);
+            inputs.found.secrets.insert((name, key), value);
         }
         (inputs, lacking)
     }

@@ -69,14 +69,14 @@ impl Cluster {
                 .get(&(reference.cluster_scope, reference.template_name.clone()))
                 .cloned();
             if reference.cluster_scope {
-                inputs.cluster_templates.insert(reference.template_name, found);
+                inputs.found.cluster_templates.insert(reference.template_name, found);
             } else {
-                inputs.templates.insert(reference.template_name, found);
+                inputs.found.templates.insert(reference.template_name, found);
             }
         }
         for wanted in check::secrets_wanted(release, &inputs, which) {
             let value = self.secrets.get(&wanted).cloned();
-            inputs.secrets.insert(wanted, value);
+            inputs.found.secrets.insert(wanted, value);
         }
         inputs
     }

@@ -618,6 +618,7 @@ mod lint {
         let rolling = || release(json!({ "rolling": {} }));
         let canary = |c: Value| release(json!({ "canary": c }));
         let blue_green = |b: Value| release(json!({ "blueGreen": b }));
+        let provider_message = crate::api::provider_message();
         let cases: Vec<(Value, &str)> = vec![
             // Issue 3: Releases.
             (
@@ -667,7 +668,7 @@ mod lint {
             // Issue 4: analysis.
             (
                 template(json!({ "name": "errors", "provider": {} })),
-                "exactly one of prometheus, web or job",
+                provider_message.as_str(),
             ),
             (
                 template(metric(json!({ "successCondition": "result[0] <" }))),
@@ -701,7 +702,7 @@ mod lint {
                 template(
                     json!({ "name": "errors", "provider": { "web": { "url": "http://x" }, "job": { "spec": { "template": {} } } } }),
                 ),
-                "exactly one of prometheus, web or job",
+                provider_message.as_str(),
             ),
             // Issue 5: canaries.
             (

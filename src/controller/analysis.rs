@@ -1,24 +1,25 @@
-//! Runs the analysis of a revision: resolves templates and args, takes the
-//! measurements that are due, and sums them up for the planner. What a result
-//! means and when a metric is due are decided by the pure `analysis` modules.
+//! Runs the analysis of a revision in two steps: fetch the templates and
+//! Secrets it refers to (IO, here), then resolve it with the shared check
+//! (pure, `check` and `analysis::resolve`); then take the measurements that are
+//! due, through the provider seam, and sum them up for the planner. What a
+//! result means and when a metric is due are decided by the pure `analysis`
+//! modules.
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, PostParams};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use super::check::{self, Inputs, Rendered, Template, Which};
-use super::{Context, Error, FIELD_MANAGER, replicaset::RELEASE_LABEL};
-use crate::analysis::{condition, prometheus, run, web};
+use super::{Context, Error};
+use crate::analysis::{self, Env, Outcome, condition, run};
 use crate::api::{
-    AnalysisStatus, AnalysisTemplate, ClusterAnalysisTemplate, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Measurement,
-    MeasurementPhase, Metric, MetricStatus, Release,
+    AnalysisStatus, AnalysisTemplate, ClusterAnalysisTemplate, Measurement, MeasurementPhase, Metric, MetricStatus,
+    Release,
 };
-use crate::plan::{AnalysisInput, AnalysisRequest, AnalysisSlot, Invalid, Verdict};
+use crate::plan::{AnalysisInput, AnalysisRequest, AnalysisSlot, Verdict};
 
 /// Takes the measurements of an analysis that are due at `now`.
 pub async fn advance(
@@ -28,7 +29,9 @@ pub async fn advance(
     now: Timestamp,
 ) -> Result<AnalysisInput, Error> {
     let mut analysis = request.status.clone();
-    let metrics = match resolve(ctx, release, request.slot).await? {
+    let which = Which::Slot(request.slot);
+    let inputs = fetch(ctx, release, which).await?;
+    let metrics = match check::check(release, &inputs, which).first_problem() {
         Ok(metrics) => metrics,
         Err(invalid) => {
             let verdict = Verdict::Invalid(invalid.to_string());
@@ -53,11 +56,13 @@ pub async fn advance(
         .iter()
         .zip(statuses.iter_mut())
         .map(|(resolved, status)| async move {
-            if let Some(measurement) =
-                measure_if_due(ctx, release, request.slot, resolved, status, started_at, now).await?
-            {
+            let Some(provider) = analysis::provider(&resolved.metric.provider) else {
+                return Ok(());
+            };
+            let due = run::next_due(&resolved.metric, Some(status), started_at).is_some_and(|due| due <= now);
+            if let Some(measurement) = measure(ctx, release, request.slot, provider, resolved, status, due).await? {
                 ctx.metrics
-                    .measured(provider_name(&resolved.metric), &format!("{:?}", measurement.phase));
+                    .measured(provider.name(), &format!("{:?}", measurement.phase));
                 run::record(&resolved.metric, status, measurement);
             }
             Ok::<_, Error>(())
@@ -71,7 +76,7 @@ pub async fn advance(
     let next_due = metrics
         .iter()
         .zip(&statuses)
-        .filter(|(_, s)| s.job.is_none()) // a running Job reports back through its watch
+        .filter(|(_, s)| s.job.is_none()) // a measurement in flight reports back through its watch
         .filter_map(|(r, s)| run::next_due(&r.metric, Some(s), started_at))
         .map(|due| Duration::try_from(due.duration_since(now)).unwrap_or(Duration::ZERO))
         .min();
@@ -90,24 +95,9 @@ fn input(slot: AnalysisSlot, status: AnalysisStatus, verdict: Verdict, next_due:
     }
 }
 
-/// Fetches the templates and Secrets an analysis reads, then runs the shared
-/// check on them. The outer Err is an API failure (retried); the inner Err is a
-/// spec problem, shown as InvalidSpec.
-async fn resolve(
-    ctx: &Context,
-    release: &Release,
-    slot: AnalysisSlot,
-) -> Result<Result<Vec<Rendered>, Invalid>, Error> {
-    let which = Which::Slot(slot);
-    let inputs = fetch(ctx, release, which).await?;
-    let checked = check::check(release, &inputs, which);
-    Ok(match checked.problems.into_iter().next() {
-        Some(invalid) => Err(invalid),
-        None => Ok(checked.rendered),
-    })
-}
-
-/// What [`check::check`] reads for `which`, from the cluster.
+/// What [`check::check`] reads for `which`, from the cluster. Err is an API
+/// failure (retried); what is missing is recorded as missing, for the check
+/// to report.
 pub(super) async fn fetch(ctx: &Context, release: &Release, which: Which) -> Result<Inputs, Error> {
     let namespace = release.namespace().unwrap_or_default();
     let status = release.status.clone().unwrap_or_default();
@@ -125,7 +115,7 @@ pub(super) async fn fetch(ctx: &Context, release: &Release, which: Which) -> Res
                     args: t.spec.args,
                     metrics: t.spec.metrics,
                 });
-            inputs.cluster_templates.insert(name, found);
+            inputs.found.cluster_templates.insert(name, found);
         } else {
             let found = Api::<AnalysisTemplate>::namespaced(ctx.client.clone(), &namespace)
                 .get_opt(&name)
@@ -134,7 +124,7 @@ pub(super) async fn fetch(ctx: &Context, release: &Release, which: Which) -> Res
                     args: t.spec.args,
                     metrics: t.spec.metrics,
                 });
-            inputs.templates.insert(name, found);
+            inputs.found.templates.insert(name, found);
         }
     }
     let wanted = check::secrets_wanted(release, &inputs, which);
@@ -148,86 +138,65 @@ pub(super) async fn fetch(ctx: &Context, release: &Release, which: Which) -> Res
             .get(&name)
             .and_then(|s| s.as_ref()?.data.as_ref()?.get(&key))
             .and_then(|b| String::from_utf8(b.0.clone()).ok());
-        inputs.secrets.insert((name, key), value);
+        inputs.found.secrets.insert((name, key), value);
     }
     Ok(inputs)
 }
 
-fn headers(list: &[crate::api::Header]) -> Vec<(String, String)> {
-    list.iter().map(|h| (h.name.clone(), h.value.clone())).collect()
-}
-
-/// Measures a metric when it is due (or reads back its running Job).
-async fn measure_if_due(
+/// Reads back a metric's measurement in flight, or else measures it when it
+/// is `due`.
+async fn measure(
     ctx: &Context,
     release: &Release,
     slot: AnalysisSlot,
+    provider: &dyn analysis::Provider,
     resolved: &Rendered,
     status: &mut MetricStatus,
-    started_at: Timestamp,
-    now: Timestamp,
+    due: bool,
 ) -> Result<Option<Measurement>, Error> {
     let metric = &resolved.metric;
-    if let Some(job) = status.job.clone() {
-        return job_outcome(ctx, release, status, &job).await;
-    }
-    if run::next_due(metric, Some(status), started_at).is_none_or(|due| due > now) {
-        return Ok(None);
-    }
-    let provider = &metric.provider;
-    let timeout = run::timeout(metric).unwrap_or(run::DEFAULT_TIMEOUT);
-    let result = if let Some(p) = &provider.prometheus {
-        let headers = headers(&p.headers);
-        prometheus::query(
-            &ctx.http,
-            &p.address,
-            &p.query,
-            timeout,
-            &headers,
-            &resolved.credentials,
-        )
-        .await
-    } else if let Some(w) = &provider.web {
-        let method = w.method.as_deref().unwrap_or("GET");
-        let headers = headers(&w.headers);
-        web::request(
-            &ctx.http,
-            method,
-            &w.url,
-            &headers,
-            w.body.as_deref(),
-            w.json_path.as_deref(),
-            timeout,
-        )
-        .await
-    } else if let Some(job) = &provider.job {
-        let key = match slot {
-            AnalysisSlot::Background => metric.name.clone(),
-            AnalysisSlot::Step(index) => format!("step{index}-{}", metric.name),
-            AnalysisSlot::PrePromotion => format!("pre-{}", metric.name),
-            AnalysisSlot::PostPromotion => format!("post-{}", metric.name),
-        };
-        status.job = Some(start_job(ctx, release, &key, status.count + 1, &job.spec).await?);
-        return Ok(None);
-    } else {
-        return Ok(None);
+    let key = measurement_key(slot, &metric.name);
+    let env = Env {
+        http: &ctx.http,
+        kube: &ctx.client,
+        release,
+        key: &key,
+        number: status.count + 1,
+        timeout: run::timeout(metric).unwrap_or(run::DEFAULT_TIMEOUT),
+        secrets: &resolved.credentials,
     };
-    let mut measured = match result {
-        Ok(value) => judged(metric, &value),
-        Err(error) => measurement(MeasurementPhase::Error, Some(error.0)),
+    let read_back = status.job.is_some();
+    let outcome = match &status.job {
+        Some(handle) => provider.read_back(&env, handle).await?,
+        None if due => provider.measure(&env).await?,
+        None => return Ok(None),
     };
-    measured.value = measured.value.map(|v| redact(v, &resolved.secrets));
+    let mut measured = match outcome {
+        Outcome::Started(handle) => {
+            status.job = Some(handle);
+            return Ok(None);
+        }
+        Outcome::Running => return Ok(None),
+        Outcome::Value(value) => judged(metric, &value),
+        Outcome::Error(error) => measurement(MeasurementPhase::Error, Some(error.0)),
+        Outcome::Judged(phase, value) => measurement(phase, Some(value)),
+    };
+    status.job = None;
+    // What a measurement in flight reports back (a Job's condition) is shown as is.
+    if !read_back {
+        measured.value = measured.value.map(|v| redact(v, &resolved.secrets));
+    }
     Ok(Some(measured))
 }
 
-fn provider_name(metric: &Metric) -> &'static str {
-    let provider = &metric.provider;
-    if provider.prometheus.is_some() {
-        "prometheus"
-    } else if provider.web.is_some() {
-        "web"
-    } else {
-        "job"
+/// Names a measurement among the Release's: the metric, prefixed by the
+/// analysis it belongs to.
+fn measurement_key(slot: AnalysisSlot, metric: &str) -> String {
+    match slot {
+        AnalysisSlot::Background => metric.to_string(),
+        AnalysisSlot::Step(index) => format!("step{index}-{metric}"),
+        AnalysisSlot::PrePromotion => format!("pre-{metric}"),
+        AnalysisSlot::PostPromotion => format!("post-{metric}"),
     }
 }
 
@@ -253,95 +222,8 @@ fn measurement(phase: MeasurementPhase, value: Option<String>) -> Measurement {
     }
 }
 
-/// Starts a Job for one measurement, owned by the Release so it never outlives it.
-async fn start_job(
-    ctx: &Context,
-    release: &Release,
-    key: &str,
-    number: i32,
-    spec: &k8s_openapi::api::batch::v1::JobSpec,
-) -> Result<String, Error> {
-    let release_name = release.name_any();
-    let name = job_name(&release_name, key, number);
-    let job = Job {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.clone()),
-            namespace: release.namespace(),
-            labels: Some(BTreeMap::from([
-                (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
-                (RELEASE_LABEL.to_string(), release_name),
-            ])),
-            owner_references: release.controller_owner_ref(&()).map(|r| vec![r]),
-            ..Default::default()
-        },
-        spec: Some(spec.clone()),
-        status: None,
-    };
-    let api = Api::<Job>::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    match api.create(&params, &job).await {
-        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(name),
-        other => other.map(|_| name).map_err(Error::from),
-    }
-}
-
-/// `<release>-<metric>-<n>`, cut to the 63 characters a Job name may have.
-fn job_name(release: &str, metric: &str, number: i32) -> String {
-    let suffix = format!("-{number}");
-    let mut base: String = format!("{release}-{metric}").chars().take(63 - suffix.len()).collect();
-    while base.ends_with('-') {
-        base.pop();
-    }
-    format!("{}{suffix}", base.to_lowercase())
-}
-
-/// Reads a measurement Job: Successful when complete, Failed when failed; the Job
-/// is deleted once read so runs do not pile up.
-async fn job_outcome(
-    ctx: &Context,
-    release: &Release,
-    status: &mut MetricStatus,
-    name: &str,
-) -> Result<Option<Measurement>, Error> {
-    let api = Api::<Job>::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
-    let Some(job) = api.get_opt(name).await? else {
-        status.job = None;
-        return Ok(Some(measurement(
-            MeasurementPhase::Error,
-            Some(format!("Job {name} disappeared")),
-        )));
-    };
-    let conditions = job.status.and_then(|s| s.conditions).unwrap_or_default();
-    let finished = conditions
-        .iter()
-        .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"));
-    let Some(finished) = finished else { return Ok(None) };
-    let phase = if finished.type_ == "Complete" {
-        MeasurementPhase::Successful
-    } else {
-        MeasurementPhase::Failed
-    };
-    let value = match &finished.reason {
-        Some(reason) => format!("Job {}: {reason}", finished.type_),
-        None => format!("Job {}", finished.type_),
-    };
-    status.job = None;
-    match api.delete(name, &DeleteParams::background()).await {
-        Err(kube::Error::Api(s)) if s.is_not_found() => {}
-        other => {
-            other?;
-        }
-    }
-    Ok(Some(measurement(phase, Some(value))))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::job_name;
-
     #[test]
     fn secret_values_are_scrubbed_from_what_is_shown() {
         let shown = super::redact(
@@ -349,13 +231,5 @@ mod tests {
             &["s3cr3t".into(), String::new()],
         );
         assert_eq!(shown, "parse error near \"<redacted>\" in query");
-    }
-
-    #[test]
-    fn job_names_fit_63_characters() {
-        assert_eq!(job_name("web", "smoke", 1), "web-smoke-1");
-        let long = job_name(&"a".repeat(50), &"b".repeat(50), 12);
-        assert_eq!(long.len(), 63);
-        assert!(long.ends_with("-12"));
     }
 }

@@ -17,7 +17,7 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::FIELD_MANAGER;
+use crate::api::FIELD_MANAGER;
 
 /// Where and how long the Lease is held.
 #[derive(Clone, Debug)]

@@ -4,6 +4,8 @@ mod analysis;
 pub mod check;
 pub mod crds;
 pub mod endpoints;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 mod reconcile;
 pub mod replicaset;
@@ -19,6 +21,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
+use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -29,6 +32,7 @@ use self::endpoints::Health;
 use self::leader::{Leadership, LeaseConfig};
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Release};
 use crate::telemetry::Metrics;
+use crate::traffic::RouterError;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -48,6 +52,7 @@ pub struct Context {
     pub leader: watch::Receiver<bool>,
 }
 
+/// Why a reconcile stopped. [`error_policy`] decides per variant what happens next.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API request failed: {0}")]
@@ -56,10 +61,26 @@ pub enum Error {
     MissingNamespace,
     #[error("the ReplicaSet cache is gone")]
     CacheGone,
+    /// The router's API failure, or a misconfiguration found only when writing
+    /// (the observe path shows one found when reading on the Release instead).
     #[error("traffic routing: {0}")]
-    Traffic(String),
+    Traffic(#[source] RouterError),
+    /// Not a failure: the Lease moved while the round was planned.
     #[error("this process does not hold the Lease; it writes nothing")]
     NotLeader,
+}
+
+impl Error {
+    /// A short name of the variant: the `kind` label of `serin_reconcile_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::MissingNamespace => "missing_namespace",
+            Error::CacheGone => "cache_gone",
+            Error::Traffic(_) => "traffic",
+            Error::NotLeader => "not_leader",
+        }
+    }
 }
 
 /// Why the controller process stopped other than by a signal.
@@ -73,6 +94,7 @@ pub enum RunError {
     LostLease,
 }
 
+// controller::analysis and controller::crds still name it through here.
 pub use crate::api::FIELD_MANAGER;
 
 /// How long in-flight reconciles get to finish after SIGTERM, so that the
@@ -264,6 +286,8 @@ async fn lead(
                 Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
                     tracing::debug!(%object, "release is gone")
                 }
+                // error_policy logged it, with what happens next.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
                 Err(error) => tracing::warn!(%error, "reconcile failed"),
                 Ok(_) => {}
             }
@@ -293,7 +317,115 @@ fn strip_managed_fields<K: Resource>(object: &mut K) {
     object.meta_mut().managed_fields = None;
 }
 
-fn error_policy(_: Arc<Release>, error: &Error, _: Arc<Context>) -> kube::runtime::controller::Action {
-    tracing::warn!(%error, "will retry");
-    kube::runtime::controller::Action::requeue(Duration::from_secs(5))
+/// What follows a failed reconcile, per kind of failure. Runs in kube-runtime's
+/// span of the reconcile, so it enters serin's span for the Release's fields.
+fn error_policy(release: Arc<Release>, error: &Error, _: Arc<Context>) -> Requeue {
+    let _span = reconcile::span(&release).entered();
+    let retry = retry_after(error);
+    match (error, retry) {
+        (Error::NotLeader, _) => tracing::debug!("the Lease moved during the round; wrote nothing"),
+        (_, Some(after)) => tracing::warn!(%error, kind = error.kind(), retry_in = ?after, "will retry"),
+        (_, None) => tracing::warn!(%error, kind = error.kind(), "will not retry until the Release changes"),
+    }
+    match retry {
+        Some(after) => Requeue::requeue(after),
+        None => Requeue::await_change(),
+    }
+}
+
+/// When to try again after `error`; None: on the next change only.
+fn retry_after(error: &Error) -> Option<Duration> {
+    match error {
+        // A controller runs only while its process holds the Lease; one that
+        // lost it is being stopped, and the next holder starts its own
+        // controller, whose first list reconciles every Release.
+        Error::NotLeader => None,
+        // The ReplicaSet watch is gone only when the controller stops; a
+        // Release without a namespace cannot exist. Retrying changes neither.
+        Error::CacheGone | Error::MissingNamespace => None,
+        Error::Kube(error) | Error::Traffic(RouterError::Kube(error)) => Some(api_retry(error)),
+        // A route that changed between its read and its write: the next
+        // round reads it again, and shows a misconfiguration on the Release.
+        Error::Traffic(RouterError::Misconfigured(_)) => Some(RETRY_TRANSIENT),
+    }
+}
+
+fn api_retry(error: &kube::Error) -> Duration {
+    let kube::Error::Api(status) = error else {
+        return RETRY_TRANSIENT; // Connection, TLS, timeout: not the API server's answer.
+    };
+    match status.code {
+        409 => RETRY_CONFLICT,
+        // kube's client has already retried these with backoff (and Retry-After).
+        429 | 503 | 504 => RETRY_OVERLOADED,
+        500..=599 => RETRY_TRANSIENT,
+        _ => RETRY_REFUSED,
+    }
+}
+
+/// After a Conflict: another writer won; the next round reads what it wrote.
+/// Hand edits of routes and selectors are put back within 2 s (e2e).
+const RETRY_CONFLICT: Duration = Duration::from_secs(1);
+/// After a failure of the connection or the API server, likely passing.
+const RETRY_TRANSIENT: Duration = Duration::from_secs(5);
+/// After the API server asked to back off, or stayed unavailable, through the
+/// client's own retries.
+const RETRY_OVERLOADED: Duration = Duration::from_secs(30);
+/// After a request the API server refuses (403 Forbidden, 404, 422 Invalid):
+/// it fails until someone changes something, and the watches bring most such
+/// changes sooner; RBAC is not watched.
+const RETRY_REFUSED: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Status::failure("refused", "Reason").with_code(code).boxed())
+    }
+
+    #[test]
+    fn each_kind_of_failure_is_retried_when_retrying_can_help() {
+        let connection = || kube::Error::Service("connection refused".into());
+        let cases = [
+            (Error::NotLeader, None),
+            (Error::CacheGone, None),
+            (Error::MissingNamespace, None),
+            (Error::Kube(api(409)), Some(RETRY_CONFLICT)),
+            (Error::Kube(api(429)), Some(RETRY_OVERLOADED)),
+            (Error::Kube(api(503)), Some(RETRY_OVERLOADED)),
+            (Error::Kube(api(504)), Some(RETRY_OVERLOADED)),
+            (Error::Kube(api(500)), Some(RETRY_TRANSIENT)),
+            (Error::Kube(api(502)), Some(RETRY_TRANSIENT)),
+            (Error::Kube(connection()), Some(RETRY_TRANSIENT)),
+            (Error::Kube(api(403)), Some(RETRY_REFUSED)),
+            (Error::Kube(api(404)), Some(RETRY_REFUSED)),
+            (Error::Kube(api(422)), Some(RETRY_REFUSED)),
+            // Through the router: as the API failure underneath.
+            (Error::Traffic(RouterError::Kube(api(409))), Some(RETRY_CONFLICT)),
+            (Error::Traffic(RouterError::Kube(connection())), Some(RETRY_TRANSIENT)),
+            (
+                Error::Traffic(RouterError::Misconfigured("no rule".into())),
+                Some(RETRY_TRANSIENT),
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(retry_after(&error), want, "{error:?}");
+        }
+        assert!(
+            RETRY_CONFLICT < Duration::from_secs(2),
+            "hand edits are put back within 2 s"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_policy_requeues_as_the_table_says() {
+        let fx = fixtures::Fixture::new();
+        let release = Arc::new(fixtures::release(serde_json::json!({ "rolling": {} })));
+        let policy = |error: Error| error_policy(release.clone(), &error, fx.ctx.clone());
+        assert_eq!(policy(Error::NotLeader), Requeue::await_change());
+        assert_eq!(policy(Error::Kube(api(409))), Requeue::requeue(RETRY_CONFLICT));
+    }
 }

@@ -3,22 +3,39 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument;
 
-use super::{Context, Error, FIELD_MANAGER, analysis, replicaset, traffic};
-use crate::api::{Release, ReleaseStatus};
+use super::{Context, Error, analysis, replicaset, traffic};
+use crate::api::{FIELD_MANAGER, Release, ReleaseStatus};
 use crate::plan::{self, Action, AnalysisSlot, Observed};
+use crate::telemetry::Reconciled;
 
-/// One reconcile, counted and timed.
+/// One reconcile, counted and timed, in a span naming its Release.
 pub async fn timed(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = std::time::Instant::now();
-    let result = reconcile(cached, ctx.clone()).await;
-    ctx.metrics.reconciled(result.is_ok(), started.elapsed());
+    let result = reconcile(cached.clone(), ctx.clone()).instrument(span(&cached)).await;
+    let outcome = match &result {
+        Ok(_) => Reconciled::Ok,
+        Err(Error::NotLeader) => Reconciled::NotLeader,
+        Err(error) => Reconciled::Failed { kind: error.kind() },
+    };
+    ctx.metrics.reconciled(outcome, started.elapsed());
     result
+}
+
+/// The span of one reconcile: every log line inside names the Release.
+/// kube-runtime's own span (`object.ref`) is at its crate's log level.
+pub fn span(release: &Release) -> tracing::Span {
+    tracing::info_span!(
+        "reconcile",
+        release = %release.name_any(),
+        namespace = %release.namespace().unwrap_or_default(),
+    )
 }
 
 pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -71,12 +88,12 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
     // A template the API server refuses for a ReplicaSet: asked before anything
     // moves, so that the round's other actions (scaling the old revision down)
     // are not taken for a revision that can never start.
-    if let Some(refusal) = refusal(&replica_sets, &release, &plan.actions).await? {
+    if let Some(refusal) = replicaset::refusal(&replica_sets, &release, &plan.actions).await? {
         observed.refused = Some(refusal);
         plan = plan::plan(&observed);
     }
     tracing::debug!(
-        release = %release.name_any(), %namespace, phase = ?plan.status.phase, actions = ?plan.actions,
+        phase = ?plan.status.phase, actions = ?plan.actions,
         requeue_after = ?plan.requeue_after, analysis = ?plan.status.analysis.as_ref().map(|a| (a.phase, &a.message)),
         "planned"
     );
@@ -90,7 +107,7 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
         match action {
             Action::Select { service, revision } => traffic::select(&ctx, &release, service, revision).await?,
             Action::SetWeight { canary } => traffic::set_weight(router.as_deref(), *canary).await?,
-            _ => apply(&replica_sets, &release, action).await?,
+            _ => replicaset::apply(&replica_sets, &release, action).await?,
         }
     }
     let reference = release.object_ref(&());
@@ -153,80 +170,189 @@ fn series_key(note: &str) -> String {
     note[..end].to_string()
 }
 
-/// Why the API server refuses the ReplicaSet the plan would create, if it does:
-/// a server-side dry run of the create.
-async fn refusal(api: &Api<ReplicaSet>, release: &Release, actions: &[Action]) -> Result<Option<String>, Error> {
-    let Some(Action::Create {
-        revision,
-        number,
-        replicas,
-    }) = actions.iter().find(|a| matches!(a, Action::Create { .. }))
-    else {
-        return Ok(None);
-    };
-    let rs = replicaset::build(release, revision, *number, *replicas);
-    let params = PostParams {
-        dry_run: true,
-        field_manager: Some(FIELD_MANAGER.into()),
-    };
-    match api.create(&params, &rs).await {
-        Err(kube::Error::Api(status)) if is_refusal(status.code) => Ok(Some(clipped(&status.message, REFUSAL_MAX))),
-        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(None),
-        Err(error) => Err(error.into()),
-        Ok(_) => Ok(None),
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::api::Control;
+
+    const STATUS: &str = "/apis/serin.dev/v1alpha1/namespaces/shop/releases/web/status";
+
+    fn rolling() -> Release {
+        release(json!({ "rolling": {} }))
     }
-}
 
-/// The API server refused the object itself (422 Invalid, 400 Bad Request, 413
-/// too large), as opposed to a failure worth retrying.
-fn is_refusal(code: u16) -> bool {
-    matches!(code, 400 | 413 | 422)
-}
-
-/// The first `max` bytes of `text` (on a character boundary), marked when cut.
-fn clipped(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
+    fn with_control(mut release: Release, control: Value) -> Release {
+        let control: Control = serde_json::from_value(control).unwrap();
+        release.status.get_or_insert_with(Default::default).control = Some(control);
+        release
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
+
+    /// The status apply: serin's field manager, forced, the whole status.
+    fn status_applied(check: impl FnOnce(&Value) + Send + 'static, answer: &Release) -> Exchange {
+        Exchange::apply(&format!("{STATUS}?&force=true&fieldManager=serin"))
+            .body(move |body| {
+                assert_eq!(
+                    (&body["apiVersion"], &body["kind"]),
+                    (&json!("serin.dev/v1alpha1"), &json!("Release"))
+                );
+                assert!(
+                    body["status"].get("control").is_none(),
+                    "control is not serin's: {body}"
+                );
+                check(&body["status"]);
+            })
+            .answer(answer)
     }
-    format!("{}…", &text[..end])
-}
 
-/// Longest refusal message kept in a condition: an Event's note holds 1 kB, and
-/// a refusal quoting a 300 kB annotation must not grow the status with it.
-const REFUSAL_MAX: usize = 900;
-
-async fn apply(api: &Api<ReplicaSet>, release: &Release, action: &Action) -> Result<(), Error> {
-    match action {
-        Action::Create {
-            revision,
-            number,
-            replicas,
-        } => {
-            // Create, not apply: a stale cache must never overwrite a live ReplicaSet's scale.
-            let rs = replicaset::build(release, revision, *number, *replicas);
-            let params = PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            };
-            match api.create(&params, &rs).await {
-                Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
-                other => other.map(|_| ()).map_err(Error::from),
+    #[tokio::test]
+    async fn a_new_revision_is_dry_run_then_created_never_applied_and_the_status_applied() {
+        let mut fx = Fixture::new();
+        let release = rolling();
+        let revision = plan::revision::revision_of(&release.spec.template);
+        let name = format!("web-{revision}");
+        let built = {
+            let name = name.clone();
+            move |rs: &Value| {
+                assert_eq!(rs["kind"], "ReplicaSet");
+                assert_eq!(rs["metadata"]["name"], json!(name));
+                assert_eq!(rs["metadata"]["ownerReferences"][0]["uid"], "u-1");
+                assert_eq!(rs["spec"]["replicas"], 3);
             }
-        }
-        Action::Scale { name, replicas } => {
-            let scale = json!({ "spec": { "replicas": replicas } });
-            api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&scale))
-                .await?;
-            Ok(())
-        }
-        Action::Delete { name } => match api.delete(name, &DeleteParams::background()).await {
-            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-            other => other.map(|_| ()).map_err(Error::from),
-        },
-        Action::Select { .. } | Action::SetWeight { .. } => Ok(()), // Applied by the caller.
+        };
+        let scenario = vec![
+            get_release(&release),
+            Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin")).body(built.clone()),
+            Exchange::post(&format!("{REPLICA_SETS}?&fieldManager=serin")).body(built),
+            event("RolloutStarted"),
+            event("ScalingReplicaSet"),
+            status_applied(|status| assert_eq!(status["phase"], "Progressing"), &release),
+        ];
+        fx.server
+            .serve(scenario, reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_status_the_plan_leaves_as_recorded_is_not_written() {
+        let mut fx = Fixture::new();
+        let release = rolling();
+        fx.cache(replica_set(&release, 1, 3, 3));
+        let release = fx.settled(release);
+        fx.server
+            .serve(
+                vec![get_release(&release)],
+                reconcile(Arc::new(release.clone()), fx.ctx.clone()),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_control_request_is_consumed_after_the_round_that_acted_on_it() {
+        let mut fx = Fixture::new();
+        let release = rolling();
+        fx.cache(replica_set(&release, 1, 3, 3));
+        let release = with_control(fx.settled(release), json!({ "retry": true }));
+        let plan = fx.plan(&release);
+        assert!(!plan.keep_control, "precondition: the plan acts on the retry now");
+        let scenario = vec![
+            get_release(&release),
+            event("Retried"),
+            Exchange::merge_patch(&format!("{STATUS}?"))
+                .body(|body| assert_eq!(body, &json!({ "status": { "control": null } })))
+                .answer(&release),
+        ];
+        fx.server
+            .serve(scenario, reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_control_request_the_plan_keeps_stays() {
+        let mut fx = Fixture::new();
+        let mut release = release(json!({ "canary": { "steps": [{ "setWeight": 50 }, { "pause": {} }] } }));
+        let image = |release: &mut Release, image: &str| {
+            release.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+        };
+        image(&mut release, "web:0");
+        fx.cache(replica_set(&release, 1, 3, 3));
+        let mut release = fx.settled(release);
+        // A new revision, paused before its first step, with a promotion asked for.
+        image(&mut release, "web:1");
+        release.spec.paused = true;
+        let release = fx.settled(with_control(release, json!({ "promote": true })));
+        assert!(
+            fx.plan(&release).keep_control,
+            "precondition: the promotion waits for the resume"
+        );
+        fx.server
+            .serve(
+                vec![get_release(&release)],
+                reconcile(Arc::new(release.clone()), fx.ctx.clone()),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_standby_writes_nothing_and_is_not_counted_as_failed() {
+        let mut fx = Fixture::new();
+        fx.stand_by();
+        let release = rolling();
+        // The dry run writes nothing: it comes before the Lease is checked.
+        let scenario = vec![
+            get_release(&release),
+            Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin")),
+        ];
+        let result = fx
+            .server
+            .serve(scenario, timed(Arc::new(release), fx.ctx.clone()))
+            .await;
+        assert!(matches!(result, Err(Error::NotLeader)), "{result:?}");
+        let metrics = fx.ctx.metrics.render();
+        assert!(
+            metrics.contains(r#"serin_reconcile_total{result="not_leader"} 1"#),
+            "{metrics}"
+        );
+        assert!(!metrics.contains(r#"result="error""#), "{metrics}");
+        assert!(!metrics.contains("serin_reconcile_errors_total{"), "{metrics}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_round_is_counted_by_kind() {
+        let mut fx = Fixture::new();
+        let release = rolling();
+        let scenario = vec![Exchange::get(RELEASE).fail(500, "InternalError")];
+        let result = fx
+            .server
+            .serve(scenario, timed(Arc::new(release), fx.ctx.clone()))
+            .await;
+        assert!(
+            matches!(&result, Err(Error::Kube(kube::Error::Api(s))) if s.code == 500),
+            "{result:?}"
+        );
+        let metrics = fx.ctx.metrics.render();
+        assert!(
+            metrics.contains(r#"serin_reconcile_total{result="error"} 1"#),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(r#"serin_reconcile_errors_total{kind="kube"} 1"#),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_round_without_a_synced_cache_reads_nothing() {
+        let (ctx, mut server) = Fixture::new().lose_cache();
+        let result = server.serve(vec![], reconcile(Arc::new(rolling()), ctx)).await;
+        assert!(matches!(result, Err(Error::CacheGone)), "{result:?}");
     }
 }

@@ -1,12 +1,17 @@
-//! Building serin's ReplicaSets, and reading them back as plan input.
+//! serin's ReplicaSets: built from the Release, read back as plan input, and
+//! written (created, never applied; scaled through `/scale`; deleted).
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use kube::Resource;
-use kube::api::ObjectMeta;
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Resource};
+use serde_json::json;
 
-use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, REVISION_LABEL, REVISION_NUMBER_ANNOTATION, Release};
-use crate::plan::RevisionState;
+use super::Error;
+use crate::api::{
+    FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REVISION_LABEL, REVISION_NUMBER_ANNOTATION, Release,
+};
+use crate::plan::{Action, RevisionState};
 
 pub use crate::api::RELEASE_LABEL;
 
@@ -77,6 +82,89 @@ pub fn observe(rs: &ReplicaSet) -> Option<RevisionState> {
     })
 }
 
+/// Why the API server refuses the ReplicaSet the plan would create, if it does:
+/// a server-side dry run of the create.
+pub(super) async fn refusal(
+    api: &Api<ReplicaSet>,
+    release: &Release,
+    actions: &[Action],
+) -> Result<Option<String>, Error> {
+    let Some(Action::Create {
+        revision,
+        number,
+        replicas,
+    }) = actions.iter().find(|a| matches!(a, Action::Create { .. }))
+    else {
+        return Ok(None);
+    };
+    let rs = build(release, revision, *number, *replicas);
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
+    match api.create(&params, &rs).await {
+        Err(kube::Error::Api(status)) if is_refusal(status.code) => Ok(Some(clipped(&status.message, REFUSAL_MAX))),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(None),
+        Err(error) => Err(error.into()),
+        Ok(_) => Ok(None),
+    }
+}
+
+/// The API server refused the object itself (422 Invalid, 400 Bad Request, 413
+/// too large), as opposed to a failure worth retrying.
+fn is_refusal(code: u16) -> bool {
+    matches!(code, 400 | 413 | 422)
+}
+
+/// The first `max` bytes of `text` (on a character boundary), marked when cut.
+fn clipped(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Carries out one ReplicaSet action of the plan; Service and route actions are the caller's.
+pub(super) async fn apply(api: &Api<ReplicaSet>, release: &Release, action: &Action) -> Result<(), Error> {
+    match action {
+        Action::Create {
+            revision,
+            number,
+            replicas,
+        } => {
+            // Create, not apply: a stale cache must never overwrite a live ReplicaSet's scale.
+            let rs = build(release, revision, *number, *replicas);
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            match api.create(&params, &rs).await {
+                Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+                other => other.map(|_| ()).map_err(Error::from),
+            }
+        }
+        Action::Scale { name, replicas } => {
+            let scale = json!({ "spec": { "replicas": replicas } });
+            api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&scale))
+                .await?;
+            Ok(())
+        }
+        Action::Delete { name } => match api.delete(name, &DeleteParams::background()).await {
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            other => other.map(|_| ()).map_err(Error::from),
+        },
+        Action::Select { .. } | Action::SetWeight { .. } => Ok(()), // Applied by the caller.
+    }
+}
+
+/// Longest refusal message kept in a condition: an Event's note holds 1 kB, and
+/// a refusal quoting a 300 kB annotation must not grow the status with it.
+const REFUSAL_MAX: usize = 900;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +214,126 @@ mod tests {
             ("abc123", 4, 2)
         );
         assert_eq!(observed.name, "web-abc123");
+    }
+
+    mod writes {
+        use serde_json::{Value, json};
+
+        use super::super::super::fixtures::{Exchange, Fixture, REPLICA_SETS};
+        use super::*;
+
+        fn api(fx: &Fixture) -> Api<ReplicaSet> {
+            Api::namespaced(fx.ctx.client.clone(), "shop")
+        }
+
+        fn create() -> Action {
+            Action::Create {
+                revision: "abc".into(),
+                number: 2,
+                replicas: 1,
+            }
+        }
+
+        fn the_built_one(rs: &Value) {
+            assert_eq!(rs["kind"], "ReplicaSet");
+            assert_eq!(rs["metadata"]["name"], "web-abc");
+            assert_eq!(rs["metadata"]["annotations"][REVISION_NUMBER_ANNOTATION], "2");
+            assert_eq!(rs["spec"]["replicas"], 1);
+        }
+
+        #[tokio::test]
+        async fn a_revision_is_created_by_post_and_an_existing_one_is_left_as_it_is() {
+            // 409: the cache lagged; the live ReplicaSet keeps its scale (no apply follows).
+            for answer in [None, Some(409)] {
+                let mut fx = Fixture::new();
+                let mut post = Exchange::post(&format!("{REPLICA_SETS}?&fieldManager=serin")).body(the_built_one);
+                if let Some(code) = answer {
+                    post = post.fail(code, "AlreadyExists").about("web-abc");
+                }
+                let done = fx
+                    .server
+                    .serve(vec![post], apply(&api(&fx), &release(), &create()))
+                    .await;
+                assert!(done.is_ok(), "{answer:?}: {done:?}");
+            }
+        }
+
+        #[tokio::test]
+        async fn scaling_patches_the_scale_subresource() {
+            let mut fx = Fixture::new();
+            let patch = Exchange::merge_patch(&format!("{REPLICA_SETS}/web-abc/scale?"))
+                .body(|body| assert_eq!(body, &json!({ "spec": { "replicas": 5 } })))
+                .answer(json!({
+                    "apiVersion": "autoscaling/v1", "kind": "Scale",
+                    "metadata": { "name": "web-abc", "namespace": "shop" },
+                    "spec": { "replicas": 5 },
+                }));
+            let scale = Action::Scale {
+                name: "web-abc".into(),
+                replicas: 5,
+            };
+            fx.server
+                .serve(vec![patch], apply(&api(&fx), &release(), &scale))
+                .await
+                .unwrap();
+        }
+
+        #[tokio::test]
+        async fn a_replica_set_already_gone_counts_as_deleted() {
+            let mut fx = Fixture::new();
+            let delete = Exchange::delete(&format!("{REPLICA_SETS}/web-abc?"))
+                .body(|body| assert_eq!(body["propagationPolicy"], "Background"))
+                .fail(404, "NotFound")
+                .about("web-abc");
+            let action = Action::Delete { name: "web-abc".into() };
+            fx.server
+                .serve(vec![delete], apply(&api(&fx), &release(), &action))
+                .await
+                .unwrap();
+        }
+
+        #[tokio::test]
+        async fn the_dry_run_reports_a_refused_template_clipped_and_nothing_else() {
+            let long = "x".repeat(REFUSAL_MAX + 10);
+            let cases = [
+                (
+                    422,
+                    "Invalid",
+                    "spec.template: Invalid value",
+                    Some("spec.template: Invalid value".to_string()),
+                ),
+                (
+                    413,
+                    "RequestEntityTooLarge",
+                    &long,
+                    Some(format!("{}…", &long[..REFUSAL_MAX])),
+                ),
+                (409, "AlreadyExists", "exists", None),
+            ];
+            for (code, reason, message, want) in cases {
+                let mut fx = Fixture::new();
+                let dry_run = Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin"))
+                    .body(the_built_one)
+                    .fail(code, reason)
+                    .saying(message);
+                let got = fx
+                    .server
+                    .serve(vec![dry_run], refusal(&api(&fx), &release(), &[create()]))
+                    .await;
+                assert_eq!(got.unwrap(), want, "{code}");
+            }
+            // A failure worth retrying is an error, not a refusal.
+            let mut fx = Fixture::new();
+            let dry_run =
+                Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin")).fail(500, "InternalError");
+            let got = fx
+                .server
+                .serve(vec![dry_run], refusal(&api(&fx), &release(), &[create()]))
+                .await;
+            assert!(matches!(got, Err(Error::Kube(_))), "{got:?}");
+            // Nothing to create, nothing asked.
+            let got = fx.server.serve(vec![], refusal(&api(&fx), &release(), &[])).await;
+            assert_eq!(got.unwrap(), None);
+        }
     }
 }

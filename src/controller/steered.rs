@@ -1,27 +1,29 @@
-//! The objects a Release steers but does not own (Services, HTTPRoutes, the
-//! stable Ingress) and the canary Ingress it owns, watched so that an outside
-//! edit of a selector or weight is put back at once, not at the next rollout.
+//! The objects a Release steers but does not own (Services, and what its
+//! router reads: HTTPRoutes, the stable Ingress) and those its router owns (the
+//! canary Ingress), watched so that an outside edit of a selector or weight is
+//! put back at once, not at the next rollout. The kinds and names come from
+//! `traffic::ROUTERS`, so the code here names no router (only its tests do).
 //!
 //! No cache is kept: each event is mapped to the Releases that name the object
 //! and dropped, so memory does not grow with the cluster's Services.
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{DynamicObject, ListParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::replicaset::RELEASE_LABEL;
 use super::{scoped, strip_managed_fields};
-use crate::api::Release;
+use crate::api::{RELEASE_LABEL, Release};
+use crate::traffic::{self, ObjectKind, Watched};
 
 /// What kind of object an event is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Steered {
+    /// The strategy's Services.
     Service,
-    HttpRoute,
-    Ingress,
+    /// A kind a traffic router reads or writes.
+    Routed(ObjectKind),
 }
 
 /// Whether `release` steers the `kind` object called `name` (in its namespace).
@@ -39,17 +41,7 @@ pub fn steers(release: &Release, kind: Steered, name: &str) -> bool {
                 .flat_map(|b| [Some(b.active_service.as_str()), b.preview_service.as_deref()]);
             canary.chain(blue_green).flatten().any(|s| s == name)
         }
-        Steered::HttpRoute => strategy
-            .canary
-            .iter()
-            .filter_map(|c| c.traffic_routing.as_ref()?.gateway_api.as_ref())
-            .flat_map(|g| &g.http_routes)
-            .any(|r| r.name == name),
-        Steered::Ingress => strategy
-            .canary
-            .iter()
-            .filter_map(|c| c.traffic_routing.as_ref()?.nginx.as_ref())
-            .any(|n| n.ingress == name),
+        Steered::Routed(kind) => traffic::steers(release, &kind, name),
     }
 }
 
@@ -66,6 +58,22 @@ fn releases_steering(
         .filter(|r| r.namespace() == namespace && steers(r, kind, name))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
+}
+
+/// The Releases a router object's event is for: those naming it, and for a
+/// labelled kind the Release its label names (serin created the object).
+fn releases_routed_by(releases: &Store<Release>, watched: Watched, object: &DynamicObject) -> Vec<ObjectRef<Release>> {
+    let namespace = object.namespace();
+    let mut refs = releases_steering(
+        releases,
+        Steered::Routed(watched.kind),
+        namespace.clone(),
+        &object.name_any(),
+    );
+    if let (true, Some(release), Some(ns)) = (watched.labelled, object.labels().get(RELEASE_LABEL), namespace) {
+        refs.push(ObjectRef::new(release).within(&ns));
+    }
+    refs
 }
 
 /// Stream of Releases to reconcile because something they steer changed.
@@ -91,8 +99,8 @@ where
         .boxed()
 }
 
-/// Every steered-object watch, merged. HTTPRoutes are watched only when the
-/// Gateway API is installed at start.
+/// Every steered-object watch, merged: Services, and each kind a router reads
+/// or writes, once, when the cluster serves it at start.
 pub async fn watch(
     client: &Client,
     namespace: &Option<String>,
@@ -103,32 +111,24 @@ pub async fn watch(
         releases.clone(),
         |store, s: &Service| releases_steering(store, Steered::Service, s.namespace(), &s.name_any()),
     );
-    let ingresses = triggers(
-        scoped::<Ingress>(client, namespace),
-        releases.clone(),
-        |store, i: &Ingress| {
-            // The canary Ingress is serin's own and names its Release; the stable one is the user's.
-            let mut refs = releases_steering(store, Steered::Ingress, i.namespace(), &i.name_any());
-            if let (Some(release), Some(ns)) = (i.labels().get(RELEASE_LABEL), i.namespace()) {
-                refs.push(ObjectRef::new(release).within(&ns));
-            }
-            refs
-        },
-    );
-    let mut all = vec![services, ingresses];
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
-        "httproutes",
-    );
-    let routes: Api<DynamicObject> = match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
-    match routes.list_metadata(&ListParams::default().limit(1)).await {
-        Ok(_) => all.push(triggers(routes, releases, |store, route: &DynamicObject| {
-            releases_steering(store, Steered::HttpRoute, route.namespace(), &route.name_any())
-        })),
-        Err(error) => tracing::info!(%error, "not watching HTTPRoutes: the Gateway API is not served"),
+    let mut all = vec![services];
+    for watched in traffic::watched_kinds() {
+        let resource = watched.kind.api_resource();
+        let objects: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        match objects.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => all.push(triggers(objects, releases.clone(), move |store, object| {
+                releases_routed_by(store, watched, object)
+            })),
+            Err(error) => tracing::info!(
+                %error,
+                "not watching {}: {} is not served",
+                watched.kind.plural,
+                resource.api_version
+            ),
+        }
     }
     futures::stream::select_all(all)
 }
@@ -154,6 +154,8 @@ mod tests {
 
     #[test]
     fn a_release_steers_the_objects_its_strategy_names() {
+        const HTTP_ROUTE: Steered = Steered::Routed(crate::traffic::gateway_api::HTTP_ROUTE);
+        const INGRESS: Steered = Steered::Routed(crate::traffic::nginx::INGRESS);
         let canary = release(serde_json::json!({ "canary": {
             "stableService": "web", "canaryService": "web-canary",
             "trafficRouting": { "gatewayAPI": { "httpRoutes": [{ "name": "route" }] } }
@@ -169,13 +171,13 @@ mod tests {
             (&canary, Steered::Service, "web", true),
             (&canary, Steered::Service, "web-canary", true),
             (&canary, Steered::Service, "other", false),
-            (&canary, Steered::HttpRoute, "route", true),
-            (&canary, Steered::HttpRoute, "web", false),
-            (&canary, Steered::Ingress, "web", false),
-            (&nginx, Steered::Ingress, "web", true),
+            (&canary, HTTP_ROUTE, "route", true),
+            (&canary, HTTP_ROUTE, "web", false),
+            (&canary, INGRESS, "web", false),
+            (&nginx, INGRESS, "web", true),
             (&blue_green, Steered::Service, "web-preview", true),
             (&blue_green, Steered::Service, "web", true),
-            (&blue_green, Steered::HttpRoute, "web", false),
+            (&blue_green, HTTP_ROUTE, "web", false),
             (&rolling, Steered::Service, "web", false),
         ];
         for (release, kind, name, want) in table {
@@ -185,6 +187,66 @@ mod tests {
                 "{kind:?} {name} by {:?}",
                 release.spec.strategy.name()
             );
+        }
+    }
+
+    #[test]
+    fn a_router_object_triggers_the_releases_naming_it_and_the_one_its_label_names() {
+        use crate::traffic::{gateway_api::HTTP_ROUTE, nginx::INGRESS};
+        let (store, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply(release(serde_json::json!({ "canary": {
+            "stableService": "web", "canaryService": "web-canary",
+            "trafficRouting": { "nginx": { "ingress": "stable" } }
+        }}))));
+        let object = |kind: ObjectKind, namespace: &str, name: &str, label: Option<&str>| {
+            let mut object = DynamicObject::new(name, &kind.api_resource()).within(namespace);
+            if let Some(release) = label {
+                object.labels_mut().insert(RELEASE_LABEL.into(), release.into());
+            }
+            object
+        };
+        let watched = |kind, labelled| Watched { kind, labelled };
+        let web = ObjectRef::<Release>::new("web").within("apps");
+        let table = [
+            (
+                "the stable Ingress",
+                watched(INGRESS, true),
+                object(INGRESS, "apps", "stable", None),
+                vec![web.clone()],
+            ),
+            (
+                "elsewhere",
+                watched(INGRESS, true),
+                object(INGRESS, "other", "stable", None),
+                vec![],
+            ),
+            (
+                "another Ingress",
+                watched(INGRESS, true),
+                object(INGRESS, "apps", "api", None),
+                vec![],
+            ),
+            (
+                "the canary Ingress, by its label",
+                watched(INGRESS, true),
+                object(INGRESS, "apps", "web-stable-canary", Some("web")),
+                vec![web.clone()],
+            ),
+            (
+                "a label names a Release not in the cache",
+                watched(INGRESS, true),
+                object(INGRESS, "other", "x-canary", Some("x")),
+                vec![ObjectRef::new("x").within("other")],
+            ),
+            (
+                "a label on an unlabelled kind",
+                watched(HTTP_ROUTE, false),
+                object(HTTP_ROUTE, "apps", "route", Some("web")),
+                vec![],
+            ),
+        ];
+        for (case, watched, object, want) in table {
+            assert_eq!(releases_routed_by(&store, watched, &object), want, "{case}");
         }
     }
 }

@@ -6,8 +6,8 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, FIELD_MANAGER};
-use crate::api::{REVISION_LABEL, Release};
+use super::{Context, Error};
+use crate::api::{FIELD_MANAGER, REVISION_LABEL, Release};
 use crate::plan::Traffic;
 use crate::traffic::{self, RouterError, TrafficRouter};
 
@@ -62,7 +62,7 @@ pub async fn observe(ctx: &Context, release: &Release) -> Result<(Traffic, Optio
         match router.canary_weight().await {
             Ok(weight) => observed.canary_weight = weight,
             Err(RouterError::Misconfigured(message)) => problem = Some(message),
-            Err(RouterError::Kube(error)) => return Err(error.into()),
+            Err(error @ RouterError::Kube(_)) => return Err(Error::Traffic(error)),
         }
     }
     observed.problem = problem;
@@ -105,10 +105,7 @@ pub async fn set_weight(router: Option<&dyn TrafficRouter>, canary: i32) -> Resu
     let Some(router) = router else {
         return Ok(()); // The replica ratio carries the weight.
     };
-    router.set_weight(canary).await.map_err(|e| match e {
-        RouterError::Kube(error) => Error::Kube(error),
-        RouterError::Misconfigured(message) => Error::Traffic(message),
-    })
+    router.set_weight(canary).await.map_err(Error::Traffic)
 }
 
 #[cfg(test)]
@@ -124,5 +121,153 @@ mod tests {
         let moved = with_revision(selector, "def");
         assert_eq!(moved.len(), 2);
         assert_eq!(moved.get(REVISION_LABEL).map(String::as_str), Some("def"));
+    }
+
+    mod io {
+        use std::error::Error as _;
+
+        use serde_json::{Value, json};
+
+        use super::super::super::fixtures::{Exchange, Fixture, release};
+        use super::*;
+
+        const SERVICES: &str = "/api/v1/namespaces/shop/services";
+        const ROUTE: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web";
+
+        fn routed() -> Release {
+            release(json!({ "canary": {
+                "stableService": "web-stable", "canaryService": "web-canary", "steps": [{ "setWeight": 50 }],
+                "trafficRouting": { "gatewayAPI": { "httpRoutes": [{ "name": "web" }] } },
+            } }))
+        }
+
+        fn service(name: &str, revision: &str) -> Value {
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": { "name": name, "namespace": "shop", "resourceVersion": "7" },
+                "spec": { "selector": { "app": "web", REVISION_LABEL: revision } },
+            })
+        }
+
+        /// The reads of both Services, selecting `old` and `new`.
+        fn services() -> Vec<Exchange> {
+            vec![
+                Exchange::get(&format!("{SERVICES}/web-stable")).answer(service("web-stable", "old")),
+                Exchange::get(&format!("{SERVICES}/web-canary")).answer(service("web-canary", "new")),
+            ]
+        }
+
+        #[tokio::test]
+        async fn a_missing_route_or_route_type_is_the_problem_shown_on_the_release() {
+            let cases = [
+                (Some("web"), r#"HTTPRoute "web" not found in namespace "shop""#.to_string()),
+                (
+                    None,
+                    r#"cannot read HTTPRoute "web" in namespace "shop": the Gateway API CRDs (gateway.networking.k8s.io/v1 HTTPRoute) are not installed"#.to_string(),
+                ),
+            ];
+            for (named, problem) in cases {
+                let mut fx = Fixture::new();
+                let mut not_found = Exchange::get(ROUTE).fail(404, "NotFound");
+                if let Some(name) = named {
+                    not_found = not_found.about(name);
+                }
+                let mut scenario = services();
+                scenario.push(not_found);
+                let release = routed();
+                let (traffic, router) = fx.server.serve(scenario, observe(&fx.ctx, &release)).await.unwrap();
+                assert_eq!(traffic.problem.as_deref(), Some(problem.as_str()));
+                assert_eq!(
+                    (traffic.stable_service.as_deref(), traffic.canary_service.as_deref()),
+                    (Some("old"), Some("new"))
+                );
+                assert!(router.is_some());
+            }
+        }
+
+        #[tokio::test]
+        async fn a_missing_service_is_the_problem_and_the_router_is_not_asked() {
+            let mut fx = Fixture::new();
+            let scenario = vec![
+                Exchange::get(&format!("{SERVICES}/web-stable"))
+                    .fail(404, "NotFound")
+                    .about("web-stable"),
+                Exchange::get(&format!("{SERVICES}/web-canary")).answer(service("web-canary", "new")),
+            ];
+            let release = routed();
+            let (traffic, _) = fx.server.serve(scenario, observe(&fx.ctx, &release)).await.unwrap();
+            assert_eq!(
+                traffic.problem.as_deref(),
+                Some(r#"spec.strategy.canary.stableService: Service "web-stable" not found in namespace "shop""#)
+            );
+        }
+
+        #[tokio::test]
+        async fn a_failing_route_read_is_a_traffic_error_with_the_api_error_as_source() {
+            let mut fx = Fixture::new();
+            let mut scenario = services();
+            scenario.push(Exchange::get(ROUTE).fail(500, "InternalError"));
+            let release = routed();
+            let error = match fx.server.serve(scenario, observe(&fx.ctx, &release)).await {
+                Err(error) => error,
+                Ok(observed) => panic!("a 500 read as {:?}", observed.0),
+            };
+            assert!(
+                matches!(&error, Error::Traffic(RouterError::Kube(kube::Error::Api(s))) if s.code == 500),
+                "{error:?}"
+            );
+            let router = error.source().expect("the router's error");
+            assert!(router.is::<RouterError>(), "{router:?}");
+            let api = router.source().expect("the API error");
+            assert!(api.is::<kube::Error>(), "{api:?}");
+        }
+
+        #[tokio::test]
+        async fn a_route_found_misconfigured_when_writing_is_a_traffic_error() {
+            let mut fx = Fixture::new();
+            let stable_only = json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": { "name": "web", "namespace": "shop", "resourceVersion": "9" },
+                "spec": { "rules": [{ "backendRefs": [{ "name": "web-stable", "port": 80 }] }] },
+            });
+            let release = routed();
+            let router = crate::traffic::router(&fx.ctx.client, &release).expect("a router");
+            let scenario = vec![Exchange::get(ROUTE).answer(stable_only)];
+            let result = fx.server.serve(scenario, set_weight(Some(router.as_ref()), 50)).await;
+            match result {
+                Err(Error::Traffic(RouterError::Misconfigured(message))) => {
+                    assert!(
+                        message.contains(r#"no backendRef to canary Service "web-canary""#),
+                        "{message}"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[tokio::test]
+        async fn a_selector_is_applied_whole_as_read_with_the_revision_key_moved() {
+            let mut fx = Fixture::new();
+            let scenario = vec![
+                Exchange::get(&format!("{SERVICES}/web-stable")).answer(service("web-stable", "old")),
+                Exchange::apply(&format!("{SERVICES}/web-stable?&force=true&fieldManager=serin"))
+                    .body(|body| {
+                        assert_eq!(
+                            body,
+                            &json!({
+                                "apiVersion": "v1", "kind": "Service",
+                                "metadata": { "name": "web-stable", "resourceVersion": "7" },
+                                "spec": { "selector": { "app": "web", REVISION_LABEL: "new" } },
+                            })
+                        )
+                    })
+                    .answer(service("web-stable", "new")),
+            ];
+            let release = routed();
+            fx.server
+                .serve(scenario, select(&fx.ctx, &release, "web-stable", "new"))
+                .await
+                .unwrap();
+        }
     }
 }

@@ -9,7 +9,6 @@ mod canary;
 mod canary_traffic;
 pub mod conditions;
 mod deadline;
-mod invalid;
 mod judgement;
 mod reason;
 pub mod revision;
@@ -29,8 +28,9 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{AnalysisPhase, AnalysisStatus, Release, ReleaseStatus};
 
+/// Lives in `api`, which `analysis` reports it from too.
+pub use crate::api::Invalid;
 pub use analyses::{AnalysisRequest, AnalysisSlot, analyses_due};
-pub use invalid::Invalid;
 pub use reason::Reason;
 pub use selector::selector_string;
 pub use validate::validate;

@@ -1,19 +1,42 @@
 //! Gateway API: the canary weight is the share of the canary Service's backendRef
 //! in the HTTPRoute rules that route to both the stable and canary Services.
 use futures::future::BoxFuture;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::Status;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use super::{RouterError, Services, TrafficRouter};
+use super::{ObjectKind, Router, RouterError, Services, TrafficRouter, Watched};
 use crate::api::FIELD_MANAGER;
 use crate::api::{GatewayApiRouting, HttpRouteRef, Release};
 
 const GROUP: &str = "gateway.networking.k8s.io";
 const VERSION: &str = "v1";
 const KIND: &str = "HTTPRoute";
-const PLURAL: &str = "httproutes";
+
+pub const HTTP_ROUTE: ObjectKind = ObjectKind {
+    group: GROUP,
+    version: VERSION,
+    kind: KIND,
+    plural: "httproutes",
+};
+
+/// `trafficRouting.gatewayAPI`: the user's HTTPRoutes, patched in place.
+pub const ROUTER: Router = Router {
+    watches: &[Watched {
+        kind: HTTP_ROUTE,
+        labelled: false,
+    }],
+    steers: |routing| {
+        let routes = routing.gateway_api.iter().flat_map(|g| &g.http_routes);
+        routes.map(|r| (HTTP_ROUTE, r.name.as_str())).collect()
+    },
+    build: |client, release, services, routing| {
+        let routing = routing.gateway_api.as_ref()?;
+        Some(Box::new(GatewayApi::new(client, release, services, routing)))
+    },
+};
+
 /// The largest backendRef weight Gateway API accepts.
 const WEIGHT_MAX: i64 = 1_000_000;
 
@@ -28,9 +51,8 @@ pub struct GatewayApi {
 impl GatewayApi {
     pub fn new(client: &Client, release: &Release, services: Services, routing: &GatewayApiRouting) -> Self {
         let namespace = release.namespace().unwrap_or_default();
-        let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL);
         Self {
-            api: Api::namespaced_with(client.clone(), &namespace, &resource),
+            api: Api::namespaced_with(client.clone(), &namespace, &HTTP_ROUTE.api_resource()),
             namespace,
             services,
             routes: routing.http_routes.clone(),

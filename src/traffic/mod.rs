@@ -1,14 +1,23 @@
 //! Traffic routers: how a canary's weight reaches the network. One trait, one
 //! file per router. Without `trafficRouting` the weight is carried by the replica
 //! ratio, which the planner handles by scaling (see `plan::canary`), so that case
-//! needs no router. Adding Istio or SMI is one more file and one arm in [`router`].
+//! needs no router.
+//!
+//! Each router file declares a [`Router`]: the `trafficRouting` field that
+//! selects it, the objects it steers and how it is built. Adding Istio or SMI is
+//! one more file, its field in `TrafficRouting`, and one entry in [`ROUTERS`];
+//! the controller builds, watches and maps events through this list alone.
 pub mod gateway_api;
 pub mod nginx;
 
 use futures::future::BoxFuture;
 use kube::Client;
+use kube::api::{ApiResource, GroupVersionKind};
 
-use crate::api::Release;
+use crate::api::{Release, TrafficRouting};
+
+/// Every router serin knows, in the order `router` tries them.
+pub const ROUTERS: &[Router] = &[gateway_api::ROUTER, nginx::ROUTER];
 
 /// Why a router cannot report or set a weight.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +41,45 @@ pub trait TrafficRouter: Send + Sync {
     fn set_weight(&self, canary: i32) -> BoxFuture<'_, Result<(), RouterError>>;
 }
 
+/// One router as the controller sees it before any Release chooses it.
+pub struct Router {
+    /// The kinds of object it reads or writes, watched from start (when the
+    /// cluster serves them) so an outside edit is put back at once.
+    pub watches: &'static [Watched],
+    /// The objects it steers for this `trafficRouting`, by kind and name in the
+    /// Release's namespace; empty when `trafficRouting` chooses another router.
+    pub steers: for<'a> fn(&'a TrafficRouting) -> Vec<(ObjectKind, &'a str)>,
+    /// The router for `release`, when its `trafficRouting` chooses this one.
+    pub build: Build,
+}
+
+/// How a [`Router`] is built: `None` when `trafficRouting` chooses another.
+pub type Build = fn(&Client, &Release, Services, &TrafficRouting) -> Option<Box<dyn TrafficRouter>>;
+
+/// A kind of object in the Release's namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectKind {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+}
+
+impl ObjectKind {
+    pub fn api_resource(&self) -> ApiResource {
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(self.group, self.version, self.kind), self.plural)
+    }
+}
+
+/// A kind a router reads or writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watched {
+    pub kind: ObjectKind,
+    /// The objects of this kind that serin creates carry `api::RELEASE_LABEL`
+    /// naming their Release, which maps their events back to it without a name.
+    pub labelled: bool,
+}
+
 /// The router the Release's canary strategy configures, if any.
 pub fn router(client: &Client, release: &Release) -> Option<Box<dyn TrafficRouter>> {
     let canary = release.spec.strategy.canary.as_ref()?;
@@ -40,15 +88,43 @@ pub fn router(client: &Client, release: &Release) -> Option<Box<dyn TrafficRoute
         stable: canary.stable_service.clone()?,
         canary: canary.canary_service.clone()?,
     };
-    if let Some(gateway) = &routing.gateway_api {
-        return Some(Box::new(gateway_api::GatewayApi::new(
-            client, release, services, gateway,
-        )));
+    ROUTERS
+        .iter()
+        .find_map(|router| (router.build)(client, release, services.clone(), routing))
+}
+
+/// Whether the router `release` configures reads or writes the `kind` object
+/// called `name` in the Release's namespace.
+pub fn steers(release: &Release, kind: &ObjectKind, name: &str) -> bool {
+    let Some(routing) = release
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.traffic_routing.as_ref())
+    else {
+        return false;
+    };
+    ROUTERS
+        .iter()
+        .flat_map(|router| (router.steers)(routing))
+        .any(|(k, n)| k == *kind && n == name)
+}
+
+/// The kinds every router watches, each once: labelled when any router labels it.
+pub fn watched_kinds() -> Vec<Watched> {
+    distinct(ROUTERS.iter().flat_map(|router| router.watches))
+}
+
+fn distinct<'a>(watches: impl Iterator<Item = &'a Watched>) -> Vec<Watched> {
+    let mut kinds: Vec<Watched> = Vec::new();
+    for watched in watches {
+        match kinds.iter_mut().find(|k| k.kind == watched.kind) {
+            Some(known) => known.labelled |= watched.labelled,
+            None => kinds.push(*watched),
+        }
     }
-    if let Some(nginx) = &routing.nginx {
-        return Some(Box::new(nginx::Nginx::new(client, release, services, nginx)));
-    }
-    None
+    kinds
 }
 
 /// The two Services a router splits traffic between.
@@ -56,4 +132,66 @@ pub fn router(client: &Client, release: &Release) -> Option<Box<dyn TrafficRoute
 pub struct Services {
     pub stable: String,
     pub canary: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: ObjectKind = ObjectKind {
+        group: "example.com",
+        version: "v1",
+        kind: "A",
+        plural: "as",
+    };
+    const B: ObjectKind = ObjectKind {
+        kind: "B",
+        plural: "bs",
+        ..A
+    };
+
+    fn watched(kind: ObjectKind, labelled: bool) -> Watched {
+        Watched { kind, labelled }
+    }
+
+    #[test]
+    fn each_kind_is_watched_once_and_labelled_if_any_router_labels_it() {
+        let watches = [
+            watched(A, false),
+            watched(B, false),
+            watched(A, true),
+            watched(B, false),
+        ];
+        assert_eq!(distinct(watches.iter()), [watched(A, true), watched(B, false)]);
+    }
+
+    #[test]
+    fn every_router_watches_the_kinds_it_steers() {
+        let routings: Vec<TrafficRouting> = [
+            serde_json::json!({ "gatewayAPI": { "httpRoutes": [{ "name": "a" }, { "name": "b" }] } }),
+            serde_json::json!({ "nginx": { "ingress": "web" } }),
+        ]
+        .into_iter()
+        .map(|r| serde_json::from_value(r).unwrap())
+        .collect();
+        for router in ROUTERS {
+            for routing in &routings {
+                for (kind, name) in (router.steers)(routing) {
+                    assert!(
+                        router.watches.iter().any(|w| w.kind == kind),
+                        "{name}: {kind:?} is steered but not watched"
+                    );
+                }
+            }
+        }
+        let steering: Vec<usize> = routings
+            .iter()
+            .map(|routing| ROUTERS.iter().filter(|r| !(r.steers)(routing).is_empty()).count())
+            .collect();
+        assert_eq!(steering, [1, 1], "each routing is steered by exactly its router");
+        let kinds = watched_kinds();
+        for want in [watched(gateway_api::HTTP_ROUTE, false), watched(nginx::INGRESS, true)] {
+            assert!(kinds.contains(&want), "{want:?} not in {kinds:?}");
+        }
+    }
 }

@@ -7,9 +7,30 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressSpec};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 
-use super::{RouterError, Services, TrafficRouter};
+use super::{ObjectKind, Router, RouterError, Services, TrafficRouter, Watched};
 use crate::api::{FIELD_MANAGER, RELEASE_LABEL};
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, NginxRouting, Release};
+
+pub const INGRESS: ObjectKind = ObjectKind {
+    group: "networking.k8s.io",
+    version: "v1",
+    kind: "Ingress",
+    plural: "ingresses",
+};
+
+/// `trafficRouting.nginx`: reads the user's stable Ingress, writes its canary twin.
+pub const ROUTER: Router = Router {
+    // The canary Ingress is serin's own and names its Release; the stable one is the user's.
+    watches: &[Watched {
+        kind: INGRESS,
+        labelled: true,
+    }],
+    steers: |routing| routing.nginx.iter().map(|n| (INGRESS, n.ingress.as_str())).collect(),
+    build: |client, release, services, routing| {
+        let routing = routing.nginx.as_ref()?;
+        Some(Box::new(Nginx::new(client, release, services, routing)))
+    },
+};
 
 const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 /// Also the prefix of every canary annotation, none of which may leak from the stable Ingress.

@@ -1,4 +1,6 @@
-//! A spec the controller cannot act on.
+//! A spec serin cannot act on. Here, below `plan` and `analysis`, because both
+//! report it: `plan` for the Release's own fields, `analysis` for its templates,
+//! args and Secrets.
 
 /// A spec the controller cannot act on: the field at fault and why. Shown as
 /// `field: message` on the Degraded condition (reason InvalidSpec).
