@@ -162,7 +162,7 @@ fn controller_verdict(release: &Release, cluster: &Cluster) -> Option<String> {
         now,
     });
     let degraded = plan.status.conditions.iter().find(|c| c.type_ == "Degraded")?;
-    (degraded.status == "True" && degraded.reason == plan::reason::INVALID_SPEC).then(|| degraded.message.clone())
+    (degraded.status == "True" && plan::Reason::InvalidSpec == degraded.reason).then(|| degraded.message.clone())
 }
 
 fn release(strategy: Value) -> Value {

@@ -124,7 +124,7 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
             secondary: None,
         };
         if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(%error, reason = transition.reason, "could not record event");
+            tracing::warn!(%error, reason = transition.reason.as_str(), "could not record event");
         }
     }
     // status.control is a person's request, not the controller's: compare without it.
@@ -146,7 +146,7 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
     if let Some(phase) = plan.status.phase {
         ctx.metrics.phase(&namespace, &release.name_any(), phase);
     }
-    let promoted = plan.events.iter().any(|e| e.reason == "Promoted");
+    let promoted = plan.promoted;
     if let (true, Some(started)) = (
         promoted,
         release.status.as_ref().and_then(|s| s.rollout_start_time.as_ref()),

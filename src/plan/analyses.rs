@@ -2,9 +2,12 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use super::bluegreen::Stage;
 use super::canary;
 use super::revision::revision_of;
-use crate::api::{AnalysisPhase, AnalysisStatus, Release, RolloutAnalysis};
+use crate::api::{
+    AnalysisPhase, AnalysisStatus, BlueGreenStrategy, CanaryStrategy, Control, Release, ReleaseStatus, RolloutAnalysis,
+};
 
 /// Which of a Release's analyses a request is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,86 +44,124 @@ pub fn analyses_due(release: &Release, now: Timestamp) -> Vec<AnalysisRequest> {
     if !in_flight || release.spec.paused || control.abort || (rolled_back && !control.retry) {
         return Vec::new();
     }
-    let fresh = |step: Option<i32>| AnalysisStatus {
-        revision: revision.clone(),
-        step,
-        phase: AnalysisPhase::Running,
-        message: None,
-        started_at: Time(now),
-        metrics: Vec::new(),
+    let carry = Carry {
+        revision: &revision,
+        retry: control.retry,
+        now,
     };
-    // A retry starts every analysis over.
-    let carried = |recorded: Option<&AnalysisStatus>, step: Option<i32>| {
-        recorded
-            .filter(|a| a.revision == revision && a.step == step && !control.retry)
-            .cloned()
-            .unwrap_or_else(|| fresh(step))
-    };
+    let strategy = &release.spec.strategy;
     let mut due = Vec::new();
-    if let Some(spec) = release.spec.strategy.rolling.as_ref().and_then(|r| r.analysis.as_ref()) {
-        let status = carried(status.analysis.as_ref(), None);
+    if let Some(spec) = strategy.rolling.as_ref().and_then(|r| r.analysis.as_ref()) {
         due.push(AnalysisRequest {
             slot: AnalysisSlot::Background,
             spec: spec.clone(),
-            status,
+            status: carry.status(status.analysis.as_ref(), None),
         });
     }
-    if let Some(strategy) = &release.spec.strategy.blue_green {
-        let recorded = status
-            .blue_green
-            .as_ref()
-            .filter(|b| b.preview_revision.as_ref() == Some(&revision) && !control.retry);
-        let ready = recorded.is_some_and(|b| b.preview_ready_at.is_some());
-        let switched = recorded.is_some_and(|b| b.switched_at.is_some());
-        // The pre-promotion check gates the decision to promote; once taken, it is done.
-        let promoting = recorded.is_some_and(|b| b.promoting);
-        if let Some(spec) = &strategy.pre_promotion_analysis
-            && ready
-            && !switched
-            && !promoting
-            && !control.promote_full
-        {
-            let recorded = recorded.and_then(|b| b.pre_promotion_analysis.as_ref());
-            due.push(AnalysisRequest {
-                slot: AnalysisSlot::PrePromotion,
-                spec: spec.to_rollout_analysis(),
-                status: carried(recorded, None),
-            });
-        }
-        if let Some(spec) = &strategy.post_promotion_analysis
-            && switched
-        {
-            let recorded = recorded.and_then(|b| b.post_promotion_analysis.as_ref());
-            due.push(AnalysisRequest {
-                slot: AnalysisSlot::PostPromotion,
-                spec: spec.to_rollout_analysis(),
-                status: carried(recorded, None),
-            });
-        }
+    if let Some(strategy) = &strategy.blue_green {
+        due.extend(blue_green_due(strategy, status, &control, &carry));
     }
-    if let Some(strategy) = &release.spec.strategy.canary {
-        if control.promote || control.promote_full {
-            return due; // The step moves on this round; its analysis would be stale.
-        }
-        let index = canary::resume_index(release, &revision);
-        if let Some(background) = &strategy.analysis
-            && index >= usize::try_from(background.starting_step.unwrap_or(0)).unwrap_or(0)
-        {
-            due.push(AnalysisRequest {
-                slot: AnalysisSlot::Background,
-                spec: background.analysis.to_rollout_analysis(),
-                status: carried(status.analysis.as_ref(), None),
-            });
-        }
-        if let Some(spec) = strategy.steps.get(index).and_then(|s| s.analysis.as_ref()) {
-            let step = i32::try_from(index).ok();
-            let recorded = status.canary.as_ref().and_then(|c| c.step_analysis.as_ref());
-            due.push(AnalysisRequest {
-                slot: AnalysisSlot::Step(step.unwrap_or_default()),
-                spec: spec.to_rollout_analysis(),
-                status: carried(recorded, step),
-            });
-        }
+    if let Some(strategy) = &strategy.canary {
+        due.extend(canary_due(release, strategy, status, &control, &carry));
+    }
+    due
+}
+
+/// Where an analysis carries on from: what is recorded for this revision and
+/// step, or a fresh start. A retry starts every analysis over.
+struct Carry<'a> {
+    revision: &'a str,
+    retry: bool,
+    now: Timestamp,
+}
+
+impl Carry<'_> {
+    fn status(&self, recorded: Option<&AnalysisStatus>, step: Option<i32>) -> AnalysisStatus {
+        recorded
+            .filter(|a| a.revision == self.revision && a.step == step && !self.retry)
+            .cloned()
+            .unwrap_or_else(|| AnalysisStatus {
+                revision: self.revision.to_string(),
+                step,
+                phase: AnalysisPhase::Running,
+                message: None,
+                started_at: Time(self.now),
+                metrics: Vec::new(),
+            })
+    }
+}
+
+/// Blue-green: the pre-promotion analysis of a ready preview, until promotion
+/// is decided (which ends it); the post-promotion analysis once switched.
+fn blue_green_due(
+    strategy: &BlueGreenStrategy,
+    status: &ReleaseStatus,
+    control: &Control,
+    carry: &Carry,
+) -> Vec<AnalysisRequest> {
+    let recorded = status
+        .blue_green
+        .as_ref()
+        .filter(|b| b.preview_revision.as_deref() == Some(carry.revision) && !carry.retry);
+    let stage = Stage::in_flight(status.blue_green.as_ref(), carry.revision, carry.retry);
+    let ready = recorded.is_some_and(|b| b.preview_ready_at.is_some());
+    let mut due = Vec::new();
+    if let Some(spec) = &strategy.pre_promotion_analysis
+        && stage == Stage::Preview
+        && ready
+        && !control.promote_full
+    {
+        let recorded = recorded.and_then(|b| b.pre_promotion_analysis.as_ref());
+        due.push(AnalysisRequest {
+            slot: AnalysisSlot::PrePromotion,
+            spec: spec.to_rollout_analysis(),
+            status: carry.status(recorded, None),
+        });
+    }
+    if let Some(spec) = &strategy.post_promotion_analysis
+        && stage == Stage::Switched
+    {
+        let recorded = recorded.and_then(|b| b.post_promotion_analysis.as_ref());
+        due.push(AnalysisRequest {
+            slot: AnalysisSlot::PostPromotion,
+            spec: spec.to_rollout_analysis(),
+            status: carry.status(recorded, None),
+        });
+    }
+    due
+}
+
+/// Canary: the background analysis from its starting step on, and the
+/// analysis of the current step when it is an analysis step.
+fn canary_due(
+    release: &Release,
+    strategy: &CanaryStrategy,
+    status: &ReleaseStatus,
+    control: &Control,
+    carry: &Carry,
+) -> Vec<AnalysisRequest> {
+    if control.promote || control.promote_full {
+        return Vec::new(); // The step moves on this round; its analysis would be stale.
+    }
+    let index = canary::resume_index(release, carry.revision);
+    let mut due = Vec::new();
+    if let Some(background) = &strategy.analysis
+        && index >= usize::try_from(background.starting_step.unwrap_or(0)).unwrap_or(0)
+    {
+        due.push(AnalysisRequest {
+            slot: AnalysisSlot::Background,
+            spec: background.analysis.to_rollout_analysis(),
+            status: carry.status(status.analysis.as_ref(), None),
+        });
+    }
+    if let Some(spec) = strategy.steps.get(index).and_then(|s| s.analysis.as_ref()) {
+        let step = i32::try_from(index).ok();
+        let recorded = status.canary.as_ref().and_then(|c| c.step_analysis.as_ref());
+        due.push(AnalysisRequest {
+            slot: AnalysisSlot::Step(step.unwrap_or_default()),
+            spec: spec.to_rollout_analysis(),
+            status: carry.status(recorded, step),
+        });
     }
     due
 }

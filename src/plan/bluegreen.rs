@@ -5,28 +5,131 @@
 //! checks pass and the scale-down delay is over, so a failure can switch back
 //! at once. The active Service only ever moves onto a revision with `replicas`
 //! available pods.
+//!
+//! The stage is read once from status ([`Stage::of`]); a round then carries the
+//! rollout as far as it can: preview, promoting, switched, promoted.
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, PROGRESSING};
-use super::release::{Judgement, Round, reason};
+use super::deadline::Deadline;
+use super::judgement::Judgement;
+use super::reason::Reason;
+use super::round::Round;
 use super::{AnalysisSlot, Verdict};
-use crate::api::{BlueGreenStatus, BlueGreenStrategy, Phase};
+use crate::api::{AnalysisPhase, BlueGreenStatus, BlueGreenStrategy, Phase, ReleaseStatus};
+
+/// Where a blue-green rollout stands, as its status records it. `scaleDownAt`
+/// is no stage: in any of them it is when revisions that no longer take
+/// traffic scale down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// No rollout in flight: the current revision is the stable one, or the first.
+    Steady,
+    /// The current revision was rolled back or aborted (`failedRevision`): both
+    /// Services are back on the stable revision.
+    RolledBack,
+    /// The new revision runs its preview pods beside the stable one, until they
+    /// are available (`previewReadyAt`), checked, and promoted by the clock or a person.
+    Preview,
+    /// Promotion is decided (`promoting`): the new revision scales to full size
+    /// before the active Service switches to it.
+    Promoting,
+    /// The active Service selects the new revision (`switchedAt`); the stable one
+    /// keeps every pod until the post-promotion analysis passes.
+    Switched,
+}
+
+impl Stage {
+    /// The stage of `revision` in the round's status, once `begin` has adopted a
+    /// stable revision and taken in retry and abort requests. A retry, like a
+    /// new revision, starts from the preview.
+    pub(super) fn of(status: &ReleaseStatus, revision: &str, retry: bool) -> Stage {
+        if status.stable_revision.as_deref().is_none_or(|s| s == revision) {
+            return Stage::Steady;
+        }
+        if status.failed_revision.is_some() {
+            return Stage::RolledBack;
+        }
+        Stage::in_flight(status.blue_green.as_ref(), revision, retry)
+    }
+
+    /// The stage of a rollout of `revision` in flight and not rolled back, as
+    /// `blueGreen` status records it.
+    pub(super) fn in_flight(recorded: Option<&BlueGreenStatus>, revision: &str, retry: bool) -> Stage {
+        let recorded = recorded.filter(|b| b.preview_revision.as_deref() == Some(revision) && !retry);
+        match recorded {
+            Some(b) if b.switched_at.is_some() => Stage::Switched,
+            Some(b) if b.promoting => Stage::Promoting,
+            _ => Stage::Preview,
+        }
+    }
+}
+
+/// Why a preview is not promoted yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hold {
+    /// Fewer than the preview's pods are available.
+    Pods,
+    /// The pre-promotion analysis has not passed.
+    Analysis,
+    /// Ready and checked; autoPromotionSeconds are not over.
+    Clock,
+    /// Ready and checked; without auto-promotion a person promotes.
+    Person,
+}
+
+/// The new revision's pods, as this round observes them.
+#[derive(Clone, Copy, Debug)]
+struct NewPods {
+    /// How many the preview runs before promotion.
+    preview: i32,
+    /// The preview's pods are available.
+    ready: bool,
+    /// All `replicas` pods are available.
+    full: bool,
+}
 
 impl Round<'_> {
     pub(super) fn decide_blue_green(&mut self, strategy: &BlueGreenStrategy) {
         let retry = self.begin();
-        if let Some(problem) = self.traffic.problem.clone() {
-            // The Service watch wakes the controller when it appears; look again anyway.
-            self.requeue_at(super::release::INVALID_RECHECK);
-            return self.invalid(problem);
+        if self.blocked_by_traffic() {
+            return;
         }
-        let stable = self.status.stable_revision.clone();
-        let Some(stable) = stable.filter(|s| *s != self.revision) else {
+        let stage = Stage::of(&self.status, &self.revision, retry);
+        if stage == Stage::Steady {
             return self.blue_green_steady(strategy);
-        };
+        }
+        let stable = self.status.stable_revision.clone().unwrap_or_default();
         self.note_rollout_start(retry);
+        let rolled_back_before = self.carry_blue_green(retry);
+        if stage == Stage::RolledBack {
+            let why = self.rollback_reason();
+            return self.blue_green_abort(strategy, &stable, why, rolled_back_before);
+        }
+        match self.judge_analyses() {
+            Judgement::Go => {}
+            Judgement::Held => return,
+            Judgement::Failed(cause) => {
+                self.mark_failed(Reason::AnalysisFailed, cause);
+                return self.blue_green_abort(strategy, &stable, Reason::AnalysisFailed, false);
+            }
+        }
+        if self.spec.paused {
+            // A promotion asked for now applies once the rollout resumes.
+            let control = self.previous.control.clone().unwrap_or_default();
+            self.keep_control = control.promote || control.promote_full;
+            return self.paused();
+        }
+        self.resume_blue_green();
+        self.blue_green_toward(strategy, &stable, stage);
+    }
+
+    /// Carries the recorded state of the current revision's rollout into status
+    /// (none for a new revision or a retry). Returns whether the revision was
+    /// rolled back before this round.
+    fn carry_blue_green(&mut self, retry: bool) -> bool {
         let previous = self.previous.blue_green.clone().unwrap_or_default();
         let recorded = Some(&previous)
             .filter(|b| b.preview_revision.as_ref() == Some(&self.revision) && !retry)
@@ -44,103 +147,146 @@ impl Round<'_> {
             },
             ..recorded
         });
-
-        if self.status.failed_revision.is_some() {
-            let why = self.rollback_reason();
-            return self.blue_green_abort(strategy, &stable, why, rolled_back_before);
-        }
-        match self.judge_analyses() {
-            Judgement::Go => {}
-            Judgement::Held => return,
-            Judgement::Failed(cause) => {
-                self.mark_failed(reason::ANALYSIS_FAILED, cause);
-                return self.blue_green_abort(strategy, &stable, reason::ANALYSIS_FAILED, false);
-            }
-        }
-        let control = self.previous.control.clone().unwrap_or_default();
-        if self.spec.paused {
-            // A promotion asked for now applies once the rollout resumes.
-            self.keep_control = control.promote || control.promote_full;
-            return self.paused();
-        }
-        // Resuming restarts the clocks: time paused counts toward neither
-        // autoPromotionSeconds nor the deadline.
-        let resumed =
-            conditions::get(&self.previous.conditions, PROGRESSING).is_some_and(|c| c.reason == reason::PAUSED);
-        if resumed {
-            self.event(
-                false,
-                "Resumed",
-                format!("Rollout of revision {} resumed", self.revision),
-            );
-            let stamp = Time(self.stamp());
-            if let Some(state) = self.status.blue_green.as_mut() {
-                state.preview_ready_at = state.preview_ready_at.as_ref().map(|_| stamp.clone());
-                state.unavailable_since = None;
-            }
-        }
-        self.blue_green_toward(strategy, &stable);
+        rolled_back_before
     }
 
-    /// The pre-switch preview, the promotion and the switch, and the checks after it.
-    fn blue_green_toward(&mut self, strategy: &BlueGreenStrategy, stable: &str) {
-        let desired = self.desired();
-        let preview_pods = strategy.preview_replica_count.unwrap_or(desired).clamp(0, desired);
-        let control = self.previous.control.clone().unwrap_or_default();
+    /// Resuming from spec.paused restarts the clocks: time paused counts toward
+    /// neither autoPromotionSeconds nor the deadline.
+    fn resume_blue_green(&mut self) {
+        let resumed = conditions::get(&self.previous.conditions, PROGRESSING)
+            .is_some_and(|c| c.reason == Reason::Paused.as_str());
+        if !resumed {
+            return;
+        }
+        self.event(
+            false,
+            Reason::Resumed,
+            format!("Rollout of revision {} resumed", self.revision),
+        );
+        let stamp = Time(self.stamp());
+        if let Some(state) = self.status.blue_green.as_mut() {
+            state.preview_ready_at = state.preview_ready_at.as_ref().map(|_| stamp.clone());
+            state.unavailable_since = None;
+        }
+    }
+
+    /// The stages in flight, from `stage` on as far as this round gets: the
+    /// promotion decision, the switch, the scaling and the deadline they share,
+    /// and the conditions of the stage the round ends in.
+    fn blue_green_toward(&mut self, strategy: &BlueGreenStrategy, stable: &str, stage: Stage) {
+        let pods = self.new_pods(strategy);
         let mut state = self.status.blue_green.clone().unwrap_or_default();
+        self.note_preview_ready(&mut state, pods);
+        let decided = match stage {
+            Stage::Preview => self.promote_preview(strategy, &mut state, pods),
+            _ => Ok(()),
+        };
+        let stage = match (stage, decided) {
+            (Stage::Preview, Ok(())) => Stage::Promoting,
+            _ => stage,
+        };
+        // A promotion asked for before the preview is ready and checked waits for it.
+        let control = self.previous.control.clone().unwrap_or_default();
+        self.keep_control = (control.promote || control.promote_full) && stage == Stage::Preview;
+        let (stage, selected) = self.switch_active(strategy, stable, &mut state, stage, pods);
+        self.scale_blue_green(stable, &state, stage, pods, &selected);
+        if self.blue_green_deadline(&mut state, stage, pods) == Deadline::Exceeded {
+            return self.blue_green_abort(strategy, stable, Reason::ProgressDeadlineExceeded, false);
+        }
+        if let Some(due) = self.gate_analysis.and_then(|a| a.next_due) {
+            self.requeue_at(due);
+        }
+        match (stage, decided) {
+            (_, Err(hold)) => self.preview_conditions(hold, pods),
+            (Stage::Switched, _) => self.after_switch(strategy, stable, &state, pods),
+            _ => self.promoting_conditions(),
+        }
+    }
+
+    fn new_pods(&self, strategy: &BlueGreenStrategy) -> NewPods {
+        let desired = self.desired();
+        let preview = strategy.preview_replica_count.unwrap_or(desired).clamp(0, desired);
         let new = self.new.filter(|n| n.synced);
-        let ready = new.is_some_and(|n| n.replicas >= preview_pods && n.available >= preview_pods);
-        let full = new.is_some_and(|n| n.replicas == desired && n.available >= desired);
-        if ready && state.preview_ready_at.is_none() {
+        NewPods {
+            preview,
+            ready: new.is_some_and(|n| n.replicas >= preview && n.available >= preview),
+            full: new.is_some_and(|n| n.replicas == desired && n.available >= desired),
+        }
+    }
+
+    /// Records when the preview first ran its pods, available.
+    fn note_preview_ready(&mut self, state: &mut BlueGreenStatus, pods: NewPods) {
+        if pods.ready && state.preview_ready_at.is_none() {
             state.preview_ready_at = Some(Time(self.stamp()));
             self.event(
                 false,
-                "PreviewReady",
-                format!("Preview of revision {}: {preview_pods} pods available", self.revision),
+                Reason::PreviewReady,
+                format!("Preview of revision {}: {} pods available", self.revision, pods.preview),
             );
         }
-        let switched = state.switched_at.is_some();
-        let pre_passed = strategy.pre_promotion_analysis.is_none()
+    }
+
+    /// Preview: once the preview is ready and checked, the clock or a person
+    /// promotes it. Ok once promoting; otherwise why not yet.
+    fn promote_preview(
+        &mut self,
+        strategy: &BlueGreenStrategy,
+        state: &mut BlueGreenStatus,
+        pods: NewPods,
+    ) -> Result<(), Hold> {
+        if !pods.ready {
+            return Err(Hold::Pods);
+        }
+        let control = self.previous.control.clone().unwrap_or_default();
+        let checked = strategy.pre_promotion_analysis.is_none()
             || control.promote_full
             || self.gate_passed(AnalysisSlot::PrePromotion)
             || state
                 .pre_promotion_analysis
                 .as_ref()
-                .is_some_and(|a| a.phase == crate::api::AnalysisPhase::Successful);
-
-        // Decide the switch: once ready and checked, by the clock or by a person.
-        let mut waiting_for_person = false;
-        if !switched && !state.promoting && ready {
-            let wait = Duration::from_secs(strategy.auto_promotion_seconds.unwrap_or(0).max(0) as u64);
-            let ready_for = state
-                .preview_ready_at
-                .as_ref()
-                .map_or(Duration::ZERO, |t| self.elapsed_since(t.0));
-            let by_clock = strategy.auto_promotion_enabled && pre_passed && ready_for >= wait;
-            let by_person = (control.promote && pre_passed) || control.promote_full;
-            if by_clock || by_person {
-                state.promoting = true;
-                let how = if by_person { "as requested" } else { "automatically" };
-                let note = format!(
-                    "Promoting revision {} {how}: scaling to {desired} before the switch",
-                    self.revision
-                );
-                self.event(false, "Promoting", note);
-            } else if strategy.auto_promotion_enabled && pre_passed {
-                self.requeue_at(wait - ready_for);
-            } else if pre_passed {
-                waiting_for_person = true;
-            }
+                .is_some_and(|a| a.phase == AnalysisPhase::Successful);
+        if !checked {
+            return Err(Hold::Analysis);
         }
+        let wait = Duration::from_secs(strategy.auto_promotion_seconds.unwrap_or(0).max(0) as u64);
+        let ready_for = state
+            .preview_ready_at
+            .as_ref()
+            .map_or(Duration::ZERO, |t| self.elapsed_since(t.0));
+        let by_clock = strategy.auto_promotion_enabled && ready_for >= wait;
+        let by_person = control.promote || control.promote_full;
+        if by_clock || by_person {
+            state.promoting = true;
+            let how = if by_person { "as requested" } else { "automatically" };
+            let note = format!(
+                "Promoting revision {} {how}: scaling to {} before the switch",
+                self.revision,
+                self.desired()
+            );
+            self.event(false, Reason::Promoting, note);
+            return Ok(());
+        }
+        if strategy.auto_promotion_enabled {
+            self.requeue_at(wait - ready_for);
+            return Err(Hold::Clock);
+        }
+        Err(Hold::Person)
+    }
 
-        // A promotion asked for before the preview is ready and checked waits for it.
-        self.keep_control = (control.promote || control.promote_full) && !switched && !state.promoting;
-
-        // The new revision runs the preview, or everything once promoting; the
-        // stable one keeps every pod until the new one is stable.
-        let selects_new_after_switch = switched || (state.promoting && full);
-        let switch_now = selects_new_after_switch && !switched;
-        let active = if selects_new_after_switch {
+    /// Points the active Service at the new revision once it is switched, or
+    /// promoting with every pod available (then it is switched from now on), and
+    /// the preview Service at the new revision once it has a pod. Returns the
+    /// stage and the revisions the Services select after this round.
+    fn switch_active(
+        &mut self,
+        strategy: &BlueGreenStrategy,
+        stable: &str,
+        state: &mut BlueGreenStatus,
+        stage: Stage,
+        pods: NewPods,
+    ) -> (Stage, Vec<String>) {
+        let switch_now = stage == Stage::Promoting && pods.full;
+        let active = if stage == Stage::Switched || switch_now {
             self.revision.clone()
         } else {
             stable.to_string()
@@ -150,133 +296,136 @@ impl Round<'_> {
         } else {
             stable.to_string()
         };
-        let traffic = self.traffic;
-        let selected = self.switch_services([
-            (
-                Some(strategy.active_service.as_str()),
-                &traffic.stable_service,
-                &active,
-                desired,
-            ),
-            (
-                strategy.preview_service.as_deref(),
-                &traffic.canary_service,
-                &preview,
-                1,
-            ),
-        ]);
-        if switch_now && selected.first() == Some(&self.revision) {
-            state.switched_at = Some(Time(self.stamp()));
-            let note = format!(
-                "Active Service {} switched to revision {}",
-                strategy.active_service, self.revision
-            );
-            self.event(false, "Switched", note);
-        }
+        let selected = self.point_services(strategy, &active, &preview);
         state.active_revision = selected.first().cloned();
-        let switched = state.switched_at.is_some();
-        let new_pods = if state.promoting || switched {
-            desired
-        } else {
-            preview_pods
-        };
+        if !(switch_now && selected.first() == Some(&self.revision)) {
+            return (stage, selected);
+        }
+        state.switched_at = Some(Time(self.stamp()));
+        let note = format!(
+            "Active Service {} switched to revision {}",
+            strategy.active_service, self.revision
+        );
+        self.event(false, Reason::Switched, note);
+        (Stage::Switched, selected)
+    }
+
+    /// The new revision runs the preview, or every pod once promoting; the
+    /// stable one keeps every pod until the new one is stable; superseded
+    /// revisions scale down once no longer draining.
+    fn scale_blue_green(
+        &mut self,
+        stable: &str,
+        state: &BlueGreenStatus,
+        stage: Stage,
+        pods: NewPods,
+        selected: &[String],
+    ) {
+        let desired = self.desired();
+        let new_pods = if stage == Stage::Preview { pods.preview } else { desired };
         if self.synced {
-            self.scale_guarded(self.new.map(|n| n.name.as_str()), new_pods, &selected);
+            self.scale_guarded(self.new.map(|n| n.name.as_str()), new_pods, selected);
             let draining = state.scale_down_at.is_some();
             for rs in self.old.clone() {
                 if rs.revision == stable {
                     self.scale(rs, desired);
                 } else if !draining {
-                    self.scale_guarded(Some(&rs.name), 0, &selected);
+                    self.scale_guarded(Some(&rs.name), 0, selected);
                 }
             }
         }
         if let Some(at) = &state.scale_down_at {
             self.requeue_at(self.until(at.0));
         }
+    }
 
-        // The progress deadline counts from when the new revision last lacked pods.
-        let pending = !(if state.promoting || switched { full } else { ready });
+    /// The progress deadline counts from when the new revision last lacked the
+    /// pods of its stage; writes the state into status.
+    fn blue_green_deadline(&mut self, state: &mut BlueGreenStatus, stage: Stage, pods: NewPods) -> Deadline {
+        let pending = !(if stage == Stage::Preview { pods.ready } else { pods.full });
         let since = state.unavailable_since.as_ref().map_or(self.stamp(), |t| t.0);
         state.unavailable_since = pending.then_some(Time(since));
         self.status.blue_green = Some(state.clone());
-        let deadline = Duration::from_secs(self.spec.progress_deadline_seconds.max(0) as u64);
-        let elapsed = self.elapsed_since(since);
-        if pending && elapsed >= deadline && self.stable().is_some() {
-            let cause = format!("not available within progressDeadlineSeconds ({}s)", deadline.as_secs());
-            self.mark_failed(reason::PROGRESS_DEADLINE_EXCEEDED, cause);
-            return self.blue_green_abort(strategy, stable, reason::PROGRESS_DEADLINE_EXCEEDED, false);
+        let deadline = self.check_deadline(pending.then(|| self.elapsed_since(since)));
+        if deadline == Deadline::Stranded {
+            // Kept as it was: with no stable ReplicaSet, ask to look again at once.
+            self.requeue_at(Duration::ZERO);
         }
-        if pending {
-            self.requeue_at(deadline.saturating_sub(elapsed));
-        }
-        if let Some(due) = self.gate_analysis.and_then(|a| a.next_due) {
-            self.requeue_at(due);
-        }
+        deadline
+    }
 
-        if switched {
-            let post_passed =
-                strategy.post_promotion_analysis.is_none() || self.gate_passed(AnalysisSlot::PostPromotion);
-            if post_passed && full {
-                return self.blue_green_promoted(strategy, &state);
-            }
-            let message = format!(
-                "Revision {} is active; revision {stable} stands by until the post-promotion analysis passes",
-                self.revision
-            );
-            return self.set_conditions(Phase::Progressing, reason::POST_PROMOTION_ANALYSIS, message, true, None);
+    /// Switched: the new revision is stable once the post-promotion analysis passes.
+    fn after_switch(&mut self, strategy: &BlueGreenStrategy, stable: &str, state: &BlueGreenStatus, pods: NewPods) {
+        let checked = strategy.post_promotion_analysis.is_none() || self.gate_passed(AnalysisSlot::PostPromotion);
+        if checked && pods.full {
+            return self.blue_green_promoted(strategy, state);
         }
+        let message = format!(
+            "Revision {} is active; revision {stable} stands by until the post-promotion analysis passes",
+            self.revision
+        );
+        self.set_conditions(Phase::Progressing, Reason::PostPromotionAnalysis, message, true, None);
+    }
+
+    fn promoting_conditions(&mut self) {
         let available = self.available_pods(&self.revision);
-        let (phase, why, message) = if state.promoting {
-            (
+        let message = format!(
+            "Promoting revision {}: {available} of {} pods available before the switch",
+            self.revision,
+            self.desired()
+        );
+        self.set_conditions(Phase::Progressing, Reason::Promoting, message, true, None);
+    }
+
+    /// A preview not promoted yet, and why; paused while it waits for a person.
+    fn preview_conditions(&mut self, hold: Hold, pods: NewPods) {
+        let revision = &self.revision;
+        let (phase, why, message) = match hold {
+            Hold::Pods => {
+                let available = self.available_pods(revision);
+                let message = format!(
+                    "Preview of revision {revision}: {available} of {} pods available",
+                    pods.preview
+                );
+                (Phase::Progressing, Reason::Preview, message)
+            }
+            Hold::Analysis => (
                 Phase::Progressing,
-                reason::PROMOTING,
-                format!(
-                    "Promoting revision {}: {available} of {desired} pods available before the switch",
-                    self.revision
-                ),
-            )
-        } else if !ready {
-            (
-                Phase::Progressing,
-                reason::PREVIEW,
-                format!(
-                    "Preview of revision {}: {available} of {preview_pods} pods available",
-                    self.revision
-                ),
-            )
-        } else if !pre_passed {
-            (
-                Phase::Progressing,
-                reason::WAITING_FOR_ANALYSIS,
-                format!(
-                    "Preview of revision {} is ready; waiting for the pre-promotion analysis",
-                    self.revision
-                ),
-            )
-        } else if waiting_for_person {
-            (
+                Reason::WaitingForAnalysis,
+                format!("Preview of revision {revision} is ready; waiting for the pre-promotion analysis"),
+            ),
+            Hold::Person => (
                 Phase::Paused,
-                reason::AWAITING_PROMOTION,
-                format!(
-                    "Preview of revision {} is ready and checked; promote to switch",
-                    self.revision
-                ),
-            )
-        } else {
-            (
+                Reason::AwaitingPromotion,
+                format!("Preview of revision {revision} is ready and checked; promote to switch"),
+            ),
+            Hold::Clock => (
                 Phase::Progressing,
-                reason::PREVIEW,
-                format!(
-                    "Preview of revision {} is ready; switching automatically",
-                    self.revision
-                ),
-            )
+                Reason::Preview,
+                format!("Preview of revision {revision} is ready; switching automatically"),
+            ),
         };
         if phase == Phase::Paused && self.previous.phase != Some(Phase::Paused) {
-            self.event(false, reason::AWAITING_PROMOTION, message.clone());
+            self.event(false, Reason::AwaitingPromotion, message.clone());
         }
         self.set_conditions(phase, why, message, true, None);
+    }
+
+    /// Points the active and the preview Service (if any) at revisions, the
+    /// active one only onto a revision with every pod available. Returns the
+    /// revisions they select after this round, the active one first.
+    fn point_services(&mut self, strategy: &BlueGreenStrategy, active: &String, preview: &String) -> Vec<String> {
+        let traffic = self.traffic;
+        let desired = self.desired();
+        self.switch_services([
+            (
+                Some(strategy.active_service.as_str()),
+                &traffic.stable_service,
+                active,
+                desired,
+            ),
+            (strategy.preview_service.as_deref(), &traffic.canary_service, preview, 1),
+        ])
     }
 
     /// This round's gate analysis for `slot` passed.
@@ -288,8 +437,7 @@ impl Round<'_> {
     /// The switched revision passed its checks: it is stable, and the old one
     /// drains until the scale-down delay after the switch is over.
     fn blue_green_promoted(&mut self, strategy: &BlueGreenStrategy, state: &BlueGreenStatus) {
-        self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
-        self.status.stable_revision = Some(self.revision.clone());
+        self.promote();
         let delay = Duration::from_secs(strategy.scale_down_delay_seconds.max(0) as u64);
         let switched_at = state.switched_at.as_ref().map_or(self.now, |t| t.0);
         let drain_end = switched_at.checked_add(delay).unwrap_or(self.now);
@@ -315,7 +463,7 @@ impl Round<'_> {
 
     /// Failure or abort: the active and preview Services go back to the stable
     /// revision at once; the failed revision scales down after the abort delay.
-    fn blue_green_abort(&mut self, strategy: &BlueGreenStrategy, stable: &str, why: &'static str, before: bool) {
+    fn blue_green_abort(&mut self, strategy: &BlueGreenStrategy, stable: &str, why: Reason, before: bool) {
         let desired = self.desired();
         let mut state = self.status.blue_green.clone().unwrap_or_default();
         if !before {
@@ -325,22 +473,8 @@ impl Round<'_> {
         state.promoting = false;
         state.switched_at = None;
         state.unavailable_since = None;
-        let traffic = self.traffic;
         let stable_owned = stable.to_string();
-        let selected = self.switch_services([
-            (
-                Some(strategy.active_service.as_str()),
-                &traffic.stable_service,
-                &stable_owned,
-                desired,
-            ),
-            (
-                strategy.preview_service.as_deref(),
-                &traffic.canary_service,
-                &stable_owned,
-                1,
-            ),
-        ]);
+        let selected = self.point_services(strategy, &stable_owned, &stable_owned);
         state.active_revision = selected.first().cloned();
         let scale_down_at = state.scale_down_at.clone();
         self.status.blue_green = Some(state);
@@ -380,25 +514,10 @@ impl Round<'_> {
     /// No rollout in flight: the current revision runs every pod and both
     /// Services select it; older revisions scale down once their drain is over.
     fn blue_green_steady(&mut self, strategy: &BlueGreenStrategy) {
-        let desired = self.desired();
         let previous = self.previous.blue_green.clone().unwrap_or_default();
         let scale_down_at = previous.scale_down_at.clone().filter(|at| at.0 > self.now);
-        let traffic = self.traffic;
         let current = self.revision.clone();
-        let selected = self.switch_services([
-            (
-                Some(strategy.active_service.as_str()),
-                &traffic.stable_service,
-                &current,
-                desired,
-            ),
-            (
-                strategy.preview_service.as_deref(),
-                &traffic.canary_service,
-                &current,
-                1,
-            ),
-        ]);
+        let selected = self.point_services(strategy, &current, &current);
         self.status.blue_green = Some(BlueGreenStatus {
             active_revision: selected.first().cloned(),
             scale_down_at: scale_down_at.clone(),
@@ -406,6 +525,6 @@ impl Round<'_> {
             post_promotion_analysis: previous.post_promotion_analysis,
             ..Default::default()
         });
-        self.settle_on_current(&selected, scale_down_at.as_ref(), reason::PREVIEW);
+        self.settle_on_current(&selected, scale_down_at.as_ref(), Reason::Preview);
     }
 }

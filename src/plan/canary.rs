@@ -1,24 +1,21 @@
-//! The canary step machine: where the steps stand, what each ReplicaSet,
-//! Service and route should be now, and the order that keeps traffic safe.
-//! Weights go down before Services switch, Services switch before weights go
-//! up, and all of that before any scaling; a weight is only raised onto a
-//! canary its Service already selects and whose pods are available; and no
-//! revision is scaled to zero while a Service selects it.
+//! The canary step machine: where the steps stand, when a step is done, what
+//! each ReplicaSet should run now, and promotion, abort and the steady state.
+//! `canary_traffic.rs` moves the Services and the route, in the order that
+//! keeps traffic safe.
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use super::canary_traffic::{TrafficPlan, WeightInputs, next_weight};
 use super::conditions::{self, PROGRESSING};
-use super::release::{Invalid, Judgement, Round, reason};
-use super::rolling::{self, Pods, RollingInput};
-use super::{Action, RevisionState, Verdict};
+use super::deadline::Deadline;
+use super::judgement::Judgement;
+use super::reason::Reason;
+use super::round::Round;
+use super::{Invalid, RevisionState, Verdict};
 use crate::api::validation::duration;
 use crate::api::{CanaryStatus, CanaryStep, CanaryStrategy, Phase, Release, SetCanaryScale};
-
-/// How soon a round that switched a Service or moved a weight looks again: a
-/// backstop to the watches of those objects, as the next step may hinge on them.
-const TRAFFIC_RECHECK: Duration = Duration::from_secs(1);
 
 /// Checks what the CRD schema cannot.
 pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), Invalid> {
@@ -104,22 +101,11 @@ fn describe(step: &CanaryStep) -> String {
     }
 }
 
-/// Where the Services and the route should be after this round.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct TrafficPlan {
-    stable_service: String,
-    canary_service: String,
-    /// None without a router.
-    canary_weight: Option<i32>,
-}
-
 impl Round<'_> {
     pub(super) fn decide_canary(&mut self, strategy: &CanaryStrategy, bounds: (i32, i32)) {
         let retry = self.begin();
-        if let Some(problem) = self.traffic.problem.clone() {
-            // Their watches wake the controller when they appear; look again anyway.
-            self.requeue_at(super::release::INVALID_RECHECK);
-            return self.invalid(problem);
+        if self.blocked_by_traffic() {
+            return;
         }
         let in_flight = self
             .status
@@ -130,20 +116,57 @@ impl Round<'_> {
             return self.canary_steady(strategy);
         }
         self.note_rollout_start(retry);
-        let n = strategy.steps.len();
-        let recorded = self
-            .previous
+        let (recorded, index, started) = self.resume_steps(strategy, retry);
+        if self.status.failed_revision.is_some() {
+            return self.canary_abort(strategy, self.rollback_reason());
+        }
+        match self.judge_analyses() {
+            Judgement::Go => {}
+            Judgement::Held => return,
+            Judgement::Failed(cause) => {
+                self.mark_failed(Reason::AnalysisFailed, cause);
+                return self.canary_abort(strategy, Reason::AnalysisFailed);
+            }
+        }
+        if self.spec.paused {
+            // A promotion asked for now applies once the rollout resumes.
+            let control = self.previous.control.clone().unwrap_or_default();
+            self.keep_control = control.promote || control.promote_full;
+            return self.paused();
+        }
+        let (index, started) = self.advance_steps(strategy, index, started);
+        let target = target(&strategy.steps, index, self.desired());
+        if self.canary_deadline(strategy, index, started, target) == Deadline::Exceeded {
+            return self.canary_abort(strategy, Reason::ProgressDeadlineExceeded);
+        }
+        for analysis in [self.analysis, self.gate_analysis].into_iter().flatten() {
+            if let Some(due) = analysis.next_due {
+                self.requeue_at(due);
+            }
+        }
+        // A weight goes up only once status records the step that allows it, so
+        // anyone reading status never sees a route above the recorded step.
+        let recorded_step = recorded && self.previous.current_step_index == i32::try_from(index).ok();
+        self.canary_toward(strategy, bounds, index, target, recorded_step);
+    }
+
+    /// Where the steps of the current revision stand, as recorded (step 0 for a
+    /// new revision or a retry), written into status. Returns whether they were
+    /// recorded, the step index and when that step started.
+    fn resume_steps(&mut self, strategy: &CanaryStrategy, retry: bool) -> (bool, usize, Timestamp) {
+        let previous = self.previous;
+        let recorded = previous
             .canary
             .as_ref()
             .filter(|c| c.revision == self.revision && !retry);
-        let mut index = recorded
-            .and(self.previous.current_step_index)
+        let index = recorded
+            .and(previous.current_step_index)
             .map_or(0, |i| usize::try_from(i).unwrap_or(0))
-            .min(n);
+            .min(strategy.steps.len());
         // Resuming from spec.paused restarts the step's clock: time spent paused
         // counts neither toward a pause's duration nor toward the deadline.
         let resumed = !self.spec.paused
-            && conditions::get(&self.previous.conditions, PROGRESSING).is_some_and(|c| c.reason == reason::PAUSED);
+            && conditions::get(&previous.conditions, PROGRESSING).is_some_and(|c| c.reason == Reason::Paused.as_str());
         let mut started = recorded
             .and_then(|c| c.step_started_at.as_ref())
             .map_or(self.stamp(), |t| t.0);
@@ -151,7 +174,7 @@ impl Round<'_> {
             started = self.stamp();
             self.event(
                 false,
-                "Resumed",
+                Reason::Resumed,
                 format!("Rollout of revision {} resumed", self.revision),
             );
         }
@@ -166,29 +189,23 @@ impl Round<'_> {
         if recorded.is_none() {
             self.status.canary_weight = Some(0);
         }
+        (recorded.is_some(), index, started)
+    }
 
-        if self.status.failed_revision.is_some() {
-            return self.canary_abort(strategy, self.rollback_reason());
-        }
-        match self.judge_analyses() {
-            Judgement::Go => {}
-            Judgement::Held => return,
-            Judgement::Failed(cause) => {
-                self.mark_failed(reason::ANALYSIS_FAILED, cause);
-                return self.canary_abort(strategy, reason::ANALYSIS_FAILED);
-            }
-        }
+    /// Moves past the steps a person promoted and the steps already done, and
+    /// records where that leaves the steps. Returns the step index and when it started.
+    fn advance_steps(
+        &mut self,
+        strategy: &CanaryStrategy,
+        mut index: usize,
+        mut started: Timestamp,
+    ) -> (usize, Timestamp) {
+        let n = strategy.steps.len();
         let control = self.previous.control.clone().unwrap_or_default();
-        if self.spec.paused {
-            // A promotion asked for now applies once the rollout resumes.
-            self.keep_control = control.promote || control.promote_full;
-            return self.paused();
-        }
-
         if control.promote_full && index < n {
             self.event(
                 false,
-                "PromotedFull",
+                Reason::PromotedFull,
                 format!("Skipping to promotion of revision {} as requested", self.revision),
             );
             (index, started) = (n, self.stamp());
@@ -198,12 +215,12 @@ impl Round<'_> {
                 index + 1,
                 describe(&strategy.steps[index])
             );
-            self.event(false, "StepPromoted", note);
+            self.event(false, Reason::StepPromoted, note);
             (index, started) = (index + 1, self.stamp());
         }
         while index < n && self.step_done(strategy, index, started) {
             let note = format!("Step {}/{n} ({}) done", index + 1, describe(&strategy.steps[index]));
-            self.event(false, "StepCompleted", note);
+            self.event(false, Reason::StepCompleted, note);
             (index, started) = (index + 1, self.stamp());
         }
         self.status.current_step_index = i32::try_from(index).ok();
@@ -213,14 +230,25 @@ impl Round<'_> {
                 canary.step_analysis = None;
             }
         }
+        (index, started)
+    }
 
-        let target = target(&strategy.steps, index, self.desired());
-        let deadline = Duration::from_secs(self.spec.progress_deadline_seconds.max(0) as u64);
-        let pods = if index < n { target.canary_pods } else { self.desired() };
+    /// The progress deadline for the canary pods step `index` asks for. It counts
+    /// from when the canary last lacked pods, or from the step's start: a canary
+    /// that loses a pod late in a long pause gets the whole deadline to recover.
+    fn canary_deadline(
+        &mut self,
+        strategy: &CanaryStrategy,
+        index: usize,
+        started: Timestamp,
+        target: Target,
+    ) -> Deadline {
+        let pods = if index < strategy.steps.len() {
+            target.canary_pods
+        } else {
+            self.desired()
+        };
         let pending = !self.canary_available(pods);
-        // The deadline counts from when the canary last lacked pods, or from the
-        // step's start: a canary that loses a pod late in a long pause gets the
-        // whole deadline to recover.
         let since = self
             .status
             .canary
@@ -231,24 +259,12 @@ impl Round<'_> {
         if let Some(canary) = self.status.canary.as_mut() {
             canary.unavailable_since = pending.then_some(Time(since));
         }
-        let elapsed = self.elapsed_since(since);
-        if pending && elapsed >= deadline && self.stable().is_some() {
-            let cause = format!("not available within progressDeadlineSeconds ({}s)", deadline.as_secs());
-            self.mark_failed(reason::PROGRESS_DEADLINE_EXCEEDED, cause);
-            return self.canary_abort(strategy, reason::PROGRESS_DEADLINE_EXCEEDED);
+        let deadline = self.check_deadline(pending.then(|| self.elapsed_since(since)));
+        if deadline == Deadline::Stranded {
+            // Kept as it was: with no stable ReplicaSet, ask to look again at once.
+            self.requeue_at(Duration::ZERO);
         }
-        if pending {
-            self.requeue_at(deadline.saturating_sub(elapsed));
-        }
-        for analysis in [self.analysis, self.gate_analysis].into_iter().flatten() {
-            if let Some(due) = analysis.next_due {
-                self.requeue_at(due);
-            }
-        }
-        // A weight goes up only once status records the step that allows it, so
-        // anyone reading status never sees a route above the recorded step.
-        let recorded_step = recorded.is_some() && self.previous.current_step_index == i32::try_from(index).ok();
-        self.canary_toward(strategy, bounds, index, target, recorded_step);
+        deadline
     }
 
     /// Whether the step at `index` is done, as observed at the start of this round.
@@ -298,7 +314,7 @@ impl Round<'_> {
     }
 
     /// The previous promotion's drain deadline, while it is still ahead.
-    fn draining_until(&self) -> Option<Time> {
+    pub(super) fn draining_until(&self) -> Option<Time> {
         self.previous
             .canary
             .as_ref()
@@ -315,14 +331,9 @@ impl Round<'_> {
         target: Target,
         may_raise: bool,
     ) {
-        let n = strategy.steps.len();
         let desired = self.desired();
-        let promoting = index >= n;
+        let promoting = index >= strategy.steps.len();
         let routed = strategy.traffic_routing.is_some();
-        let stable_revision = self.status.stable_revision.clone().unwrap_or_default();
-        let canary = self.new;
-        let canary_available = canary.map_or(0, |c| c.available);
-
         let replicas = if routed {
             self.routed_replicas(target.canary_pods)
         } else {
@@ -336,42 +347,11 @@ impl Round<'_> {
         };
         let planned_stable = self.stable().map_or(0, planned);
         let old_planned_empty = self.old.iter().all(|rs| planned(rs) == 0);
+        let canary_available = self.new.map_or(0, |c| c.available);
         let switch_stable = promoting
-            && canary.is_some_and(|c| c.synced)
+            && self.new.is_some_and(|c| c.synced)
             && (canary_available >= desired || (!routed && canary_available > 0 && planned_stable == 0));
-        let canary_service = if canary_available > 0 {
-            self.revision.clone()
-        } else {
-            stable_revision.clone()
-        };
-        let stable_service = if switch_stable {
-            self.revision.clone()
-        } else {
-            stable_revision.clone()
-        };
-        let selects_canary =
-            self.traffic.canary_service.as_ref() == Some(&self.revision) && canary_service == self.revision;
-        let observed = self.traffic.canary_weight;
-        let canary_weight = routed.then(|| {
-            if promoting {
-                if switch_stable { 0 } else { observed.unwrap_or(0) }
-            } else if may_raise
-                && selects_canary
-                && canary.is_some_and(|c| c.synced)
-                && canary_available >= target.canary_pods.max(1)
-            {
-                target.weight
-            } else if selects_canary {
-                observed.unwrap_or(0).min(target.weight)
-            } else {
-                0
-            }
-        });
-        let plan = TrafficPlan {
-            stable_service,
-            canary_service,
-            canary_weight,
-        };
+        let plan = self.canary_traffic(routed, promoting, switch_stable, target, may_raise);
         let selected = self.steer(strategy, &plan);
         for (name, count) in replicas {
             self.scale_guarded(name.as_deref(), count, &selected);
@@ -380,13 +360,13 @@ impl Round<'_> {
         let promoted = switch_stable
             && self.canary_available(desired)
             && if routed {
-                canary_weight == Some(0)
+                plan.canary_weight == Some(0)
             } else {
                 old_planned_empty
             };
         let weight = if promoted {
             100
-        } else if let Some(weight) = canary_weight {
+        } else if let Some(weight) = plan.canary_weight {
             weight
         } else if self.reached(strategy, target) {
             target.weight
@@ -397,6 +377,56 @@ impl Round<'_> {
         if promoted {
             return self.canary_promoted(strategy);
         }
+        self.canary_conditions(strategy, index, target);
+    }
+
+    /// Where the Services and the route should be after this round; `switch_stable`:
+    /// the stable Service moves onto the canary, which takes over.
+    fn canary_traffic(
+        &self,
+        routed: bool,
+        promoting: bool,
+        switch_stable: bool,
+        target: Target,
+        may_raise: bool,
+    ) -> TrafficPlan {
+        let stable_revision = self.status.stable_revision.clone().unwrap_or_default();
+        let canary = self.new;
+        let canary_available = canary.map_or(0, |c| c.available);
+        let canary_service = if canary_available > 0 {
+            self.revision.clone()
+        } else {
+            stable_revision.clone()
+        };
+        let stable_service = if switch_stable {
+            self.revision.clone()
+        } else {
+            stable_revision
+        };
+        let selects_canary =
+            self.traffic.canary_service.as_ref() == Some(&self.revision) && canary_service == self.revision;
+        let weight = WeightInputs {
+            promoting,
+            switch_stable,
+            may_raise,
+            selects_canary,
+            canary_ready: canary.is_some_and(|c| c.synced) && canary_available >= target.canary_pods.max(1),
+            observed: self.traffic.canary_weight,
+            target: target.weight,
+        };
+        TrafficPlan {
+            stable_service,
+            canary_service,
+            canary_weight: routed.then(|| next_weight(&weight)),
+        }
+    }
+
+    /// Where the canary stands, on its conditions: paused at a pause without a
+    /// duration until a person promotes, otherwise stepping.
+    fn canary_conditions(&mut self, strategy: &CanaryStrategy, index: usize, target: Target) {
+        let n = strategy.steps.len();
+        let promoting = index >= n;
+        let canary_available = self.new.map_or(0, |c| c.available);
         let step = strategy.steps.get(index);
         let waiting_for_person = step.is_some_and(|s| s.pause.as_ref().is_some_and(|p| p.duration.is_none()));
         let at = if promoting {
@@ -405,7 +435,7 @@ impl Round<'_> {
             format!("step {}/{n} ({})", index + 1, step.map(describe).unwrap_or_default())
         };
         let weight = self.status.canary_weight.unwrap_or(0);
-        let pods = if promoting { desired } else { target.canary_pods };
+        let pods = if promoting { self.desired() } else { target.canary_pods };
         let summary = format!(
             "Canary revision {} at {at}: weight {weight}%, {canary_available} of {pods} canary pods available",
             self.revision
@@ -414,126 +444,20 @@ impl Round<'_> {
             if self.previous.phase != Some(Phase::Paused) {
                 self.event(
                     false,
-                    reason::CANARY_PAUSE_STEP,
+                    Reason::CanaryPauseStep,
                     format!("{summary}; waiting for promotion"),
                 );
             }
             let message = format!("{summary}. Paused until promoted");
-            self.set_conditions(Phase::Paused, reason::CANARY_PAUSE_STEP, message, true, None);
+            self.set_conditions(Phase::Paused, Reason::CanaryPauseStep, message, true, None);
         } else {
-            self.set_conditions(Phase::Progressing, reason::CANARY_STEP, summary, true, None);
+            self.set_conditions(Phase::Progressing, Reason::CanaryStep, summary, true, None);
         }
-    }
-
-    /// With a router, stable keeps every pod and the canary runs its own share.
-    /// Returns (ReplicaSet name, or None for the canary yet to be created; replicas).
-    fn routed_replicas(&self, canary_pods: i32) -> Vec<(Option<String>, i32)> {
-        let stable = self.stable();
-        let draining = self.draining_until().is_some();
-        let mut out = vec![(self.new.map(|c| c.name.clone()), canary_pods)];
-        for rs in &self.old {
-            if Some(*rs) == stable {
-                out.push((Some(rs.name.clone()), self.desired()));
-            } else if !draining {
-                out.push((Some(rs.name.clone()), 0));
-            }
-        }
-        out
-    }
-
-    /// Without a router the replica ratio carries the weight: the canary grows to
-    /// its share and stable shrinks to the rest, within maxSurge and maxUnavailable.
-    /// Superseded revisions go first.
-    fn ratio_replicas(&self, (max_surge, max_unavailable): (i32, i32), canary_pods: i32) -> Vec<(Option<String>, i32)> {
-        let desired = self.desired();
-        let stable = self.stable();
-        let pods = |rs: Option<&RevisionState>| {
-            rs.map_or(
-                Pods {
-                    replicas: 0,
-                    available: 0,
-                },
-                |r| Pods {
-                    replicas: r.replicas,
-                    available: r.available,
-                },
-            )
-        };
-        let superseded: Vec<&RevisionState> = self.old.iter().copied().filter(|rs| Some(*rs) != stable).collect();
-        let canary_replicas = self.new.map_or(0, |c| c.replicas);
-        // The weight went down: stable grows back and the canary shrinks.
-        let shrinking = canary_replicas > canary_pods;
-        let (grow, shrink_last, floor) = if shrinking {
-            (stable, self.new, canary_pods)
-        } else {
-            (self.new, stable, desired - canary_pods)
-        };
-        let mut order: Vec<Option<&RevisionState>> = superseded.iter().map(|rs| Some(*rs)).collect();
-        order.push(shrink_last);
-        let input = RollingInput {
-            desired,
-            max_surge,
-            max_unavailable,
-            new: pods(grow),
-            old: order.iter().map(|rs| pods(*rs)).collect(),
-            old_floor: floor,
-        };
-        let output = rolling::step(&input);
-        let name = |rs: Option<&RevisionState>| rs.map(|r| r.name.clone());
-        let mut out = Vec::new();
-        if grow.is_some() || !shrinking {
-            out.push((name(grow), output.new_replicas));
-        }
-        for (rs, replicas) in order.into_iter().zip(output.old_replicas) {
-            if rs.is_some() {
-                out.push((name(rs), replicas));
-            }
-        }
-        out
-    }
-
-    /// Route changes and Service switches, in the safe order. Returns the
-    /// revisions the Services select after this round.
-    fn steer(&mut self, strategy: &CanaryStrategy, plan: &TrafficPlan) -> Vec<String> {
-        let traffic = self.traffic;
-        let observed = traffic.canary_weight;
-        let actions_before = self.actions.len();
-        if let Some(canary) = plan.canary_weight.filter(|w| observed.is_none_or(|o| *w < o)) {
-            self.actions.push(Action::SetWeight { canary });
-        }
-        let selected = self.switch_services([
-            (
-                strategy.stable_service.as_deref(),
-                &traffic.stable_service,
-                &plan.stable_service,
-                1,
-            ),
-            (
-                strategy.canary_service.as_deref(),
-                &traffic.canary_service,
-                &plan.canary_service,
-                1,
-            ),
-        ]);
-        if let Some(canary) = plan.canary_weight.filter(|w| observed.is_some_and(|o| *w > o)) {
-            self.actions.push(Action::SetWeight { canary });
-        }
-        if let Some(weight) = plan.canary_weight
-            && plan.canary_weight != observed
-        {
-            let note = format!("Traffic: {}% stable, {weight}% canary", 100 - weight);
-            self.event(false, "TrafficShifted", note);
-        }
-        if self.actions.len() > actions_before {
-            // A backstop to the watches: look at what this round changed soon.
-            self.requeue_at(TRAFFIC_RECHECK);
-        }
-        selected
     }
 
     /// Abort: all traffic to stable first, then the stable revision back to full
     /// size, and only then the canary down.
-    fn canary_abort(&mut self, strategy: &CanaryStrategy, why: &'static str) {
+    fn canary_abort(&mut self, strategy: &CanaryStrategy, why: Reason) {
         let stable = self.status.stable_revision.clone().unwrap_or_default();
         let plan = TrafficPlan {
             stable_service: stable.clone(),
@@ -547,8 +471,7 @@ impl Round<'_> {
 
     /// The canary is the new stable revision: the old one drains, then scales down.
     fn canary_promoted(&mut self, strategy: &CanaryStrategy) {
-        self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
-        self.status.stable_revision = Some(self.revision.clone());
+        self.promote();
         let delay = Duration::from_secs(strategy.scale_down_delay_seconds.max(0) as u64);
         let draining = self.old.iter().any(|rs| rs.replicas > 0);
         let scale_down_at = (draining && strategy.traffic_routing.is_some())
@@ -593,6 +516,6 @@ impl Round<'_> {
             canary_weight: strategy.traffic_routing.as_ref().map(|_| 0),
         };
         let selected = self.steer(strategy, &plan);
-        self.settle_on_current(&selected, scale_down_at.as_ref(), reason::CANARY_STEP);
+        self.settle_on_current(&selected, scale_down_at.as_ref(), Reason::CanaryStep);
     }
 }

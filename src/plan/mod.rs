@@ -6,14 +6,21 @@
 mod analyses;
 mod bluegreen;
 mod canary;
+mod canary_traffic;
 pub mod conditions;
-mod release;
+mod deadline;
+mod judgement;
+mod reason;
 pub mod revision;
-pub mod rolling;
+mod rollback;
+mod rolling;
+mod round;
 mod selector;
 mod steering;
+pub mod surge;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use std::time::Duration;
 
@@ -21,9 +28,39 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{AnalysisPhase, AnalysisStatus, Release, ReleaseStatus};
 
+/// Lives in `api`, which `analysis` reports it from too.
+pub use crate::api::Invalid;
 pub use analyses::{AnalysisRequest, AnalysisSlot, analyses_due};
-pub use release::{Invalid, plan, reason, validate};
+pub use reason::Reason;
 pub use selector::selector_string;
+pub use validate::validate;
+
+use round::Round;
+use validate::{Validated, validated};
+
+/// Decides what to do for a Release, given its ReplicaSets and analysis.
+pub fn plan(observed: &Observed) -> Plan {
+    let release = observed.release;
+    let previous = release.status.clone().unwrap_or_default();
+    let mut round = Round::new(release, observed.replica_sets, &previous, observed.now);
+    round.analysis = observed.analysis.as_ref();
+    round.gate_analysis = observed.gate_analysis.as_ref();
+    round.traffic = &observed.traffic;
+    let valid = match &observed.refused {
+        Some(refusal) => Err(Invalid::new(
+            "spec.template",
+            format!("the API server refuses its ReplicaSet: {refusal}"),
+        )),
+        None => validated(&release.spec),
+    };
+    match valid {
+        Err(invalid) => round.invalid(invalid.to_string()),
+        Ok(Validated::Rolling { bounds }) => round.decide_rolling(bounds),
+        Ok(Validated::Canary { strategy, bounds }) => round.decide_canary(strategy, bounds),
+        Ok(Validated::BlueGreen { strategy }) => round.decide_blue_green(strategy),
+    }
+    round.finish()
+}
 
 /// One ReplicaSet of a Release, as observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,7 +176,7 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     pub warning: bool,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub note: String,
 }
 
@@ -151,6 +188,8 @@ pub struct Plan {
     pub events: Vec<Transition>,
     /// When a timer (the progress deadline) falls due; None means wait for a change.
     pub requeue_after: Option<Duration>,
+    /// The current revision became stable in this round (a `Promoted` Event).
+    pub promoted: bool,
     /// Leave `status.control` in place: a request that applies later (a promote
     /// while `spec.paused`). Otherwise the controller clears it after the round.
     pub keep_control: bool,

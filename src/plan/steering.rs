@@ -6,10 +6,23 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::Action;
-use super::release::{Round, reason};
+use super::reason::Reason;
+use super::round::{INVALID_RECHECK, Round};
 use crate::api::Phase;
 
 impl Round<'_> {
+    /// A Service or route the strategy needs cannot be driven: the Release is
+    /// InvalidSpec until it can, and nothing is switched. Their watches wake the
+    /// controller when they appear; look again anyway.
+    pub(super) fn blocked_by_traffic(&mut self) -> bool {
+        let Some(problem) = self.traffic.problem.clone() else {
+            return false;
+        };
+        self.requeue_at(INVALID_RECHECK);
+        self.invalid(problem);
+        true
+    }
+
     /// Now, rounded up to the whole second: status keeps times to the second, and
     /// a recorded start rounded down would end pauses and deadlines early.
     pub(super) fn stamp(&self) -> Timestamp {
@@ -61,7 +74,7 @@ impl Round<'_> {
                 continue;
             }
             let note = format!("Service {service} now selects revision {want}");
-            self.event(false, "ServiceSwitched", note);
+            self.event(false, Reason::ServiceSwitched, note);
             self.actions.push(Action::Select {
                 service: service.to_string(),
                 revision: want.clone(),
@@ -94,7 +107,7 @@ impl Round<'_> {
     /// No rollout in flight: the current revision runs every pod, and older ones
     /// scale down once their drain is over and no Service selects them. Healthy
     /// (and stable) once every pod is available; until then Progressing, for `why`.
-    pub(super) fn settle_on_current(&mut self, selected: &[String], drain_until: Option<&Time>, why: &str) {
+    pub(super) fn settle_on_current(&mut self, selected: &[String], drain_until: Option<&Time>, why: Reason) {
         let desired = self.desired();
         if self.synced {
             self.scale_new(desired);
@@ -111,10 +124,7 @@ impl Round<'_> {
             .new
             .is_some_and(|c| c.replicas == desired && c.available >= desired);
         if available && self.synced {
-            if self.status.stable_revision.as_ref() != Some(&self.revision) {
-                self.event(false, "Promoted", format!("Revision {} is now stable", self.revision));
-            }
-            self.status.stable_revision = Some(self.revision.clone());
+            self.promote();
             return self.healthy(drain_until);
         }
         let ready = self.new.map_or(0, |c| c.available);
@@ -140,7 +150,7 @@ impl Round<'_> {
         {
             message.push_str(&format!("; revision {} scales down at {}", draining.join(", "), at.0));
         }
-        self.set_conditions(Phase::Healthy, reason::AVAILABLE, message, false, None);
+        self.set_conditions(Phase::Healthy, Reason::Available, message, false, None);
         if self.old.iter().all(|rs| rs.replicas == 0) {
             self.trim_history();
         }

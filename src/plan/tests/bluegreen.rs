@@ -2,9 +2,10 @@
 //! zero-downtime invariant checked after every single action.
 use proptest::prelude::*;
 
+use super::super::bluegreen::Stage;
 use super::super::conditions::{DEGRADED, PROGRESSING};
 use super::{Cluster, analysis, condition_reason, release, revision};
-use crate::api::{Control, Phase, Release};
+use crate::api::{BlueGreenStatus, Control, Phase, Release, ReleaseStatus};
 use crate::plan::{Action, AnalysisInput, AnalysisSlot, Plan, Verdict};
 
 const ACTIVE: &str = "web";
@@ -479,4 +480,120 @@ fn resuming_restarts_the_auto_promotion_clock() {
         "{:?}",
         resumed.requeue_after
     );
+}
+
+#[test]
+fn the_stage_is_read_from_status_once() {
+    fn at() -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ))
+    }
+    let preview = |f: fn(&mut BlueGreenStatus)| {
+        let mut state = BlueGreenStatus {
+            preview_revision: Some("new".into()),
+            ..Default::default()
+        };
+        f(&mut state);
+        Some(state)
+    };
+    let status = |stable: Option<&str>, failed: bool, blue_green: Option<BlueGreenStatus>| ReleaseStatus {
+        stable_revision: stable.map(Into::into),
+        failed_revision: failed.then(|| "new".into()),
+        blue_green,
+        ..Default::default()
+    };
+    let switched = preview(|b| {
+        b.preview_ready_at = at();
+        b.promoting = true;
+        b.switched_at = at();
+    });
+    let cases = [
+        ("first revision", status(None, false, None), false, Stage::Steady),
+        (
+            "current is stable",
+            status(Some("new"), false, switched.clone()),
+            false,
+            Stage::Steady,
+        ),
+        (
+            "current is stable, though once failed",
+            status(Some("new"), true, None),
+            false,
+            Stage::Steady,
+        ),
+        ("rolled back", status(Some("old"), true, None), false, Stage::RolledBack),
+        (
+            "rolled back after the switch",
+            status(Some("old"), true, switched.clone()),
+            false,
+            Stage::RolledBack,
+        ),
+        (
+            "nothing recorded",
+            status(Some("old"), false, None),
+            false,
+            Stage::Preview,
+        ),
+        (
+            "recorded for another revision",
+            status(
+                Some("old"),
+                false,
+                preview(|b| {
+                    b.preview_revision = Some("older".into());
+                    b.promoting = true;
+                    b.switched_at = at();
+                }),
+            ),
+            false,
+            Stage::Preview,
+        ),
+        (
+            "preview ready",
+            status(Some("old"), false, preview(|b| b.preview_ready_at = at())),
+            false,
+            Stage::Preview,
+        ),
+        (
+            "scaleDownAt is no stage",
+            status(Some("old"), false, preview(|b| b.scale_down_at = at())),
+            false,
+            Stage::Preview,
+        ),
+        (
+            "promoting",
+            status(
+                Some("old"),
+                false,
+                preview(|b| {
+                    b.preview_ready_at = at();
+                    b.promoting = true;
+                }),
+            ),
+            false,
+            Stage::Promoting,
+        ),
+        (
+            "switched",
+            status(Some("old"), false, switched.clone()),
+            false,
+            Stage::Switched,
+        ),
+        (
+            "switched, promoting not recorded",
+            status(Some("old"), false, preview(|b| b.switched_at = at())),
+            false,
+            Stage::Switched,
+        ),
+        (
+            "a retry starts from the preview",
+            status(Some("old"), false, switched.clone()),
+            true,
+            Stage::Preview,
+        ),
+    ];
+    for (name, status, retry, want) in cases {
+        assert_eq!(Stage::of(&status, "new", retry), want, "{name}");
+    }
 }

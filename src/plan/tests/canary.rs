@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::super::canary::target;
+use super::super::canary_traffic::{WeightInputs, next_weight};
 use super::super::conditions::DEGRADED;
 use super::{Cluster, analysis, condition_reason, release, revision};
 use crate::api::{CanaryStrategy, Control, Phase, Release};
@@ -503,6 +504,115 @@ fn targets_round_the_canary_up_and_stop_at_the_replicas() {
     for (index, weight, pods) in cases {
         let t = target(&steps, index, 10);
         assert_eq!((t.weight, t.canary_pods), (weight, pods), "step {index}");
+    }
+}
+
+#[test]
+fn the_weight_goes_up_only_onto_a_ready_selected_canary_and_never_past_its_step() {
+    let stepping = WeightInputs {
+        promoting: false,
+        switch_stable: false,
+        may_raise: true,
+        selects_canary: true,
+        canary_ready: true,
+        observed: Some(10),
+        target: 50,
+    };
+    let promoting = WeightInputs {
+        promoting: true,
+        target: 100,
+        observed: Some(100),
+        ..stepping
+    };
+    let cases = [
+        ("raised to the step", stepping, 50),
+        (
+            "lowered to the step",
+            WeightInputs {
+                observed: Some(80),
+                ..stepping
+            },
+            50,
+        ),
+        (
+            "held until status records the step",
+            WeightInputs {
+                may_raise: false,
+                ..stepping
+            },
+            10,
+        ),
+        (
+            "held while the canary is short of pods",
+            WeightInputs {
+                canary_ready: false,
+                ..stepping
+            },
+            10,
+        ),
+        (
+            "lowered to the step while short of pods",
+            WeightInputs {
+                canary_ready: false,
+                observed: Some(80),
+                ..stepping
+            },
+            50,
+        ),
+        (
+            "0 while the canary Service selects another revision",
+            WeightInputs {
+                selects_canary: false,
+                ..stepping
+            },
+            0,
+        ),
+        (
+            "0 before the route shows a weight",
+            WeightInputs {
+                may_raise: false,
+                observed: None,
+                ..stepping
+            },
+            0,
+        ),
+        (
+            "raised before the route shows a weight",
+            WeightInputs {
+                observed: None,
+                ..stepping
+            },
+            50,
+        ),
+        ("kept while promoting", promoting, 100),
+        (
+            "kept while promoting, whatever the step",
+            WeightInputs {
+                observed: Some(30),
+                selects_canary: false,
+                ..promoting
+            },
+            30,
+        ),
+        (
+            "0 while promoting before the route shows a weight",
+            WeightInputs {
+                observed: None,
+                ..promoting
+            },
+            0,
+        ),
+        (
+            "0 once stable takes the canary over",
+            WeightInputs {
+                switch_stable: true,
+                ..promoting
+            },
+            0,
+        ),
+    ];
+    for (name, inputs, want) in cases {
+        assert_eq!(next_weight(&inputs), want, "{name}: {inputs:?}");
     }
 }
 
