@@ -69,3 +69,157 @@ fn the_scanner_sees_a_named_module() {
     let found = named_modules("use crate::controller::FIELD_MANAGER;\nlet x = crate::api::X;");
     assert_eq!(found, [(1, "controller".to_string()), (2, "api".to_string())]);
 }
+
+/// A file's module path under src/: `plan/canary.rs` is `plan::canary`,
+/// `plan/mod.rs` is `plan`, `lib.rs` is the crate root.
+fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    let relative = file.strip_prefix(src).unwrap().with_extension("");
+    let mut path: Vec<String> = relative.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+    if matches!(path.last().map(String::as_str), Some("mod" | "lib")) {
+        path.pop();
+    }
+    path
+}
+
+/// The paths a file's code names through `crate::`, `super::` and `self::`
+/// (a mod.rs naming its children without a prefix is the module tree, not an import)
+/// (each item of a `{..}` group separately), resolved against the file's own
+/// module. Comments and the file's inline test module are not code it runs on.
+fn named_paths(module: &[String], text: &str) -> Vec<Vec<String>> {
+    let code: String = text
+        .split("#[cfg(test)]\nmod tests {")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut found = Vec::new();
+    let bytes = code.as_bytes();
+    for keyword in ["crate::", "super::", "self::"] {
+        for (at, _) in code.match_indices(keyword) {
+            if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_' || bytes[at - 1] == b':') {
+                continue;
+            }
+            let base: Vec<String> = match keyword {
+                "crate::" => Vec::new(),
+                "super::" => module[..module.len().saturating_sub(1)].to_vec(),
+                _ => module.to_vec(),
+            };
+            paths_at(&code[at + keyword.len()..], base, &mut found);
+        }
+    }
+    found
+}
+
+/// Reads `a::b::{c, d::e}` at the start of `rest`, appending each full path.
+fn paths_at(rest: &str, mut prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+    let mut rest = rest;
+    loop {
+        let ident: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if ident.is_empty() {
+            break;
+        }
+        rest = &rest[ident.len()..];
+        if ident != "self" {
+            prefix.push(ident);
+        }
+        match rest.strip_prefix("::") {
+            Some(next) => rest = next,
+            None => break,
+        }
+    }
+    if let Some(group) = rest.strip_prefix('{') {
+        let mut depth = 0;
+        let mut start = 0;
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    paths_at(group[start..i].trim(), prefix.clone(), out);
+                    break;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    paths_at(group[start..i].trim(), prefix.clone(), out);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    out.push(prefix);
+}
+
+/// The longest module path in `modules` that `path` starts with.
+fn resolve<'m>(modules: &'m [Vec<String>], path: &[String]) -> Option<&'m Vec<String>> {
+    modules.iter().filter(|m| path.starts_with(m)).max_by_key(|m| m.len())
+}
+
+#[test]
+fn no_file_imports_a_file_that_imports_it_back() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    // main.rs and src/bin are crates of their own, outside serin's module tree.
+    files.retain(|f| f.file_name().is_some_and(|n| n != "main.rs") && !f.starts_with(src.join("bin")));
+    let modules: Vec<Vec<String>> = files.iter().map(|f| module_of(&src, f)).collect();
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); modules.len()];
+    for (from, file) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(file).unwrap();
+        for path in named_paths(&modules[from], &text) {
+            if let Some(target) = resolve(&modules, &path) {
+                let to = modules.iter().position(|m| m == target).unwrap();
+                // Naming the crate root, or a module naming its own parent's items, is not a circle.
+                if to != from && !target.is_empty() && !edges[from].contains(&to) {
+                    edges[from].push(to);
+                }
+            }
+        }
+    }
+    let reaches = |start: usize, goal: usize| {
+        let mut seen = vec![false; modules.len()];
+        let mut stack = vec![start];
+        while let Some(at) = stack.pop() {
+            if at == goal {
+                return true;
+            }
+            if !std::mem::replace(&mut seen[at], true) {
+                stack.extend(&edges[at]);
+            }
+        }
+        false
+    };
+    let mut circles = Vec::new();
+    for (from, targets) in edges.iter().enumerate() {
+        for &to in targets {
+            if reaches(to, from) {
+                circles.push(format!(
+                    "{} names {}, which leads back",
+                    modules[from].join("::"),
+                    modules[to].join("::")
+                ));
+            }
+        }
+    }
+    assert!(
+        edges.iter().map(Vec::len).sum::<usize>() > 50,
+        "found too few imports: {edges:?}"
+    );
+    assert!(circles.is_empty(), "import circles:\n{}", circles.join("\n"));
+}
+
+#[test]
+fn the_cycle_scanner_reads_groups_and_relative_paths() {
+    let module = vec!["plan".to_string(), "canary".to_string()];
+    let found = named_paths(
+        &module,
+        "use super::release::{Round, x::{self, Y}};\n// use crate::cli;\nlet a = crate::api::B;",
+    );
+    let shown: Vec<String> = found.iter().map(|p| p.join("::")).collect();
+    assert!(shown.contains(&"plan::release::Round".to_string()), "{shown:?}");
+    assert!(shown.contains(&"plan::release::x::Y".to_string()), "{shown:?}");
+    assert!(shown.contains(&"plan::release::x".to_string()), "{shown:?}");
+    assert!(shown.contains(&"api::B".to_string()), "{shown:?}");
+    assert!(!shown.iter().any(|p| p.starts_with("cli")), "{shown:?}");
+}
