@@ -346,12 +346,7 @@ impl Round<'_> {
         let since = state.unavailable_since.as_ref().map_or(self.stamp(), |t| t.0);
         state.unavailable_since = pending.then_some(Time(since));
         self.status.blue_green = Some(state.clone());
-        let deadline = self.check_deadline(pending.then(|| self.elapsed_since(since)));
-        if deadline == Deadline::Stranded {
-            // Kept as it was: with no stable ReplicaSet, ask to look again at once.
-            self.requeue_at(Duration::ZERO);
-        }
-        deadline
+        self.check_deadline(pending.then(|| self.elapsed_since(since)))
     }
 
     /// Switched: the new revision is stable once the post-promotion analysis passes.

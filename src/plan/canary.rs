@@ -259,12 +259,7 @@ impl Round<'_> {
         if let Some(canary) = self.status.canary.as_mut() {
             canary.unavailable_since = pending.then_some(Time(since));
         }
-        let deadline = self.check_deadline(pending.then(|| self.elapsed_since(since)));
-        if deadline == Deadline::Stranded {
-            // Kept as it was: with no stable ReplicaSet, ask to look again at once.
-            self.requeue_at(Duration::ZERO);
-        }
-        deadline
+        self.check_deadline(pending.then(|| self.elapsed_since(since)))
     }
 
     /// Whether the step at `index` is done, as observed at the start of this round.

@@ -597,3 +597,23 @@ fn the_stage_is_read_from_status_once() {
         assert_eq!(Stage::of(&status, "new", retry), want, "{name}");
     }
 }
+
+#[test]
+fn a_preview_past_its_deadline_with_its_stable_revision_gone_waits_for_a_change() {
+    let mut r = blue_green(3, serde_json::json!({}));
+    let mut cluster = Cluster::new();
+    let (v1, v2) = rolled_out(&mut r, &mut cluster);
+    cluster.unhealthy.push(v2.clone());
+    round_with(&mut cluster, &mut r, None);
+    cluster.replica_sets.retain(|rs| rs.revision != v1);
+    cluster.settle(601);
+    for _ in 0..3 {
+        let plan = cluster.plan(&mut r);
+        assert_ne!(
+            plan.requeue_after,
+            Some(std::time::Duration::ZERO),
+            "a round that can do nothing must not ask to run again at once: {plan:?}"
+        );
+        cluster.apply(&plan);
+    }
+}

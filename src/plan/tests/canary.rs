@@ -813,3 +813,24 @@ fn a_timed_pause_never_ends_early_though_status_keeps_whole_seconds() {
         "the 5s pause ended after {ended:?} tenths"
     );
 }
+
+#[test]
+fn a_canary_past_its_deadline_with_its_stable_revision_gone_waits_for_a_change() {
+    let mut r = canary(4, walk_steps(), true);
+    let mut cluster = routed_cluster();
+    let (v1, v2) = rolled_out(&mut r, &mut cluster);
+    cluster.unhealthy.push(v2.clone());
+    round(&mut cluster, &mut r);
+    // Someone deletes the stable ReplicaSet; the canary never becomes available.
+    cluster.replica_sets.retain(|rs| rs.revision != v1);
+    cluster.settle(61);
+    for _ in 0..3 {
+        let plan = cluster.plan(&mut r);
+        assert_ne!(
+            plan.requeue_after,
+            Some(std::time::Duration::ZERO),
+            "a round that can do nothing must not ask to run again at once: {plan:?}"
+        );
+        cluster.apply(&plan);
+    }
+}
