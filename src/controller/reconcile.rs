@@ -14,6 +14,7 @@ use super::{Context, Error, analysis, replicaset, traffic};
 use crate::api::{FIELD_MANAGER, Release, ReleaseStatus};
 use crate::plan::{self, Action, AnalysisSlot, Observed};
 use crate::telemetry::Reconciled;
+use crate::traffic::TrafficRouter;
 
 /// One reconcile, counted and timed, in a span naming its Release.
 pub async fn timed(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -38,6 +39,7 @@ pub fn span(release: &Release) -> tracing::Span {
     )
 }
 
+/// The stages of one reconcile, in order: observe, plan (pure), apply, record.
 pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // Planning on a partial cache would re-create ReplicaSets that exist.
     let mut synced = ctx.synced.clone();
@@ -51,9 +53,30 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
         ctx.metrics.forget(&namespace, &cached.name_any());
         return Ok(Requeue::await_change());
     };
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let now = Timestamp::now();
+    let owned = owned_replica_sets(&ctx, &release);
+    let observation = observe(&ctx, &release, now).await?;
+    let (plan, router) = decide(&replica_sets, &release, &owned, observation, now).await?;
+
+    // Writes are gated on holding the Lease: a standby never writes.
+    if !*ctx.leader.borrow() {
+        return Err(Error::NotLeader);
+    }
+    apply(&ctx, &replica_sets, &release, &plan, router.as_deref()).await?;
+    publish_events(&ctx, &release, &plan).await;
+    write_status(&releases, &release, &plan).await?;
+    record_metrics(&ctx, &release, &plan, now);
+    Ok(match plan.requeue_after {
+        Some(after) => Requeue::requeue(after),
+        None => Requeue::await_change(),
+    })
+}
+
+/// The ReplicaSets this Release controls, from the cache.
+fn owned_replica_sets(ctx: &Context, release: &Release) -> Vec<plan::RevisionState> {
     let uid = release.uid();
-    let observed: Vec<_> = ctx
-        .replica_sets
+    ctx.replica_sets
         .state()
         .iter()
         .filter(|rs| {
@@ -62,33 +85,57 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
                 .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
         })
         .filter_map(|rs| replicaset::observe(rs))
-        .collect();
+        .collect()
+}
 
-    let now = Timestamp::now();
+/// What the plan reads besides the Release and its ReplicaSets.
+struct Observation {
+    analysis: Option<plan::AnalysisInput>,
+    gate_analysis: Option<plan::AnalysisInput>,
+    traffic: plan::Traffic,
+    router: Option<Box<dyn TrafficRouter>>,
+}
+
+/// Observe: the analyses that are due, measured; the Services and the router's weight.
+async fn observe(ctx: &Context, release: &Release, now: Timestamp) -> Result<Observation, Error> {
     let (mut analysis, mut gate_analysis) = (None, None);
-    for request in plan::analyses_due(&release, now) {
-        let input = analysis::advance(&ctx, &release, &request, now).await?;
+    for request in plan::analyses_due(release, now) {
+        let input = analysis::advance(ctx, release, &request, now).await?;
         match request.slot {
             AnalysisSlot::Background => analysis = Some(input),
             _ => gate_analysis = Some(input),
         }
     }
-    let (traffic, router) = traffic::observe(&ctx, &release).await?;
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut observed = Observed {
-        release: &release,
-        replica_sets: &observed,
+    let (traffic, router) = traffic::observe(ctx, release).await?;
+    Ok(Observation {
         analysis,
         gate_analysis,
         traffic,
+        router,
+    })
+}
+
+/// Plan, then plan again when the API server refuses the ReplicaSet the plan
+/// would create: asked before anything moves, so that the round's other actions
+/// (scaling the old revision down) are not taken for a revision that can never start.
+async fn decide(
+    replica_sets: &Api<ReplicaSet>,
+    release: &Release,
+    owned: &[plan::RevisionState],
+    observation: Observation,
+    now: Timestamp,
+) -> Result<(plan::Plan, Option<Box<dyn TrafficRouter>>), Error> {
+    let mut observed = Observed {
+        release,
+        replica_sets: owned,
+        analysis: observation.analysis,
+        gate_analysis: observation.gate_analysis,
+        traffic: observation.traffic,
         refused: None,
         now,
     };
     let mut plan = plan::plan(&observed);
-    // A template the API server refuses for a ReplicaSet: asked before anything
-    // moves, so that the round's other actions (scaling the old revision down)
-    // are not taken for a revision that can never start.
-    if let Some(refusal) = replicaset::refusal(&replica_sets, &release, &plan.actions).await? {
+    if let Some(refusal) = replicaset::refusal(replica_sets, release, &plan.actions).await? {
         observed.refused = Some(refusal);
         plan = plan::plan(&observed);
     }
@@ -97,19 +144,30 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
         requeue_after = ?plan.requeue_after, analysis = ?plan.status.analysis.as_ref().map(|a| (a.phase, &a.message)),
         "planned"
     );
+    Ok((plan, observation.router))
+}
 
-    // Writes are gated on holding the Lease: a standby never writes.
-    if !*ctx.leader.borrow() {
-        return Err(Error::NotLeader);
-    }
-    // In order: the plan puts route and Service changes before the scaling they make safe.
+/// Apply: the actions in the plan's order, which puts route and Service changes
+/// before the scaling they make safe.
+async fn apply(
+    ctx: &Context,
+    replica_sets: &Api<ReplicaSet>,
+    release: &Release,
+    plan: &plan::Plan,
+    router: Option<&dyn TrafficRouter>,
+) -> Result<(), Error> {
     for action in &plan.actions {
         match action {
-            Action::Select { service, revision } => traffic::select(&ctx, &release, service, revision).await?,
-            Action::SetWeight { canary } => traffic::set_weight(router.as_deref(), *canary).await?,
-            _ => replicaset::apply(&replica_sets, &release, action).await?,
+            Action::Select { service, revision } => traffic::select(ctx, release, service, revision).await?,
+            Action::SetWeight { canary } => traffic::set_weight(router, *canary).await?,
+            _ => replicaset::apply(replica_sets, release, action).await?,
         }
     }
+    Ok(())
+}
+
+/// Record: the plan's transitions as Events. A failed Event is logged, not retried.
+async fn publish_events(ctx: &Context, release: &Release, plan: &plan::Plan) {
     let reference = release.object_ref(&());
     for transition in &plan.events {
         let event = Event {
@@ -127,6 +185,10 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
             tracing::warn!(%error, reason = transition.reason.as_str(), "could not record event");
         }
     }
+}
+
+/// Record: status, only when it changed; then a consumed `status.control` cleared.
+async fn write_status(releases: &Api<Release>, release: &Release, plan: &plan::Plan) -> Result<(), Error> {
     // status.control is a person's request, not the controller's: compare without it.
     let recorded = release.status.clone().map(|s| ReleaseStatus { control: None, ..s });
     if recorded.as_ref() != Some(&plan.status) {
@@ -143,21 +205,20 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
             .patch_status(&release.name_any(), &PatchParams::default(), &Patch::Merge(consumed))
             .await?;
     }
+    Ok(())
+}
+
+/// Record: the phase gauge, and the rollout's duration when this round promoted it.
+fn record_metrics(ctx: &Context, release: &Release, plan: &plan::Plan, now: Timestamp) {
+    let namespace = release.namespace().unwrap_or_default();
     if let Some(phase) = plan.status.phase {
         ctx.metrics.phase(&namespace, &release.name_any(), phase);
     }
-    let promoted = plan.promoted;
-    if let (true, Some(started)) = (
-        promoted,
-        release.status.as_ref().and_then(|s| s.rollout_start_time.as_ref()),
-    ) {
+    let started = release.status.as_ref().and_then(|s| s.rollout_start_time.as_ref());
+    if let (true, Some(started)) = (plan.promoted, started) {
         let took = now.duration_since(started.0).unsigned_abs();
         ctx.metrics.rollout_completed(release.spec.strategy.name(), took);
     }
-    Ok(match plan.requeue_after {
-        Some(after) => Requeue::requeue(after),
-        None => Requeue::await_change(),
-    })
 }
 
 /// kube's Recorder folds events with the same reason and action into one series,
