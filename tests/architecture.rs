@@ -223,3 +223,73 @@ fn the_cycle_scanner_reads_groups_and_relative_paths() {
     assert!(shown.contains(&"api::B".to_string()), "{shown:?}");
     assert!(!shown.iter().any(|p| p.starts_with("cli")), "{shown:?}");
 }
+
+/// Each function of `text` (outside its inline test module) with its first
+/// line and length in lines, by counting braces from each `fn` line: crude,
+/// but the planner's code has no braces inside strings or chars that matter.
+fn function_lengths(text: &str) -> Vec<(usize, usize)> {
+    let code = text.split("#[cfg(test)]\nmod tests {").next().unwrap_or_default();
+    let lines: Vec<&str> = code.lines().collect();
+    let mut found = Vec::new();
+    for (start, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let is_fn = [
+            "fn ",
+            "pub fn ",
+            "pub(super) fn ",
+            "pub(crate) fn ",
+            "const fn ",
+            "pub const fn ",
+        ]
+        .iter()
+        .any(|p| trimmed.starts_with(p));
+        if !is_fn || trimmed.starts_with("//") {
+            continue;
+        }
+        let mut depth = 0i32;
+        let mut opened = false;
+        for (offset, body) in lines[start..].iter().enumerate() {
+            let body = body.split("//").next().unwrap_or_default();
+            if !opened && body.contains(';') && !body.contains('{') {
+                break; // a declaration without a body
+            }
+            depth += body.matches('{').count() as i32 - body.matches('}').count() as i32;
+            opened |= body.contains('{');
+            if opened && depth <= 0 {
+                found.push((start + 1, offset + 1));
+                break;
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_function_in_the_planner_is_over_80_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/plan");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.retain(|f| !f.starts_with(src.join("tests")));
+    let mut long = Vec::new();
+    let mut functions = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (line, length) in function_lengths(&text) {
+            functions += 1;
+            if length > 80 {
+                long.push(format!(
+                    "src/plan/{}:{line} is {length} lines",
+                    file.strip_prefix(&src).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(functions > 50, "found only {functions} functions");
+    assert!(long.is_empty(), "split these into named pieces:\n{}", long.join("\n"));
+}
+
+#[test]
+fn the_length_scanner_measures_a_function() {
+    let text = "fn a() {\n    if x {\n        y();\n    }\n}\nfn b();\npub(super) fn c() -> X { X }\n";
+    assert_eq!(function_lengths(text), [(1, 5), (7, 1)]);
+}
