@@ -98,7 +98,7 @@ async fn a_preview_switches_by_itself_after_auto_promotion_seconds() {
     ready_on(&api, &v2).await;
     wait_replicas(&client, &ns.name, &v1, 0).await;
 
-    let states = recorder.finish();
+    let states = recorder.finish().await;
     // The preview ran 2 pods beside all 6 of the old revision before the switch.
     assert!(states.iter().any(|w| w.replicas(&v2) == 2 && w.replicas(&v1) == 6));
     let last = states.last().unwrap();
@@ -122,7 +122,7 @@ async fn without_auto_promotion_a_person_promotes() {
     ready_on(&api, &v2).await;
     assert_eq!(selects(&client, &ns.name, STABLE).await, Some(v2));
     wait_replicas(&client, &ns.name, &v1, 0).await;
-    recorder.finish();
+    recorder.finish().await;
 }
 
 #[tokio::test]
@@ -143,7 +143,7 @@ async fn a_failing_pre_promotion_analysis_blocks_the_switch_and_scales_the_previ
     wait_selects(&client, &ns.name, PREVIEW, &v1).await;
     wait_replicas(&client, &ns.name, &v2, 0).await;
     assert_eq!(replicas(&client, &ns.name, &v1).await, 4);
-    let states = recorder.finish();
+    let states = recorder.finish().await;
     assert!(states.iter().all(|w| w.services.get(STABLE) != Some(&Some(v2.clone()))));
 }
 
@@ -188,7 +188,7 @@ async fn a_failing_post_promotion_analysis_switches_back_within_ten_seconds() {
     wait_condition(&api, "web", "Degraded", "True", Some("AnalysisFailed"), LIMIT).await;
     wait_replicas(&client, &ns.name, &v2, 0).await;
     assert_eq!(replicas(&client, &ns.name, &v1).await, 4);
-    recorder.finish();
+    recorder.finish().await;
 }
 
 #[tokio::test]
@@ -207,7 +207,7 @@ async fn a_person_aborts_and_the_active_service_goes_back() {
     assert_eq!(selects(&client, &ns.name, STABLE).await, Some(v1.clone()));
     wait_replicas(&client, &ns.name, &v2, 0).await;
     assert_eq!(replicas(&client, &ns.name, &v1).await, 4);
-    recorder.finish();
+    recorder.finish().await;
 }
 
 #[tokio::test]
@@ -230,7 +230,7 @@ async fn a_new_template_during_preview_supersedes_it() {
     control(&ns.name, "promote").await;
     ready_on(&api, &v3).await;
     wait_replicas(&client, &ns.name, &v1, 0).await;
-    recorder.finish();
+    recorder.finish().await;
 }
 
 #[tokio::test]

@@ -120,7 +120,7 @@ async fn a_gateway_api_canary_walks_its_steps_then_promotes() {
     assert_eq!(route_weights(&client, &ns.name).await, (100, 0));
     wait_replicas(&client, &ns.name, &v1, 0).await;
 
-    let states = recorder.finish();
+    let states = recorder.finish().await;
     assert_eq!(weight_steps(&states), vec![(100, 0), (80, 20), (50, 50), (100, 0)]);
     // The ReplicaSets when each weight took effect: stable keeps every pod.
     let at_20 = first_at(&states, (80, 20));
@@ -162,7 +162,7 @@ async fn an_abort_midway_restores_all_traffic_then_retry_and_promote_full_finish
     ready_on(&api, &v2).await;
     assert_eq!(route_weights(&client, &ns.name).await, (100, 0));
 
-    let states = recorder.finish();
+    let states = recorder.finish().await;
     assert_eq!(
         weight_steps(&states),
         vec![(100, 0), (80, 20), (100, 0), (80, 20), (100, 0)]
@@ -189,7 +189,7 @@ async fn a_new_template_mid_canary_supersedes_it_from_step_zero() {
     assert_eq!(replicas(&client, &ns.name, &v1).await, 4);
     assert_eq!(route_weights(&client, &ns.name).await, (50, 50));
 
-    let states = recorder.finish();
+    let states = recorder.finish().await;
     // Back to stable before the new canary takes its share.
     assert_eq!(weight_steps(&states), vec![(100, 0), (50, 50), (100, 0), (50, 50)]);
     let last = states.last().unwrap();
@@ -231,7 +231,7 @@ async fn a_failing_analysis_step_aborts_the_canary() {
     wait_replicas(&client, &ns.name, &v2, 0).await;
     assert_eq!(replicas(&client, &ns.name, &v1).await, 4);
 
-    let states = recorder.finish();
+    let states = recorder.finish().await;
     assert_eq!(weight_steps(&states), vec![(100, 0), (75, 25), (100, 0)]);
 }
 
@@ -276,7 +276,7 @@ async fn an_nginx_canary_ingress_follows_the_steps() {
         "0"
     );
 
-    let states = recorder.finish();
+    let states = recorder.finish().await;
     assert_eq!(weight_steps(&states), vec![(100, 0), (70, 30), (100, 0)]);
 
     // After the canary (the traffic recorder is done): a hand edit of the
@@ -328,7 +328,7 @@ async fn without_a_router_the_pod_counts_follow_the_steps() {
     ready_on(&api, &v2).await;
     assert_eq!(counts().await, (10, 0));
 
-    let states = recorder.finish();
+    let states = recorder.finish().await;
     // Within maxSurge and maxUnavailable (25% of 10: 3 and 2) throughout.
     for state in &states {
         let total: i32 = state.replica_sets.values().map(|(_, spec, _)| spec).sum();

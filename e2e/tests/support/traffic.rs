@@ -211,6 +211,8 @@ impl World {
 pub struct TrafficRecorder {
     records: Arc<Mutex<Vec<(u64, Seen)>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    client: Client,
+    namespace: String,
 }
 
 impl TrafficRecorder {
@@ -348,31 +350,74 @@ impl TrafficRecorder {
                 .await
                 .unwrap_or_else(|_| panic!("the {what} watch lists the namespace"));
         }
-        Self { records, tasks }
+        Self {
+            records,
+            tasks,
+            client: client.clone(),
+            namespace: namespace.to_string(),
+        }
+    }
+
+    /// Waits until the watches have delivered the version of every ReplicaSet
+    /// and Service the API server has now: a test that saw the end state by a
+    /// read must not replay a record that ends before it.
+    async fn catch_up(&self) {
+        let replica_sets = Api::<ReplicaSet>::namespaced(self.client.clone(), &self.namespace);
+        let services = Api::<Service>::namespaced(self.client.clone(), &self.namespace);
+        let params = kube::api::ListParams::default();
+        let mut wanted: Vec<(String, u64)> = Vec::new();
+        let version = |meta: &kube::api::ObjectMeta| meta.resource_version.as_ref().and_then(|v| v.parse().ok());
+        for rs in replica_sets.list(&params).await.expect("list ReplicaSets") {
+            let labelled = rs
+                .metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(REVISION_LABEL));
+            if let (true, Some(name), Some(rv)) = (labelled, rs.metadata.name.clone(), version(&rs.metadata)) {
+                wanted.push((name, rv));
+            }
+        }
+        for svc in services.list(&params).await.expect("list Services") {
+            let selects = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .is_some_and(|s| s.contains_key(REVISION_LABEL));
+            if let (true, Some(name), Some(rv)) = (selects, svc.metadata.name.clone(), version(&svc.metadata)) {
+                wanted.push((name, rv));
+            }
+        }
+        let seen = |records: &[(u64, Seen)], name: &str, rv: u64| {
+            records.iter().any(|(at, seen)| {
+                *at >= rv
+                    && matches!(seen, Seen::ReplicaSet { name: n, .. } | Seen::ReplicaSetGone { name: n } | Seen::Service { name: n, .. } if n == name)
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let missing: Vec<&(String, u64)> = {
+                let records = self.records.lock().unwrap();
+                wanted.iter().filter(|(name, rv)| !seen(&records, name, *rv)).collect()
+            };
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the watches never delivered {missing:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Every state in write order, with the invariant violations found on the way.
     pub fn replay(&self) -> (Vec<World>, Vec<String>) {
-        let mut records = self.records.lock().unwrap().clone();
-        records.sort_by_key(|(rv, _)| *rv);
-        let mut world = World::default();
-        let mut states = Vec::new();
-        let mut violations = Vec::new();
-        for (rv, seen) in &records {
-            let before = world.clone();
-            world.apply(seen);
-            for problem in world.violations(&before) {
-                violations.push(format!("at resourceVersion {rv} ({seen:?}): {problem}"));
-            }
-            if states.last() != Some(&world) {
-                states.push(world.clone());
-            }
-        }
-        (states, violations)
+        replay_records(self.records.lock().unwrap().clone())
     }
 
     /// Stops watching and asserts the invariants held in every state; returns the states.
-    pub fn finish(self) -> Vec<World> {
+    pub async fn finish(self) -> Vec<World> {
+        self.catch_up().await;
         for task in &self.tasks {
             task.abort();
         }
@@ -380,6 +425,25 @@ impl TrafficRecorder {
         assert!(violations.is_empty(), "traffic invariants broken: {violations:#?}");
         states
     }
+}
+
+/// Every state in resourceVersion order, with the invariant violations found on the way.
+fn replay_records(mut records: Vec<(u64, Seen)>) -> (Vec<World>, Vec<String>) {
+    records.sort_by_key(|(rv, _)| *rv);
+    let mut world = World::default();
+    let mut states = Vec::new();
+    let mut violations = Vec::new();
+    for (rv, seen) in &records {
+        let before = world.clone();
+        world.apply(seen);
+        for problem in world.violations(&before) {
+            violations.push(format!("at resourceVersion {rv} ({seen:?}): {problem}"));
+        }
+        if states.last() != Some(&world) {
+            states.push(world.clone());
+        }
+    }
+    (states, violations)
 }
 
 /// (resourceVersion, Seen) records of one watch; None marks the end of the initial list.
@@ -412,13 +476,7 @@ mod tests {
     use super::*;
 
     fn replay(records: Vec<Seen>) -> Vec<String> {
-        let recorder = TrafficRecorder {
-            records: Arc::new(Mutex::new(
-                records.into_iter().enumerate().map(|(i, s)| (i as u64, s)).collect(),
-            )),
-            tasks: Vec::new(),
-        };
-        recorder.replay().1
+        replay_records(records.into_iter().enumerate().map(|(i, s)| (i as u64, s)).collect()).1
     }
 
     fn rs(revision: &str, replicas: i32, available: i32) -> Seen {
