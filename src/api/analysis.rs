@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::schema::METRICS_MAX;
+use super::schema::{METRICS_MAX, exactly_one_of};
 
 /// Reusable metrics, in one namespace.
 #[derive(CustomResource, JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -119,21 +119,9 @@ fn default_consecutive_error_limit() -> i32 {
 /// checks it against the struct.
 const PROVIDER_FIELDS: [&str; 3] = ["prometheus", "web", "job"];
 
-/// `[has(self.prometheus), has(self.web), has(self.job)].filter(x, x).size() == 1`,
-/// over every provider.
+/// Exactly one provider: `provider must set exactly one of prometheus, web or job`.
 fn exactly_one_provider() -> Rule {
-    let set: Vec<String> = PROVIDER_FIELDS.iter().map(|f| format!("has(self.{f})")).collect();
-    Rule::new(format!("[{}].filter(x, x).size() == 1", set.join(", "))).message(provider_message().as_str())
-}
-
-/// The message of `Provider`'s rule, naming every provider:
-/// `provider must set exactly one of prometheus, web or job`.
-pub fn provider_message() -> String {
-    match PROVIDER_FIELDS.split_last() {
-        Some((last, [])) => format!("provider must set {last}"),
-        Some((last, others)) => format!("provider must set exactly one of {} or {last}", others.join(", ")),
-        None => "provider must set a provider".into(),
-    }
+    exactly_one_of(&PROVIDER_FIELDS, "provider must set")
 }
 
 // Each field's type implements `analysis::Provider`; `analysis::provider`

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::analysis::{Arg, RolloutAnalysis, TemplateRef};
 use super::int_or_percent::{IntOrPercent, MAX_UNAVAILABLE_MESSAGE, MAX_UNAVAILABLE_RULE};
+use super::schema::exactly_one_of;
 
 /// The most steps a canary may have. Bounded so the apiserver can estimate the
 /// cost of the per-step rules.
@@ -153,16 +154,9 @@ pub struct BackgroundAnalysis {
 /// checks it against the struct.
 const ROUTER_FIELDS: [&str; 2] = ["gatewayAPI", "nginx"];
 
-/// `[has(self.gatewayAPI), has(self.nginx)].filter(x, x).size() == 1`, over every router.
-/// The message joins the routers with "or", so it keeps naming the earlier ones
-/// as it grows.
+/// Exactly one router: `spec.strategy.canary.trafficRouting sets exactly one of gatewayAPI or nginx`.
 fn exactly_one_router() -> Rule {
-    let set: Vec<String> = ROUTER_FIELDS.iter().map(|f| format!("has(self.{f})")).collect();
-    let message = format!(
-        "spec.strategy.canary.trafficRouting sets exactly one of {}",
-        ROUTER_FIELDS.join(" or ")
-    );
-    Rule::new(format!("[{}].filter(x, x).size() == 1", set.join(", "))).message(message.as_str())
+    exactly_one_of(&ROUTER_FIELDS, "spec.strategy.canary.trafficRouting sets")
 }
 
 /// Exactly one router.

@@ -39,6 +39,20 @@ pub const MATCH_LABELS_MAX: u64 = 64;
 /// the CRD.
 pub const METRICS_MAX: u64 = 20;
 
+/// The CEL rule that exactly one of `fields` (JSON names) is set, with the
+/// message `{subject} exactly one of a, b or c`: one rule per choice of
+/// router or provider, built from its list of fields.
+pub fn exactly_one_of(fields: &[&str], subject: &str) -> kube::core::Rule {
+    let set: Vec<String> = fields.iter().map(|f| format!("has(self.{f})")).collect();
+    let named = match fields.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, others)) => format!("{} or {last}", others.join(", ")),
+        None => String::new(),
+    };
+    kube::core::Rule::new(format!("[{}].filter(x, x).size() == 1", set.join(", ")))
+        .message(format!("{subject} exactly one of {named}").as_str())
+}
+
 /// `PodTemplateSpec`, without descriptions, with label values bounded to
 /// [`LABEL_VALUE_MAX_LENGTH`], and with what the API server would refuse in a
 /// ReplicaSet's template refused already by `kubectl apply` (see [`refuse_like_a_replica_set`]).

@@ -10,8 +10,9 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use super::render::{self, Colour};
+use crate::api::RELEASE_LABEL;
 use crate::api::{Phase, REVISION_LABEL, Release};
-use crate::controller::replicaset::{self, RELEASE_LABEL};
+use crate::controller::replicaset;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

@@ -618,7 +618,6 @@ mod lint {
         let rolling = || release(json!({ "rolling": {} }));
         let canary = |c: Value| release(json!({ "canary": c }));
         let blue_green = |b: Value| release(json!({ "blueGreen": b }));
-        let provider_message = crate::api::provider_message();
         let cases: Vec<(Value, &str)> = vec![
             // Issue 3: Releases.
             (
@@ -668,7 +667,7 @@ mod lint {
             // Issue 4: analysis.
             (
                 template(json!({ "name": "errors", "provider": {} })),
-                provider_message.as_str(),
+                "exactly one of prometheus, web or job",
             ),
             (
                 template(metric(json!({ "successCondition": "result[0] <" }))),
@@ -702,7 +701,7 @@ mod lint {
                 template(
                     json!({ "name": "errors", "provider": { "web": { "url": "http://x" }, "job": { "spec": { "template": {} } } } }),
                 ),
-                provider_message.as_str(),
+                "exactly one of prometheus, web or job",
             ),
             // Issue 5: canaries.
             (

@@ -16,7 +16,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
-use super::FIELD_MANAGER;
+use crate::api::FIELD_MANAGER;
 
 /// The serin version that last applied a CRD, on the CRD.
 pub const VERSION_ANNOTATION: &str = "serin.dev/applied-by-version";

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use self::endpoints::Health;
 use self::leader::{Leadership, LeaseConfig};
-use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Release};
+use crate::api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Release};
 use crate::telemetry::Metrics;
 use crate::traffic::RouterError;
 
@@ -93,9 +93,6 @@ pub enum RunError {
     #[error("the leader election stopped; stopping so that nothing is written without the Lease")]
     LostLease,
 }
-
-// controller::analysis and controller::crds still name it through here.
-pub use crate::api::FIELD_MANAGER;
 
 /// How long in-flight reconciles get to finish after SIGTERM, so that the
 /// Lease is free within two seconds.

@@ -9,11 +9,10 @@ use serde_json::json;
 
 use super::Error;
 use crate::api::{
-    FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REVISION_LABEL, REVISION_NUMBER_ANNOTATION, Release,
+    FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RELEASE_LABEL, REVISION_LABEL, REVISION_NUMBER_ANNOTATION,
+    Release,
 };
 use crate::plan::{Action, RevisionState};
-
-pub use crate::api::RELEASE_LABEL;
 
 /// The ReplicaSet name of a revision.
 pub fn name(release: &Release, revision: &str) -> String {

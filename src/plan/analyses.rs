@@ -99,10 +99,7 @@ fn blue_green_due(
     control: &Control,
     carry: &Carry,
 ) -> Vec<AnalysisRequest> {
-    let recorded = status
-        .blue_green
-        .as_ref()
-        .filter(|b| b.preview_revision.as_deref() == Some(carry.revision) && !carry.retry);
+    let recorded = Stage::recorded(status.blue_green.as_ref(), carry.revision, carry.retry);
     let stage = Stage::in_flight(status.blue_green.as_ref(), carry.revision, carry.retry);
     let ready = recorded.is_some_and(|b| b.preview_ready_at.is_some());
     let mut due = Vec::new();

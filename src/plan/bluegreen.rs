@@ -55,11 +55,20 @@ impl Stage {
         Stage::in_flight(status.blue_green.as_ref(), revision, retry)
     }
 
+    /// What `blueGreen` status records about `revision`: nothing for another
+    /// revision, or for a retry, which starts it afresh.
+    pub(super) fn recorded<'s>(
+        recorded: Option<&'s BlueGreenStatus>,
+        revision: &str,
+        retry: bool,
+    ) -> Option<&'s BlueGreenStatus> {
+        recorded.filter(|b| b.preview_revision.as_deref() == Some(revision) && !retry)
+    }
+
     /// The stage of a rollout of `revision` in flight and not rolled back, as
     /// `blueGreen` status records it.
     pub(super) fn in_flight(recorded: Option<&BlueGreenStatus>, revision: &str, retry: bool) -> Stage {
-        let recorded = recorded.filter(|b| b.preview_revision.as_deref() == Some(revision) && !retry);
-        match recorded {
+        match Stage::recorded(recorded, revision, retry) {
             Some(b) if b.switched_at.is_some() => Stage::Switched,
             Some(b) if b.promoting => Stage::Promoting,
             _ => Stage::Preview,
@@ -131,8 +140,7 @@ impl Round<'_> {
     /// rolled back before this round.
     fn carry_blue_green(&mut self, retry: bool) -> bool {
         let previous = self.previous.blue_green.clone().unwrap_or_default();
-        let recorded = Some(&previous)
-            .filter(|b| b.preview_revision.as_ref() == Some(&self.revision) && !retry)
+        let recorded = Stage::recorded(Some(&previous), &self.revision, retry)
             .cloned()
             .unwrap_or_default();
         // A revision already rolled back keeps the scale-down time it was given.

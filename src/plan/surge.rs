@@ -2,7 +2,7 @@
 //! grow the new ReplicaSet within `maxSurge`, shrink the old ones within `maxUnavailable`.
 //! The caller applies the output, waits for the cluster to move, then calls again.
 //! The rolling strategy (`rolling.rs`) steps through it, and so does a canary
-//! without a router (`canary.rs`), whose replica ratio carries the weight.
+//! without a router (`canary_traffic.rs`), whose replica ratio carries the weight.
 use crate::api::{IntOrPercent, RollingStrategy};
 
 /// One ReplicaSet as the rolling step sees it.

@@ -1,6 +1,6 @@
 //! Traffic routers: how a canary's weight reaches the network. One trait, one
 //! file per router. Without `trafficRouting` the weight is carried by the replica
-//! ratio, which the planner handles by scaling (see `plan::canary`), so that case
+//! ratio, which the planner handles by scaling (see `plan::canary_traffic`), so that case
 //! needs no router.
 //!
 //! Each router file declares a [`Router`]: the `trafficRouting` field that
