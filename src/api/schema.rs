@@ -39,6 +39,19 @@ pub const MATCH_LABELS_MAX: u64 = 64;
 /// the CRD.
 pub const METRICS_MAX: u64 = 20;
 
+/// The JSON names of `T`'s properties, sorted: what a list of fields behind
+/// [`exactly_one_of`] is checked against.
+#[cfg(test)]
+pub(super) fn property_names<T: JsonSchema>() -> Vec<String> {
+    let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
+    let mut names: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    names.sort_unstable();
+    names
+}
+
 /// The CEL rule that exactly one of `fields` (JSON names) is set, with the
 /// message `{subject} exactly one of a, b or c`: one rule per choice of
 /// router or provider, built from its list of fields.
