@@ -6,7 +6,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::api::Phase;
@@ -21,6 +22,7 @@ pub struct Metrics {
     rollout_duration: HistogramVec,
     measurements: IntCounterVec,
     api_requests: IntCounterVec,
+    cache_behind: IntCounter,
 }
 
 const PHASES: [Phase; 4] = [Phase::Progressing, Phase::Paused, Phase::Healthy, Phase::Degraded];
@@ -84,8 +86,16 @@ impl Metrics {
         )
         .expect("valid metric");
         let api_requests = IntCounterVec::new(
-            Opts::new("serin_kube_requests_total", "Requests to the Kubernetes API, by verb"),
-            &["verb"],
+            Opts::new(
+                "serin_kube_requests_total",
+                "Requests to the Kubernetes API, by verb and resource",
+            ),
+            &["verb", "resource"],
+        )
+        .expect("valid metric");
+        let cache_behind = IntCounter::new(
+            "serin_reconcile_cache_behind_total",
+            "Rounds that planned nothing because the watch caches did not show this controller's own last write yet",
         )
         .expect("valid metric");
         for collector in [
@@ -96,6 +106,7 @@ impl Metrics {
             Box::new(rollout_duration.clone()),
             Box::new(measurements.clone()),
             Box::new(api_requests.clone()),
+            Box::new(cache_behind.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -108,7 +119,12 @@ impl Metrics {
             rollout_duration,
             measurements,
             api_requests,
+            cache_behind,
         }
+    }
+
+    pub fn cache_behind(&self) {
+        self.cache_behind.inc();
     }
 
     pub fn reconciled(&self, outcome: Reconciled, took: Duration) {
@@ -213,25 +229,49 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        self.counter.with_label_values(&[verb(&request)]).inc();
+        let (verb, resource) = verb_and_resource(&request);
+        self.counter.with_label_values(&[verb, &resource]).inc();
         Box::pin(self.inner.call(request))
     }
 }
 
-/// The Kubernetes verb of an HTTP request, from a fixed set.
-fn verb<B>(request: &http::Request<B>) -> &'static str {
-    let watching = request
-        .uri()
+/// The Kubernetes verb and resource of a request to the API server, e.g.
+/// ("patch", "releases/status"); the resource is "" for other paths (/version).
+fn verb_and_resource<B>(request: &http::Request<B>) -> (&'static str, String) {
+    let uri = request.uri();
+    let watching = uri
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
-    match *request.method() {
+    let (resource, named) = resource_of(uri.path());
+    let verb = match *request.method() {
         http::Method::GET if watching => "watch",
-        http::Method::GET => "get",
+        http::Method::GET if named || resource.is_empty() => "get",
+        http::Method::GET => "list",
         http::Method::POST => "create",
         http::Method::PUT => "update",
         http::Method::PATCH => "patch",
         http::Method::DELETE => "delete",
         _ => "other",
+    };
+    (verb, resource)
+}
+
+/// The resource (with its subresource) a path names, and whether it names one object.
+fn resource_of(path: &str) -> (String, bool) {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segments.as_slice() {
+        ["api", _version, rest @ ..] | ["apis", _, _version, rest @ ..] => rest,
+        _ => return (String::new(), false),
+    };
+    let rest = match rest {
+        ["namespaces", _namespace, resource, rest @ ..] => [&[*resource], rest].concat(),
+        rest => rest.to_vec(),
+    };
+    match rest.as_slice() {
+        [] => (String::new(), false),
+        [resource] => (resource.to_string(), false),
+        [resource, _name] => (resource.to_string(), true),
+        [resource, _name, sub, ..] => (format!("{resource}/{sub}"), true),
     }
 }
 
@@ -251,23 +291,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verbs_come_from_a_fixed_set() {
+    fn requests_are_counted_by_verb_and_resource() {
         let request = |method: &str, uri: &str| http::Request::builder().method(method).uri(uri).body(()).unwrap();
         let cases = [
-            ("GET", "/apis/apps/v1/replicasets?watch=true&resourceVersion=1", "watch"),
-            ("GET", "/apis/apps/v1/namespaces/a/replicasets/b", "get"),
-            ("POST", "/api/v1/namespaces/a/events", "create"),
+            (
+                "GET",
+                "/apis/apps/v1/replicasets?watch=true&resourceVersion=1",
+                "watch",
+                "replicasets",
+            ),
+            ("GET", "/apis/apps/v1/namespaces/a/replicasets/b", "get", "replicasets"),
+            (
+                "GET",
+                "/apis/apps/v1/namespaces/a/replicasets?labelSelector=x",
+                "list",
+                "replicasets",
+            ),
+            ("POST", "/api/v1/namespaces/a/events", "create", "events"),
             (
                 "PATCH",
                 "/apis/serin.dev/v1alpha1/namespaces/a/releases/b/status",
                 "patch",
+                "releases/status",
             ),
-            ("DELETE", "/apis/batch/v1/namespaces/a/jobs/b", "delete"),
-            ("PUT", "/x", "update"),
-            ("OPTIONS", "/x", "other"),
+            (
+                "PATCH",
+                "/apis/apps/v1/namespaces/a/replicasets/b/scale",
+                "patch",
+                "replicasets/scale",
+            ),
+            ("DELETE", "/apis/batch/v1/namespaces/a/jobs/b", "delete", "jobs"),
+            ("GET", "/api/v1/namespaces/a", "get", "namespaces"),
+            ("GET", "/api/v1/namespaces", "list", "namespaces"),
+            (
+                "GET",
+                "/apis/coordination.k8s.io/v1/namespaces/a/leases/serin",
+                "get",
+                "leases",
+            ),
+            ("PUT", "/x", "update", ""),
+            ("GET", "/version", "get", ""),
+            ("OPTIONS", "/x", "other", ""),
         ];
-        for (method, uri, want) in cases {
-            assert_eq!(verb(&request(method, uri)), want, "{method} {uri}");
+        for (method, uri, verb, resource) in cases {
+            assert_eq!(
+                verb_and_resource(&request(method, uri)),
+                (verb, resource.to_string()),
+                "{method} {uri}"
+            );
         }
     }
 

@@ -289,10 +289,11 @@ async fn prometheus_scrapes_the_controllers_metrics() {
             .text()
             .await
             .ok()?;
-        let line = text
+        let patches = text
             .lines()
-            .find(|l| l.starts_with(r#"serin_kube_requests_total{verb="patch"}"#))?;
-        line.rsplit(' ').next()?.parse::<f64>().ok()
+            .filter(|l| l.starts_with("serin_kube_requests_total{") && l.contains(r#"verb="patch""#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        Some(patches.sum::<f64>())
     };
     let before = patches().await.expect("the patch counter");
     // A measurement window, not a wait for something to happen.

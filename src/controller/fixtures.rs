@@ -57,6 +57,7 @@ impl Fixture {
             http: reqwest::Client::new(),
             metrics: Arc::new(Metrics::new()),
             leader: leader_rx,
+            expectations: Default::default(),
         });
         Fixture {
             ctx,

@@ -4,6 +4,7 @@ mod analysis;
 pub mod check;
 pub mod crds;
 pub mod endpoints;
+mod expectations;
 #[cfg(test)]
 mod fixtures;
 pub mod leader;
@@ -29,6 +30,7 @@ use kube::{Api, Client, Resource};
 use tokio::sync::watch;
 
 use self::endpoints::Health;
+use self::expectations::Expectations;
 use self::leader::{Leadership, LeaseConfig};
 use crate::api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Release};
 use crate::telemetry::Metrics;
@@ -50,6 +52,16 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// True while this process may write: it holds the Lease (or runs without election).
     pub leader: watch::Receiver<bool>,
+    /// This controller's writes its caches do not show yet, per Release.
+    pub expectations: Expectations,
+}
+
+impl Context {
+    /// Drops what is kept about a Release that is gone.
+    fn forget(&self, (namespace, name): &expectations::Key) {
+        self.metrics.forget(namespace, name);
+        self.expectations.forget(&(namespace.clone(), name.clone()));
+    }
 }
 
 /// Why a reconcile stopped. [`error_policy`] decides per variant what happens next.
@@ -255,6 +267,7 @@ async fn lead(
         http: reqwest::Client::new(),
         metrics,
         leader,
+        expectations: Expectations::default(),
     });
     // The one waiter on the store's readiness; everyone else watches `synced`.
     tokio::spawn(async move {
@@ -276,12 +289,14 @@ async fn lead(
         }))
         .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
         .graceful_shutdown_on(stopping)
-        .run(reconcile::timed, error_policy, context)
-        .for_each(|result| async move {
+        .run(reconcile::timed, error_policy, context.clone())
+        .for_each(|result| async {
             match result {
-                // A ReplicaSet event for a Release that was just deleted: nothing to do.
+                // The Release was deleted (or a ReplicaSet event came for a
+                // deleted one): forget what is kept about it.
                 Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
-                    tracing::debug!(%object, "release is gone")
+                    tracing::debug!(%object, "release is gone");
+                    context.forget(&(object.namespace.clone().unwrap_or_default(), object.name.clone()));
                 }
                 // error_policy logged it, with what happens next.
                 Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}

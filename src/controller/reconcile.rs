@@ -6,10 +6,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
 
+use super::expectations::{Cached, Caught, Key, PATIENCE, Written};
 use super::{Context, Error, analysis, replicaset, traffic};
 use crate::api::{FIELD_MANAGER, Release, ReleaseStatus};
 use crate::plan::{self, Action, AnalysisSlot, Observed};
@@ -46,31 +48,104 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
     synced.wait_for(|synced| *synced).await.map_err(|_| Error::CacheGone)?;
     let namespace = cached.namespace().ok_or(Error::MissingNamespace)?;
     let releases = Api::<Release>::namespaced(ctx.client.clone(), &namespace);
-    // Read the Release fresh: the cache can lag behind this controller's own
-    // last status write, and a decision on a stale status (a measurement taken
-    // twice, a Job read after it was deleted) would be wrong.
-    let Some(release) = releases.get_opt(&cached.name_any()).await? else {
-        ctx.metrics.forget(&namespace, &cached.name_any());
-        return Ok(Requeue::await_change());
+    let key = (namespace.clone(), cached.name_any());
+    let release = match caught_up(&ctx, &releases, &key, cached).await? {
+        Decidable::On(release) => release,
+        Decidable::Later(requeue) => return Ok(requeue),
     };
+    let release = release.as_ref();
     let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Timestamp::now();
-    let owned = owned_replica_sets(&ctx, &release);
-    let observation = observe(&ctx, &release, now).await?;
-    let (plan, router) = decide(&replica_sets, &release, &owned, observation, now).await?;
+    let owned = owned_replica_sets(&ctx, release);
+    let observation = observe(&ctx, release, now).await?;
+    let mut observed = Observed {
+        release,
+        replica_sets: &owned,
+        analysis: observation.analysis,
+        gate_analysis: observation.gate_analysis,
+        traffic: observation.traffic,
+        refused: None,
+        now,
+    };
+    let plan = decide(&observed);
 
     // Writes are gated on holding the Lease: a standby never writes.
     if !*ctx.leader.borrow() {
         return Err(Error::NotLeader);
     }
-    apply(&ctx, &replica_sets, &release, &plan, router.as_deref()).await?;
-    publish_events(&ctx, &release, &plan).await;
-    write_status(&releases, &release, &plan).await?;
-    record_metrics(&ctx, &release, &plan, now);
+    let plan = match create(&ctx, &replica_sets, &key, release, &plan).await? {
+        Created::Refused(refusal) => {
+            observed.refused = Some(refusal);
+            decide(&observed)
+        }
+        Created::Done | Created::NothingToCreate => plan,
+    };
+    let router = observation.router;
+    apply(&ctx, &replica_sets, &key, release, &plan, router.as_deref()).await?;
+    publish_events(&ctx, release, &plan).await;
+    write_status(&ctx, &releases, &key, release, &plan).await?;
+    record_metrics(&ctx, release, &plan, now);
     Ok(match plan.requeue_after {
         Some(after) => Requeue::requeue(after),
         None => Requeue::await_change(),
     })
+}
+
+/// Whether a round can decide now, and on what.
+enum Decidable {
+    On(Arc<Release>),
+    /// Nothing to decide on yet, or any more (the Release is gone).
+    Later(Requeue),
+}
+
+/// The Release to decide on: the cached one once the caches show this
+/// controller's own last writes (see [`super::expectations`]). While they do
+/// not, the round does nothing: the watch event of that write reconciles again
+/// (the requeue only bounds a lost event).
+async fn caught_up(
+    ctx: &Context,
+    releases: &Api<Release>,
+    key: &Key,
+    cached: Arc<Release>,
+) -> Result<Decidable, Error> {
+    let view = CacheView {
+        release: &cached,
+        replica_sets: &ctx.replica_sets,
+        namespace: &key.0,
+    };
+    match ctx.expectations.check(key, &view) {
+        Caught::Up => Ok(Decidable::On(cached)),
+        Caught::Behind { waited } => {
+            tracing::debug!(?waited, "the caches do not show this controller's last write yet");
+            ctx.metrics.cache_behind();
+            Ok(Decidable::Later(Requeue::requeue(PATIENCE.saturating_sub(waited))))
+        }
+        Caught::NotComparable => match releases.get_opt(&key.1).await? {
+            Some(release) => Ok(Decidable::On(Arc::new(release))),
+            None => {
+                ctx.forget(key);
+                Ok(Decidable::Later(Requeue::await_change()))
+            }
+        },
+    }
+}
+
+/// The caches, as [`expectations`] compares them with what was written.
+struct CacheView<'a> {
+    release: &'a Release,
+    replica_sets: &'a Store<ReplicaSet>,
+    namespace: &'a str,
+}
+
+impl Cached for CacheView<'_> {
+    fn release_version(&self) -> Option<String> {
+        self.release.resource_version()
+    }
+
+    fn replica_set_version(&self, name: &str) -> Option<String> {
+        let reference = ObjectRef::new(name).within(self.namespace);
+        self.replica_sets.get(&reference)?.resource_version()
+    }
 }
 
 /// The ReplicaSets this Release controls, from the cache.
@@ -115,36 +190,54 @@ async fn observe(ctx: &Context, release: &Release, now: Timestamp) -> Result<Obs
     })
 }
 
-/// Plan, then plan again when the API server refuses the ReplicaSet the plan
-/// would create: asked before anything moves, so that the round's other actions
-/// (scaling the old revision down) are not taken for a revision that can never start.
-async fn decide(
-    replica_sets: &Api<ReplicaSet>,
-    release: &Release,
-    owned: &[plan::RevisionState],
-    observation: Observation,
-    now: Timestamp,
-) -> Result<(plan::Plan, Option<Box<dyn TrafficRouter>>), Error> {
-    let mut observed = Observed {
-        release,
-        replica_sets: owned,
-        analysis: observation.analysis,
-        gate_analysis: observation.gate_analysis,
-        traffic: observation.traffic,
-        refused: None,
-        now,
-    };
-    let mut plan = plan::plan(&observed);
-    if let Some(refusal) = replicaset::refusal(replica_sets, release, &plan.actions).await? {
-        observed.refused = Some(refusal);
-        plan = plan::plan(&observed);
-    }
+/// Decide: the pure plan of what was observed.
+fn decide(observed: &Observed) -> plan::Plan {
+    let plan = plan::plan(observed);
     tracing::debug!(
         phase = ?plan.status.phase, actions = ?plan.actions,
         requeue_after = ?plan.requeue_after, analysis = ?plan.status.analysis.as_ref().map(|a| (a.phase, &a.message)),
         "planned"
     );
-    Ok((plan, observation.router))
+    plan
+}
+
+/// What became of the ReplicaSet a plan creates.
+enum Created {
+    NothingToCreate,
+    Done,
+    /// The API server refuses it (a pod template the CRD schema let through),
+    /// with this message: the round is planned again knowing that.
+    Refused(String),
+}
+
+/// Apply, first: the ReplicaSet the plan creates, before anything else moves,
+/// so that the round's other actions (scaling the old revision down) are never
+/// taken for a revision that cannot start.
+async fn create(
+    ctx: &Context,
+    replica_sets: &Api<ReplicaSet>,
+    key: &Key,
+    release: &Release,
+    plan: &plan::Plan,
+) -> Result<Created, Error> {
+    let Some(Action::Create {
+        revision,
+        number,
+        replicas,
+    }) = plan.actions.iter().find(|a| matches!(a, Action::Create { .. }))
+    else {
+        return Ok(Created::NothingToCreate);
+    };
+    Ok(
+        match replicaset::create(replica_sets, release, revision, *number, *replicas).await? {
+            replicaset::Creation::Created(written) => {
+                ctx.expectations.wrote(key, written);
+                Created::Done
+            }
+            replicaset::Creation::Exists => Created::Done,
+            replicaset::Creation::Refused(refusal) => Created::Refused(refusal),
+        },
+    )
 }
 
 /// Apply: the actions in the plan's order, which puts route and Service changes
@@ -152,15 +245,24 @@ async fn decide(
 async fn apply(
     ctx: &Context,
     replica_sets: &Api<ReplicaSet>,
+    key: &Key,
     release: &Release,
     plan: &plan::Plan,
     router: Option<&dyn TrafficRouter>,
 ) -> Result<(), Error> {
     for action in &plan.actions {
         match action {
+            Action::Create { .. } => {} // created first, by `create`
             Action::Select { service, revision } => traffic::select(ctx, release, service, revision).await?,
             Action::SetWeight { canary } => traffic::set_weight(router, *canary).await?,
-            _ => replicaset::apply(replica_sets, release, action).await?,
+            Action::Scale { name, replicas } => {
+                let written = replicaset::scale(replica_sets, name, *replicas).await?;
+                ctx.expectations.wrote(key, written);
+            }
+            Action::Delete { name } => {
+                replicaset::delete(replica_sets, name).await?;
+                ctx.expectations.wrote(key, Written::Deleted { name: name.clone() });
+            }
         }
     }
     Ok(())
@@ -188,22 +290,36 @@ async fn publish_events(ctx: &Context, release: &Release, plan: &plan::Plan) {
 }
 
 /// Record: status, only when it changed; then a consumed `status.control` cleared.
-async fn write_status(releases: &Api<Release>, release: &Release, plan: &plan::Plan) -> Result<(), Error> {
+async fn write_status(
+    ctx: &Context,
+    releases: &Api<Release>,
+    key: &Key,
+    release: &Release,
+    plan: &plan::Plan,
+) -> Result<(), Error> {
     // status.control is a person's request, not the controller's: compare without it.
     let recorded = release.status.clone().map(|s| ReleaseStatus { control: None, ..s });
+    let mut written = None;
     if recorded.as_ref() != Some(&plan.status) {
         let status = json!({ "apiVersion": "serin.dev/v1alpha1", "kind": "Release", "status": plan.status });
         let apply = PatchParams::apply(FIELD_MANAGER).force();
-        releases
-            .patch_status(&release.name_any(), &apply, &Patch::Apply(status))
-            .await?;
+        written = Some(
+            releases
+                .patch_status(&release.name_any(), &apply, &Patch::Apply(status))
+                .await?,
+        );
     }
     if release.status.as_ref().is_some_and(|s| s.control.is_some()) && !plan.keep_control {
         // The request was acted on in this round; consume it.
         let consumed = json!({ "status": { "control": null } });
-        releases
-            .patch_status(&release.name_any(), &PatchParams::default(), &Patch::Merge(consumed))
-            .await?;
+        written = Some(
+            releases
+                .patch_status(&release.name_any(), &PatchParams::default(), &Patch::Merge(consumed))
+                .await?,
+        );
+    }
+    if let Some(resource_version) = written.and_then(|r| r.resource_version()) {
+        ctx.expectations.wrote(key, Written::Release { resource_version });
     }
     Ok(())
 }
@@ -271,7 +387,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_new_revision_is_dry_run_then_created_never_applied_and_the_status_applied() {
+    async fn a_new_revision_is_created_never_applied_and_the_status_applied() {
         let mut fx = Fixture::new();
         let release = rolling();
         let revision = plan::revision::revision_of(&release.spec.template);
@@ -286,8 +402,6 @@ mod tests {
             }
         };
         let scenario = vec![
-            get_release(&release),
-            Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin")).body(built.clone()),
             Exchange::post(&format!("{REPLICA_SETS}?&fieldManager=serin")).body(built),
             event("RolloutStarted"),
             event("ScalingReplicaSet"),
@@ -306,10 +420,7 @@ mod tests {
         fx.cache(replica_set(&release, 1, 3, 3));
         let release = fx.settled(release);
         fx.server
-            .serve(
-                vec![get_release(&release)],
-                reconcile(Arc::new(release.clone()), fx.ctx.clone()),
-            )
+            .serve(vec![], reconcile(Arc::new(release.clone()), fx.ctx.clone()))
             .await
             .unwrap();
     }
@@ -323,7 +434,6 @@ mod tests {
         let plan = fx.plan(&release);
         assert!(!plan.keep_control, "precondition: the plan acts on the retry now");
         let scenario = vec![
-            get_release(&release),
             event("Retried"),
             Exchange::merge_patch(&format!("{STATUS}?"))
                 .body(|body| assert_eq!(body, &json!({ "status": { "control": null } })))
@@ -354,10 +464,7 @@ mod tests {
             "precondition: the promotion waits for the resume"
         );
         fx.server
-            .serve(
-                vec![get_release(&release)],
-                reconcile(Arc::new(release.clone()), fx.ctx.clone()),
-            )
+            .serve(vec![], reconcile(Arc::new(release.clone()), fx.ctx.clone()))
             .await
             .unwrap();
     }
@@ -367,15 +474,8 @@ mod tests {
         let mut fx = Fixture::new();
         fx.stand_by();
         let release = rolling();
-        // The dry run writes nothing: it comes before the Lease is checked.
-        let scenario = vec![
-            get_release(&release),
-            Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin")),
-        ];
-        let result = fx
-            .server
-            .serve(scenario, timed(Arc::new(release), fx.ctx.clone()))
-            .await;
+        // It plans on its caches and sends nothing at all.
+        let result = fx.server.serve(vec![], timed(Arc::new(release), fx.ctx.clone())).await;
         assert!(matches!(result, Err(Error::NotLeader)), "{result:?}");
         let metrics = fx.ctx.metrics.render();
         assert!(
@@ -390,7 +490,7 @@ mod tests {
     async fn a_failed_round_is_counted_by_kind() {
         let mut fx = Fixture::new();
         let release = rolling();
-        let scenario = vec![Exchange::get(RELEASE).fail(500, "InternalError")];
+        let scenario = vec![Exchange::post(&format!("{REPLICA_SETS}?&fieldManager=serin")).fail(500, "InternalError")];
         let result = fx
             .server
             .serve(scenario, timed(Arc::new(release), fx.ctx.clone()))
@@ -415,5 +515,115 @@ mod tests {
         let (ctx, mut server) = Fixture::new().lose_cache();
         let result = server.serve(vec![], reconcile(Arc::new(rolling()), ctx)).await;
         assert!(matches!(result, Err(Error::CacheGone)), "{result:?}");
+    }
+
+    /// The first round of a new revision: its ReplicaSet created and the
+    /// status written, answered with these resourceVersions.
+    async fn first_round(fx: &mut Fixture, release: &Release, rs_version: &str, status_version: &str) {
+        let mut written = release.clone();
+        written.metadata.resource_version = Some(status_version.into());
+        let revision = plan::revision::revision_of(&release.spec.template);
+        let mut created = replicaset::build(release, &revision, 1, 3);
+        created.metadata.resource_version = Some(rs_version.into());
+        let scenario = vec![
+            Exchange::post(&format!("{REPLICA_SETS}?&fieldManager=serin")).answer(created),
+            event("RolloutStarted"),
+            event("ScalingReplicaSet"),
+            status_applied(|_| {}, &written),
+        ];
+        fx.server
+            .serve(scenario, reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_round_on_caches_that_do_not_show_its_own_last_writes_plans_nothing() {
+        let mut fx = Fixture::new();
+        let mut release = rolling();
+        release.metadata.resource_version = Some("10".into());
+        first_round(&mut fx, &release, "11", "12").await;
+
+        // The watch has not delivered either write: the same stale Release,
+        // no ReplicaSet. Without the guard this round would create it again.
+        let again = fx
+            .server
+            .serve(vec![], reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .await;
+        assert!(
+            matches!(again, Ok(ref requeue) if *requeue != Requeue::await_change()),
+            "{again:?}"
+        );
+
+        // The ReplicaSet arrives, the status write not yet: still nothing.
+        let revision = plan::revision::revision_of(&release.spec.template);
+        let mut rs = replicaset::build(&release, &revision, 1, 3);
+        rs.metadata.resource_version = Some("11".into());
+        fx.cache(rs);
+        fx.server
+            .serve(vec![], reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .await
+            .unwrap();
+        assert!(!fx.ctx.expectations.is_empty());
+
+        // Both shown: the round decides again, and has nothing to write.
+        let mut shown = fx.settled(release);
+        shown.metadata.resource_version = Some("12".into());
+        fx.server
+            .serve(vec![], reconcile(Arc::new(shown), fx.ctx.clone()))
+            .await
+            .unwrap();
+        assert!(fx.ctx.expectations.is_empty(), "what the caches show is forgotten");
+        let metrics = fx.ctx.metrics.render();
+        assert!(metrics.contains("serin_reconcile_cache_behind_total 2"), "{metrics}");
+    }
+
+    #[tokio::test]
+    async fn resource_versions_that_are_not_integers_make_the_round_read_the_release() {
+        let mut fx = Fixture::new();
+        let mut release = rolling();
+        release.metadata.resource_version = Some("a".into());
+        first_round(&mut fx, &release, "b", "c").await;
+        fx.cache(replica_set(&release, 1, 3, 3));
+        let mut fresh = fx.settled(release.clone());
+        fresh.metadata.resource_version = Some("c".into());
+        fx.server
+            .serve(vec![get_release(&fresh)], reconcile(Arc::new(release), fx.ctx.clone()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_template_the_api_server_refuses_is_shown_and_nothing_else_moves() {
+        let mut fx = Fixture::new();
+        let mut release = rolling();
+        let image = |release: &mut Release, image: &str| {
+            release.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+        };
+        image(&mut release, "web:0");
+        fx.cache(replica_set(&release, 1, 3, 3));
+        let mut release = fx.settled(release);
+        image(&mut release, "web:1");
+        let scenario = vec![
+            Exchange::post(&format!("{REPLICA_SETS}?&fieldManager=serin"))
+                .fail(422, "Invalid")
+                .saying("spec.template.spec.containers[0].image: Invalid value"),
+            event("InvalidSpec"),
+            status_applied(
+                |status| {
+                    let conditions = status["conditions"].to_string();
+                    assert!(
+                        conditions.contains("the API server refuses its ReplicaSet"),
+                        "{conditions}"
+                    );
+                    assert!(conditions.contains("Invalid value"), "{conditions}");
+                },
+                &release,
+            ),
+        ];
+        fx.server
+            .serve(scenario, reconcile(Arc::new(release), fx.ctx.clone()))
+            .await
+            .unwrap();
     }
 }

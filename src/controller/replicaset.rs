@@ -8,11 +8,12 @@ use kube::{Api, Resource};
 use serde_json::json;
 
 use super::Error;
+use super::expectations::Written;
 use crate::api::{
     FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RELEASE_LABEL, REVISION_LABEL, REVISION_NUMBER_ANNOTATION,
     Release,
 };
-use crate::plan::{Action, RevisionState};
+use crate::plan::RevisionState;
 
 /// The ReplicaSet name of a revision.
 pub fn name(release: &Release, revision: &str) -> String {
@@ -81,31 +82,40 @@ pub fn observe(rs: &ReplicaSet) -> Option<RevisionState> {
     })
 }
 
-/// Why the API server refuses the ReplicaSet the plan would create, if it does:
-/// a server-side dry run of the create.
-pub(super) async fn refusal(
+/// What came of creating a revision's ReplicaSet.
+pub(super) enum Creation {
+    /// Created; the cache must show it before the next decision.
+    Created(Written),
+    /// It exists already (created by an earlier process; the cache lagged).
+    Exists,
+    /// The API server refuses the ReplicaSet itself, with this message.
+    Refused(String),
+}
+
+/// Creates the ReplicaSet of `revision`: created, never applied, so that a
+/// stale cache can never overwrite a live ReplicaSet's scale.
+pub(super) async fn create(
     api: &Api<ReplicaSet>,
     release: &Release,
-    actions: &[Action],
-) -> Result<Option<String>, Error> {
-    let Some(Action::Create {
-        revision,
-        number,
-        replicas,
-    }) = actions.iter().find(|a| matches!(a, Action::Create { .. }))
-    else {
-        return Ok(None);
-    };
-    let rs = build(release, revision, *number, *replicas);
+    revision: &str,
+    number: i64,
+    replicas: i32,
+) -> Result<Creation, Error> {
+    let rs = build(release, revision, number, replicas);
     let params = PostParams {
-        dry_run: true,
         field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
     };
     match api.create(&params, &rs).await {
-        Err(kube::Error::Api(status)) if is_refusal(status.code) => Ok(Some(clipped(&status.message, REFUSAL_MAX))),
-        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(None),
+        Ok(created) => Ok(Creation::Created(Written::ReplicaSet {
+            name: name(release, revision),
+            resource_version: created.metadata.resource_version.unwrap_or_default(),
+        })),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(Creation::Exists),
+        Err(kube::Error::Api(status)) if is_refusal(status.code) => {
+            Ok(Creation::Refused(clipped(&status.message, REFUSAL_MAX)))
+        }
         Err(error) => Err(error.into()),
-        Ok(_) => Ok(None),
     }
 }
 
@@ -127,36 +137,23 @@ fn clipped(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// Carries out one ReplicaSet action of the plan; Service and route actions are the caller's.
-pub(super) async fn apply(api: &Api<ReplicaSet>, release: &Release, action: &Action) -> Result<(), Error> {
-    match action {
-        Action::Create {
-            revision,
-            number,
-            replicas,
-        } => {
-            // Create, not apply: a stale cache must never overwrite a live ReplicaSet's scale.
-            let rs = build(release, revision, *number, *replicas);
-            let params = PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            };
-            match api.create(&params, &rs).await {
-                Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
-                other => other.map(|_| ()).map_err(Error::from),
-            }
-        }
-        Action::Scale { name, replicas } => {
-            let scale = json!({ "spec": { "replicas": replicas } });
-            api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&scale))
-                .await?;
-            Ok(())
-        }
-        Action::Delete { name } => match api.delete(name, &DeleteParams::background()).await {
-            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-            other => other.map(|_| ()).map_err(Error::from),
-        },
-        Action::Select { .. } | Action::SetWeight { .. } => Ok(()), // Applied by the caller.
+/// Scales a ReplicaSet through `/scale`; the write the cache must show.
+pub(super) async fn scale(api: &Api<ReplicaSet>, name: &str, replicas: i32) -> Result<Written, Error> {
+    let scale = json!({ "spec": { "replicas": replicas } });
+    let scaled = api
+        .patch_scale(name, &PatchParams::default(), &Patch::Merge(&scale))
+        .await?;
+    Ok(Written::ReplicaSet {
+        name: name.to_string(),
+        resource_version: scaled.metadata.resource_version.unwrap_or_default(),
+    })
+}
+
+/// Deletes a ReplicaSet of trimmed history; one already gone is fine.
+pub(super) async fn delete(api: &Api<ReplicaSet>, name: &str) -> Result<(), Error> {
+    match api.delete(name, &DeleteParams::background()).await {
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        other => other.map(|_| ()).map_err(Error::from),
     }
 }
 
@@ -225,14 +222,6 @@ mod tests {
             Api::namespaced(fx.ctx.client.clone(), "shop")
         }
 
-        fn create() -> Action {
-            Action::Create {
-                revision: "abc".into(),
-                number: 2,
-                replicas: 1,
-            }
-        }
-
         fn the_built_one(rs: &Value) {
             assert_eq!(rs["kind"], "ReplicaSet");
             assert_eq!(rs["metadata"]["name"], "web-abc");
@@ -240,21 +229,68 @@ mod tests {
             assert_eq!(rs["spec"]["replicas"], 1);
         }
 
+        async fn created(answer: Exchange) -> Result<Creation, Error> {
+            let mut fx = Fixture::new();
+            let post = answer.body(the_built_one);
+            fx.server
+                .serve(vec![post], create(&api(&fx), &release(), "abc", 2, 1))
+                .await
+        }
+
+        fn post() -> Exchange {
+            Exchange::post(&format!("{REPLICA_SETS}?&fieldManager=serin"))
+        }
+
         #[tokio::test]
-        async fn a_revision_is_created_by_post_and_an_existing_one_is_left_as_it_is() {
-            // 409: the cache lagged; the live ReplicaSet keeps its scale (no apply follows).
-            for answer in [None, Some(409)] {
-                let mut fx = Fixture::new();
-                let mut post = Exchange::post(&format!("{REPLICA_SETS}?&fieldManager=serin")).body(the_built_one);
-                if let Some(code) = answer {
-                    post = post.fail(code, "AlreadyExists").about("web-abc");
-                }
-                let done = fx
-                    .server
-                    .serve(vec![post], apply(&api(&fx), &release(), &create()))
-                    .await;
-                assert!(done.is_ok(), "{answer:?}: {done:?}");
+        async fn a_revision_is_created_by_post_and_its_version_remembered() {
+            let mut answer = build(&release(), "abc", 2, 1);
+            answer.metadata.resource_version = Some("41".into());
+            match created(post().answer(answer)).await {
+                Ok(Creation::Created(written)) => assert_eq!(
+                    written,
+                    Written::ReplicaSet {
+                        name: "web-abc".into(),
+                        resource_version: "41".into()
+                    }
+                ),
+                other => panic!("{:?}", other.map(|_| ())),
             }
+        }
+
+        #[tokio::test]
+        async fn an_existing_revision_is_left_as_it_is() {
+            // 409: created by an earlier process; the live ReplicaSet keeps its scale (no apply follows).
+            let got = created(post().fail(409, "AlreadyExists").about("web-abc")).await;
+            assert!(matches!(got, Ok(Creation::Exists)), "{:?}", got.map(|_| ()));
+        }
+
+        #[tokio::test]
+        async fn a_refused_template_is_reported_clipped_and_a_failure_is_an_error() {
+            let long = "x".repeat(REFUSAL_MAX + 10);
+            let cases = [
+                (
+                    422,
+                    "Invalid",
+                    "spec.template: Invalid value",
+                    "spec.template: Invalid value".to_string(),
+                ),
+                (
+                    413,
+                    "RequestEntityTooLarge",
+                    &long,
+                    format!("{}…", &long[..REFUSAL_MAX]),
+                ),
+                (400, "BadRequest", "bad", "bad".to_string()),
+            ];
+            for (code, reason, message, want) in cases {
+                match created(post().fail(code, reason).saying(message)).await {
+                    Ok(Creation::Refused(refusal)) => assert_eq!(refusal, want, "{code}"),
+                    other => panic!("{code}: {:?}", other.map(|_| ())),
+                }
+            }
+            // A failure worth retrying is an error, not a refusal.
+            let got = created(post().fail(500, "InternalError")).await;
+            assert!(matches!(got, Err(Error::Kube(_))), "{:?}", got.map(|_| ()));
         }
 
         #[tokio::test]
@@ -264,75 +300,31 @@ mod tests {
                 .body(|body| assert_eq!(body, &json!({ "spec": { "replicas": 5 } })))
                 .answer(json!({
                     "apiVersion": "autoscaling/v1", "kind": "Scale",
-                    "metadata": { "name": "web-abc", "namespace": "shop" },
+                    "metadata": { "name": "web-abc", "namespace": "shop", "resourceVersion": "77" },
                     "spec": { "replicas": 5 },
                 }));
-            let scale = Action::Scale {
-                name: "web-abc".into(),
-                replicas: 5,
-            };
-            fx.server
-                .serve(vec![patch], apply(&api(&fx), &release(), &scale))
+            let written = fx
+                .server
+                .serve(vec![patch], scale(&api(&fx), "web-abc", 5))
                 .await
                 .unwrap();
+            assert_eq!(
+                written,
+                Written::ReplicaSet {
+                    name: "web-abc".into(),
+                    resource_version: "77".into()
+                }
+            );
         }
 
         #[tokio::test]
         async fn a_replica_set_already_gone_counts_as_deleted() {
             let mut fx = Fixture::new();
-            let delete = Exchange::delete(&format!("{REPLICA_SETS}/web-abc?"))
+            let gone = Exchange::delete(&format!("{REPLICA_SETS}/web-abc?"))
                 .body(|body| assert_eq!(body["propagationPolicy"], "Background"))
                 .fail(404, "NotFound")
                 .about("web-abc");
-            let action = Action::Delete { name: "web-abc".into() };
-            fx.server
-                .serve(vec![delete], apply(&api(&fx), &release(), &action))
-                .await
-                .unwrap();
-        }
-
-        #[tokio::test]
-        async fn the_dry_run_reports_a_refused_template_clipped_and_nothing_else() {
-            let long = "x".repeat(REFUSAL_MAX + 10);
-            let cases = [
-                (
-                    422,
-                    "Invalid",
-                    "spec.template: Invalid value",
-                    Some("spec.template: Invalid value".to_string()),
-                ),
-                (
-                    413,
-                    "RequestEntityTooLarge",
-                    &long,
-                    Some(format!("{}…", &long[..REFUSAL_MAX])),
-                ),
-                (409, "AlreadyExists", "exists", None),
-            ];
-            for (code, reason, message, want) in cases {
-                let mut fx = Fixture::new();
-                let dry_run = Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin"))
-                    .body(the_built_one)
-                    .fail(code, reason)
-                    .saying(message);
-                let got = fx
-                    .server
-                    .serve(vec![dry_run], refusal(&api(&fx), &release(), &[create()]))
-                    .await;
-                assert_eq!(got.unwrap(), want, "{code}");
-            }
-            // A failure worth retrying is an error, not a refusal.
-            let mut fx = Fixture::new();
-            let dry_run =
-                Exchange::post(&format!("{REPLICA_SETS}?&dryRun=All&fieldManager=serin")).fail(500, "InternalError");
-            let got = fx
-                .server
-                .serve(vec![dry_run], refusal(&api(&fx), &release(), &[create()]))
-                .await;
-            assert!(matches!(got, Err(Error::Kube(_))), "{got:?}");
-            // Nothing to create, nothing asked.
-            let got = fx.server.serve(vec![], refusal(&api(&fx), &release(), &[])).await;
-            assert_eq!(got.unwrap(), None);
+            fx.server.serve(vec![gone], delete(&api(&fx), "web-abc")).await.unwrap();
         }
     }
 }
