@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use serin::controller::client::Pace;
 use serin::controller::leader::LeaseConfig;
 use serin::controller::{self, Options};
 use serin::telemetry::{self, Metrics};
@@ -51,9 +52,17 @@ struct ControllerArgs {
     /// Watch only this namespace (default: all).
     #[arg(long, env = "SERIN_NAMESPACE")]
     namespace: Option<String>,
-    /// Releases reconciled at once.
-    #[arg(long, env = "SERIN_CONCURRENCY", default_value_t = 8)]
+    /// Releases reconciled at once. Rounds mostly wait on the API server, and
+    /// the client's pace (below) is what bounds the load.
+    #[arg(long, env = "SERIN_CONCURRENCY", default_value_t = 32)]
     concurrency: u16,
+    /// Requests per second the controller sends to the API server, on average
+    /// (the Lease's renewals are not counted against it).
+    #[arg(long, env = "SERIN_KUBE_API_QPS", default_value_t = 100.0)]
+    kube_api_qps: f32,
+    /// Requests the controller may send at once above that pace.
+    #[arg(long, env = "SERIN_KUBE_API_BURST", default_value_t = 200)]
+    kube_api_burst: u32,
     /// Where /metrics is served.
     #[arg(long, env = "SERIN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -94,11 +103,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             telemetry::init_logs(matches!(args.log_format, LogFormat::Json));
             let metrics = Arc::new(Metrics::new());
             let config = kube::Config::infer().await?;
-            let client = kube::client::ClientBuilder::try_from(config)?
-                .with_layer(&metrics.count_requests())
-                .build();
+            let pace = Pace {
+                qps: args.kube_api_qps,
+                burst: args.kube_api_burst,
+            };
+            let clients = controller::client::build(config, &metrics, pace)?;
             if args.apply_crds {
-                controller::crds::apply(&client, serin::api::crds()).await?;
+                controller::crds::apply(&clients.controller, serin::api::crds()).await?;
             }
             let lease = args.leader_elect.then(|| LeaseConfig {
                 namespace: args
@@ -117,7 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 health_addr: args.health_addr,
                 lease,
             };
-            controller::run(client, metrics, options).await?;
+            controller::run(clients, metrics, options).await?;
         }
         Command::SelfTest(args) => {
             let client = kube::Client::try_default().await?;

@@ -17,10 +17,11 @@
 //! The crate's parser and interpreter recurse deeply: in a debug build a dozen
 //! nested parentheses overflow a 2 MiB stack, which aborts the whole process.
 //! Expressions come from users, so their size and bracket count are capped and
-//! the CEL work runs on a thread with a large stack (reserved, touched only as
-//! needed). That thread also turns a panic inside the crate into an Err.
+//! the CEL work runs on one long-lived thread with a large stack (reserved,
+//! touched only as needed), not a thread per evaluation. That thread also turns
+//! a panic inside the crate into an Err, and lives on.
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, mpsc};
 
 use cel::common::ast::{CallExpr, EntryExpr, Expr, LiteralValue, operators};
 use cel::objects::Key;
@@ -31,7 +32,8 @@ use crate::api::{MeasurementPhase, Metric};
 /// Compiles a CEL expression; Err names the problem (for InvalidSpec messages).
 pub fn check(expression: &str) -> Result<(), String> {
     within_limits(expression)?;
-    on_big_stack(|| compile(expression).map(|_| ()))
+    let expression = expression.to_string();
+    on_big_stack(move || compile(&expression).map(|_| ()))
 }
 
 /// Judges one provider result for `metric`:
@@ -50,7 +52,8 @@ pub fn judge(metric: &Metric, result: &serde_json::Value) -> Result<MeasurementP
     if no_data(result) {
         return Ok(MeasurementPhase::Inconclusive);
     }
-    on_big_stack(|| judge_data(metric, result))
+    let (metric, result) = (metric.clone(), result.clone());
+    on_big_stack(move || judge_data(&metric, &result))
 }
 
 fn judge_data(metric: &Metric, result: &serde_json::Value) -> Result<MeasurementPhase, String> {
@@ -109,17 +112,37 @@ fn within_limits(expression: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn on_big_stack<T: Send>(work: impl FnOnce() -> Result<T, String> + Send) -> Result<T, String> {
-    std::thread::scope(|scope| {
-        let handle = std::thread::Builder::new()
-            .name("cel".to_string())
-            .stack_size(CEL_STACK_BYTES)
-            .spawn_scoped(scope, work)
-            .map_err(|e| format!("cannot start CEL evaluation: {e}"))?;
-        handle
-            .join()
-            .unwrap_or_else(|_| Err("the CEL library failed on this expression (nested too deeply?)".to_string()))
-    })
+/// Runs `work` on the CEL thread and waits for its result.
+fn on_big_stack<T: Send + 'static>(work: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    let (answer, result) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+            .unwrap_or_else(|_| Err("the CEL library failed on this expression (nested too deeply?)".to_string()));
+        let _ = answer.send(outcome);
+    });
+    cel_thread()?
+        .send(job)
+        .map_err(|_| "the CEL thread has stopped".to_string())?;
+    result.recv().map_err(|_| "the CEL thread has stopped".to_string())?
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The CEL thread's queue, started on first use.
+fn cel_thread() -> Result<&'static mpsc::Sender<Job>, String> {
+    static QUEUE: OnceLock<Result<mpsc::Sender<Job>, String>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (queue, jobs) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("cel".to_string())
+                .stack_size(CEL_STACK_BYTES)
+                .spawn(move || jobs.into_iter().for_each(|job| job()))
+                .map(|_| queue)
+                .map_err(|e| format!("cannot start CEL evaluation: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 fn compile(expression: &str) -> Result<Program, String> {
@@ -259,6 +282,17 @@ fn to_cel(value: &serde_json::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_evaluation_runs_on_the_one_cel_thread_which_outlives_a_panic() {
+        let on_cel = || on_big_stack(|| Ok(std::thread::current().id())).unwrap();
+        let first = on_cel();
+        assert_ne!(first, std::thread::current().id());
+        assert_eq!(on_cel(), first, "no thread per evaluation");
+        let panicked: Result<(), String> = on_big_stack(|| panic!("inside the CEL library"));
+        assert!(panicked.unwrap_err().contains("the CEL library failed"));
+        assert_eq!(on_cel(), first, "the thread lives on");
+    }
     use MeasurementPhase::*;
     use serde_json::json;
 

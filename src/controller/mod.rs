@@ -2,6 +2,7 @@
 //! process around it: leader election, endpoints, graceful shutdown.
 mod analysis;
 pub mod check;
+pub mod client;
 pub mod crds;
 pub mod endpoints;
 mod expectations;
@@ -123,7 +124,8 @@ pub struct Options {
 }
 
 /// Runs until SIGTERM or Ctrl-C (Ok), or until the Lease is lost (Err).
-pub async fn run(client: Client, metrics: Arc<Metrics>, options: Options) -> Result<(), RunError> {
+pub async fn run(clients: client::Clients, metrics: Arc<Metrics>, options: Options) -> Result<(), RunError> {
+    let client = clients.controller;
     let ready = Arc::new(AtomicBool::new(false));
     let health = Health {
         metrics: metrics.clone(),
@@ -142,7 +144,7 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, options: Options) -> Res
         lead(client, metrics, &options, leader, ready, shutdown).await;
         return Ok(());
     };
-    let leadership = Leadership::campaign(client.clone(), lease).await?;
+    let leadership = Leadership::campaign(clients.lease, lease).await?;
     let mut is_leader = leadership.is_leader.clone();
     loop {
         // A standby is ready: it is healthy and can take over.
