@@ -14,6 +14,7 @@ pub mod replicaset;
 pub mod selftest;
 mod steered;
 mod traffic;
+mod trim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -240,7 +241,7 @@ async fn lead(
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let rs_stream = watcher(scoped::<ReplicaSet>(&client, namespace), owned.clone())
         .default_backoff()
-        .modify(strip_managed_fields)
+        .modify(trim::replica_set)
         .reflect(rs_writer)
         .touched_objects();
 
@@ -252,7 +253,7 @@ async fn lead(
     let (releases, release_writer) = reflector::store();
     let release_stream = watcher(scoped::<Release>(&client, namespace), watcher::Config::default())
         .default_backoff()
-        .modify(strip_managed_fields)
+        .modify(trim::release)
         .reflect(release_writer)
         .touched_objects();
 
@@ -325,10 +326,6 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
-}
-
-fn strip_managed_fields<K: Resource>(object: &mut K) {
-    object.meta_mut().managed_fields = None;
 }
 
 /// What follows a failed reconcile, per kind of failure. Runs in kube-runtime's

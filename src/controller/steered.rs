@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::{scoped, strip_managed_fields};
+use super::{scoped, trim};
 use crate::api::{RELEASE_LABEL, Release};
 use crate::traffic::{self, ObjectKind, Watched};
 
@@ -89,7 +89,7 @@ where
 {
     watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(strip_managed_fields)
+        .modify(trim::managed_fields)
         .touched_objects()
         .map(move |object| object.map(|o| map(&releases, &o)))
         .flat_map(|r| match r {
