@@ -86,6 +86,27 @@ pub fn next_due(metric: &Metric, status: Option<&MetricStatus>, started_at: Time
     })
 }
 
+/// Which metrics a round measures, given each metric's next due time (None:
+/// done) and whether it has been measured before: every metric that is due,
+/// and, once one is, every measured-before metric due within half its own
+/// interval too. So the metrics of one analysis fall into step and its status
+/// is written once per interval, not once per metric a few milliseconds apart.
+/// A first measurement is never taken early: it keeps its initialDelay.
+pub fn measured_together(metrics: &[(&Metric, Option<Timestamp>, bool)], now: Timestamp) -> Vec<bool> {
+    let any_due = metrics.iter().any(|(_, due, _)| due.is_some_and(|d| d <= now));
+    metrics
+        .iter()
+        .map(|(metric, due, measured_before)| {
+            let Some(due) = due else { return false };
+            if *due <= now {
+                return true;
+            }
+            let half = interval(metric).unwrap_or(DEFAULT_INTERVAL) / 2;
+            any_due && *measured_before && now.saturating_add(half).is_ok_and(|soon| *due <= soon)
+        })
+        .collect()
+}
+
 /// A fresh status for a metric: Running, no measurements.
 pub fn new_status(metric: &Metric) -> MetricStatus {
     MetricStatus {
@@ -266,6 +287,41 @@ mod tests {
     use MeasurementPhase::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use proptest::prelude::*;
+
+    #[test]
+    fn metrics_due_close_together_are_measured_in_one_round() {
+        let every = |text: &str| Metric {
+            interval: Some(text.into()),
+            ..serde_json::from_value(serde_json::json!({ "name": "m", "provider": { "web": { "url": "http://x" } } }))
+                .unwrap()
+        };
+        let (ten, minute) = (every("10s"), every("60s"));
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let at = |seconds: i64| Some(now + k8s_openapi::jiff::SignedDuration::from_secs(seconds));
+        // (metric, next due, measured before) -> measured now
+        let cases: Vec<(Vec<(&Metric, Option<Timestamp>, bool)>, Vec<bool>)> = vec![
+            (vec![(&ten, at(0), true), (&ten, at(1), true)], vec![true, true]),
+            (vec![(&ten, at(0), true), (&ten, at(5), true)], vec![true, true]),
+            (vec![(&ten, at(0), true), (&ten, at(6), true)], vec![true, false]),
+            // nothing due yet: nothing measured early
+            (vec![(&ten, at(1), true), (&ten, at(2), true)], vec![false, false]),
+            // half of its own interval
+            (vec![(&ten, at(0), true), (&minute, at(29), true)], vec![true, true]),
+            (vec![(&ten, at(0), true), (&minute, at(31), true)], vec![true, false]),
+            // a first measurement keeps its initialDelay
+            (vec![(&ten, at(0), true), (&ten, at(1), false)], vec![true, false]),
+            // done metrics are not measured
+            (vec![(&ten, at(0), true), (&ten, None, true)], vec![true, false]),
+            (vec![(&ten, at(-3), false)], vec![true]),
+        ];
+        for (metrics, want) in cases {
+            let due: Vec<_> = metrics
+                .iter()
+                .map(|(_, d, b)| (d.map(|d| d.duration_since(now)), *b))
+                .collect();
+            assert_eq!(measured_together(&metrics, now), want, "{due:?}");
+        }
+    }
 
     const T0: i64 = 1_700_000_000;
 

@@ -52,14 +52,27 @@ pub async fn advance(
         })
         .collect();
     let started_at = analysis.started_at.0;
+    let schedule: Vec<_> = metrics
+        .iter()
+        .zip(&statuses)
+        .map(|(r, s)| {
+            let measured_before = !s.measurements.is_empty();
+            (
+                &r.metric,
+                run::next_due(&r.metric, Some(s), started_at),
+                measured_before,
+            )
+        })
+        .collect();
+    let due_now = run::measured_together(&schedule, now);
     let measuring = metrics
         .iter()
         .zip(statuses.iter_mut())
-        .map(|(resolved, status)| async move {
+        .zip(due_now)
+        .map(|((resolved, status), due)| async move {
             let Some(provider) = analysis::provider(&resolved.metric.provider) else {
                 return Ok(());
             };
-            let due = run::next_due(&resolved.metric, Some(status), started_at).is_some_and(|due| due <= now);
             if let Some(measurement) = measure(ctx, release, request.slot, provider, resolved, status, due).await? {
                 ctx.metrics
                     .measured(provider.name(), &format!("{:?}", measurement.phase));
