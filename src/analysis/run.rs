@@ -299,7 +299,8 @@ mod tests {
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let at = |seconds: i64| Some(now + k8s_openapi::jiff::SignedDuration::from_secs(seconds));
         // (metric, next due, measured before) -> measured now
-        let cases: Vec<(Vec<(&Metric, Option<Timestamp>, bool)>, Vec<bool>)> = vec![
+        type Schedule<'a> = Vec<(&'a Metric, Option<Timestamp>, bool)>;
+        let cases: Vec<(Schedule, Vec<bool>)> = vec![
             (vec![(&ten, at(0), true), (&ten, at(1), true)], vec![true, true]),
             (vec![(&ten, at(0), true), (&ten, at(5), true)], vec![true, true]),
             (vec![(&ten, at(0), true), (&ten, at(6), true)], vec![true, false]),
