@@ -108,6 +108,11 @@ pub enum RunError {
     LostLease,
 }
 
+/// How long a Release's reconcile waits for more events after one arrives:
+/// a ReplicaSet's status moves in bursts (created, ready, available) and one
+/// round after the burst writes the Release status once, not once per event.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
 /// How long in-flight reconciles get to finish after SIGTERM, so that the
 /// Lease is free within two seconds.
 const DRAIN: Duration = Duration::from_millis(1200);
@@ -290,7 +295,11 @@ async fn lead(
                 .inspect_err(|error| tracing::debug!(%error, "watch of steered objects interrupted"))
                 .ok()
         }))
-        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(options.concurrency)
+                .debounce(DEBOUNCE),
+        )
         .graceful_shutdown_on(stopping)
         .run(reconcile::timed, error_policy, context.clone())
         .for_each(|result| async {
@@ -367,7 +376,7 @@ fn api_retry(error: &kube::Error) -> Duration {
     };
     match status.code {
         409 => RETRY_CONFLICT,
-        // kube's client has already retried these with backoff (and Retry-After).
+        // kube's client has already retried these with exponential backoff.
         429 | 503 | 504 => RETRY_OVERLOADED,
         500..=599 => RETRY_TRANSIENT,
         _ => RETRY_REFUSED,
