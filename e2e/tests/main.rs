@@ -4,6 +4,7 @@ mod analysis;
 mod argocd;
 mod bluegreen;
 mod canary;
+mod cost;
 mod fuzz;
 mod health;
 mod plugin;
