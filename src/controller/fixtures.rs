@@ -12,13 +12,14 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower_test::mock;
 
+use super::trim::CachedReplicaSet;
 use super::{Context, replicaset};
 use crate::api::{FIELD_MANAGER, Release, ReleaseStatus};
 use crate::plan::{self, Observed};
@@ -34,7 +35,7 @@ pub struct Fixture {
     pub server: ApiServer,
     leader: watch::Sender<bool>,
     synced: watch::Sender<bool>,
-    replica_sets: Writer<ReplicaSet>,
+    replica_sets: Writer<CachedReplicaSet>,
 }
 
 impl Fixture {
@@ -50,7 +51,7 @@ impl Fixture {
             instance: None,
         };
         let ctx = Arc::new(Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             replica_sets: store,
             synced: synced_rx,
@@ -70,7 +71,8 @@ impl Fixture {
 
     /// Puts a ReplicaSet in the cache, as the watch would.
     pub fn cache(&mut self, rs: ReplicaSet) {
-        self.replica_sets.apply_watcher_event(&watcher::Event::Apply(rs));
+        self.replica_sets
+            .apply_watcher_event(&watcher::Event::Apply(CachedReplicaSet::of(&rs)));
     }
 
     /// This process loses the Lease.
@@ -92,7 +94,7 @@ impl Fixture {
             .replica_sets
             .state()
             .iter()
-            .filter_map(|rs| replicaset::observe(rs))
+            .filter_map(|rs| replicaset::observe_cached(rs))
             .collect();
         plan::plan(&Observed {
             release,

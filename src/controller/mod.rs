@@ -22,10 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -34,6 +33,7 @@ use tokio::sync::watch;
 use self::endpoints::Health;
 use self::expectations::Expectations;
 use self::leader::{Leadership, LeaseConfig};
+use self::trim::CachedReplicaSet;
 use crate::api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Release};
 use crate::telemetry::Metrics;
 use crate::traffic::RouterError;
@@ -41,9 +41,13 @@ use crate::traffic::RouterError;
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// Who records serin's Events. Each round publishes through a Recorder of
+    /// its own: kube's Recorder keeps every Event it sent for six minutes (to
+    /// fold repeats into a series), which after a mass rollout is several
+    /// kilobytes per Release; serin records transitions, which do not repeat.
+    pub reporter: Reporter,
     /// serin's ReplicaSets, from one label-selected watch.
-    pub replica_sets: Store<ReplicaSet>,
+    pub replica_sets: Store<CachedReplicaSet>,
     /// Turns true once `replica_sets` holds a full list. Every reconcile waits on
     /// it: kube-runtime's own `Store::wait_until_ready` wakes only one of several
     /// concurrent waiters (a oneshot receiver keeps a single waker), which left
@@ -244,7 +248,7 @@ async fn lead(
     let namespace = &options.namespace;
     let (replica_sets, rs_writer) = reflector::store();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let rs_stream = watcher(scoped::<ReplicaSet>(&client, namespace), owned.clone())
+    let rs_stream = watcher(scoped::<CachedReplicaSet>(&client, namespace), owned.clone())
         .default_backoff()
         .modify(trim::replica_set)
         .reflect(rs_writer)
@@ -268,7 +272,7 @@ async fn lead(
     };
     let (synced_tx, synced) = watch::channel(false);
     let context = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        reporter,
         client,
         replica_sets: replica_sets.clone(),
         synced,

@@ -5,13 +5,14 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
 
 use super::expectations::{Cached, Caught, Key, PATIENCE, Written};
+use super::trim::CachedReplicaSet;
 use super::{Context, Error, analysis, replicaset, traffic};
 use crate::api::{FIELD_MANAGER, Release, ReleaseStatus};
 use crate::plan::{self, Action, AnalysisSlot, Observed};
@@ -133,7 +134,7 @@ async fn caught_up(
 /// The caches, as [`expectations`] compares them with what was written.
 struct CacheView<'a> {
     release: &'a Release,
-    replica_sets: &'a Store<ReplicaSet>,
+    replica_sets: &'a Store<CachedReplicaSet>,
     namespace: &'a str,
 }
 
@@ -159,7 +160,7 @@ fn owned_replica_sets(ctx: &Context, release: &Release) -> Vec<plan::RevisionSta
                 .iter()
                 .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
         })
-        .filter_map(|rs| replicaset::observe(rs))
+        .filter_map(|rs| replicaset::observe_cached(rs))
         .collect()
 }
 
@@ -271,6 +272,7 @@ async fn apply(
 /// Record: the plan's transitions as Events. A failed Event is logged, not retried.
 async fn publish_events(ctx: &Context, release: &Release, plan: &plan::Plan) {
     let reference = release.object_ref(&());
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     for transition in &plan.events {
         let event = Event {
             type_: if transition.warning {
@@ -283,7 +285,7 @@ async fn publish_events(ctx: &Context, release: &Release, plan: &plan::Plan) {
             action: series_key(&transition.note),
             secondary: None,
         };
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+        if let Err(error) = recorder.publish(&event, &reference).await {
             tracing::warn!(%error, reason = transition.reason.as_str(), "could not record event");
         }
     }

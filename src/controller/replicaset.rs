@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::Error;
 use super::expectations::Written;
+use super::trim::CachedReplicaSet;
 use crate::api::{
     FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RELEASE_LABEL, REVISION_LABEL, REVISION_NUMBER_ANNOTATION,
     Release,
@@ -61,6 +62,11 @@ pub fn build(release: &Release, revision: &str, number: i64, replicas: i32) -> R
 
 /// How the plan sees a ReplicaSet. None for one without serin's revision label.
 pub fn observe(rs: &ReplicaSet) -> Option<RevisionState> {
+    observe_cached(&CachedReplicaSet::of(rs))
+}
+
+/// How the plan sees a ReplicaSet from the controller's cache.
+pub(super) fn observe_cached(rs: &CachedReplicaSet) -> Option<RevisionState> {
     let meta = &rs.metadata;
     let revision = meta.labels.as_ref()?.get(REVISION_LABEL)?.clone();
     let number = meta
