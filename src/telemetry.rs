@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::api::Phase;
@@ -21,6 +21,8 @@ pub struct Metrics {
     rollout_duration: HistogramVec,
     measurements: IntCounterVec,
     api_requests: IntCounterVec,
+    shard_info: IntGaugeVec,
+    shard_releases: IntGauge,
 }
 
 const PHASES: [Phase; 4] = [Phase::Progressing, Phase::Paused, Phase::Healthy, Phase::Degraded];
@@ -88,6 +90,19 @@ impl Metrics {
             &["verb"],
         )
         .expect("valid metric");
+        let shard_info = IntGaugeVec::new(
+            Opts::new(
+                "serin_shard_info",
+                "1, labelled with this controller's shard and the number of shards (0 of 1 unsharded)",
+            ),
+            &["shard", "shards"],
+        )
+        .expect("valid metric");
+        let shard_releases = IntGauge::new(
+            "serin_shard_releases",
+            "Releases of this controller's shard it holds now: 0 while standing by",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
@@ -96,6 +111,8 @@ impl Metrics {
             Box::new(rollout_duration.clone()),
             Box::new(measurements.clone()),
             Box::new(api_requests.clone()),
+            Box::new(shard_info.clone()),
+            Box::new(shard_releases.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -108,6 +125,8 @@ impl Metrics {
             rollout_duration,
             measurements,
             api_requests,
+            shard_info,
+            shard_releases,
         }
     }
 
@@ -150,6 +169,19 @@ impl Metrics {
 
     pub fn measured(&self, provider: &str, result: &str) {
         self.measurements.with_label_values(&[provider, result]).inc();
+    }
+
+    /// This controller is shard `index` of `count`.
+    pub fn shard(&self, index: u32, count: u32) {
+        self.shard_info.reset();
+        self.shard_info
+            .with_label_values(&[&index.to_string(), &count.to_string()])
+            .set(1);
+    }
+
+    /// The Releases this controller's shard has now (in its cache).
+    pub fn shard_releases(&self, releases: usize) {
+        self.shard_releases.set(i64::try_from(releases).unwrap_or(i64::MAX));
     }
 
     /// The text exposition of every metric.
@@ -293,6 +325,19 @@ mod tests {
             !text.contains(r#"kind="not_leader""#),
             "a standby round is no error:\n{text}"
         );
+    }
+
+    #[test]
+    fn the_shard_and_its_releases_are_exposed() {
+        let metrics = Metrics::new();
+        metrics.shard(1, 2);
+        metrics.shard_releases(97);
+        let text = metrics.render();
+        for line in [r#"serin_shard_info{shard="1",shards="2"} 1"#, "serin_shard_releases 97"] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        metrics.shard(0, 1);
+        assert!(!metrics.render().contains(r#"shards="2""#), "one shard at a time");
     }
 
     #[test]
