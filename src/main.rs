@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand, ValueEnum};
 use serin::controller::client::Pace;
 use serin::controller::leader::LeaseConfig;
+use serin::controller::shard::Shard;
 use serin::controller::{self, Options};
 use serin::telemetry::{self, Metrics};
 
@@ -39,6 +40,9 @@ struct SelfTestArgs {
     /// The controller's Lease; not checked when absent (no leader election).
     #[arg(long, env = "SERIN_LEASE_NAME", requires = "lease_namespace")]
     lease_name: Option<String>,
+    /// With --shards N above 1, each shard's Lease is checked (<lease-name>-shard-<I>-of-<N>).
+    #[arg(long, env = "SERIN_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    shards: u32,
     /// serin's /metrics, e.g. http://serin-metrics.serin-system.svc:8080/metrics.
     #[arg(long, env = "SERIN_METRICS_URL")]
     metrics_url: Option<String>,
@@ -49,9 +53,20 @@ struct SelfTestArgs {
 struct ControllerArgs {
     #[arg(long, env = "SERIN_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Watch only this namespace (default: all).
-    #[arg(long, env = "SERIN_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated or repeated (default: all).
+    #[arg(
+        long = "namespace",
+        env = "SERIN_NAMESPACE",
+        value_delimiter = ',',
+        value_name = "NAMESPACE"
+    )]
+    namespaces: Vec<String>,
+    /// Split the Releases between this many controllers, each with a Lease of its own.
+    #[arg(long, env = "SERIN_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    shards: u32,
+    /// This controller's shard: 0 to --shards minus 1.
+    #[arg(long, env = "SERIN_SHARD_INDEX", default_value_t = 0)]
+    shard_index: u32,
     /// Releases reconciled at once. Rounds mostly wait on the API server, and
     /// the client's pace (below) is what bounds the load.
     #[arg(long, env = "SERIN_CONCURRENCY", default_value_t = 32)]
@@ -72,9 +87,10 @@ struct ControllerArgs {
     /// Hold a Lease before writing anything, so that replicas take turns.
     #[arg(long, env = "SERIN_LEADER_ELECT", default_value_t = true, action = ArgAction::Set)]
     leader_elect: bool,
-    /// Namespace of the Lease (default: the watched namespace, else "default").
+    /// Namespace of the Lease (default: the first watched namespace, else "default").
     #[arg(long, env = "POD_NAMESPACE")]
     lease_namespace: Option<String>,
+    /// With --shards above 1, shard I's Lease is <lease-name>-shard-<I>-of-<N>.
     #[arg(long, env = "SERIN_LEASE_NAME", default_value = "serin-controller")]
     lease_name: String,
     /// Seconds a Lease holder that stops renewing keeps it.
@@ -100,8 +116,14 @@ enum LogFormat {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
         Command::Controller(args) => {
+            let shard = Shard::new(args.shard_index, args.shards).unwrap_or_else(|error| {
+                Cli::command()
+                    .error(clap::error::ErrorKind::ArgumentConflict, error)
+                    .exit()
+            });
             telemetry::init_logs(matches!(args.log_format, LogFormat::Json));
             let metrics = Arc::new(Metrics::new());
+            metrics.shard(shard.index(), shard.count());
             let config = kube::Config::infer().await?;
             let pace = Pace {
                 qps: args.kube_api_qps,
@@ -115,14 +137,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 namespace: args
                     .lease_namespace
                     .clone()
-                    .or_else(|| args.namespace.clone())
+                    .or_else(|| args.namespaces.first().cloned())
                     .unwrap_or_else(|| "default".into()),
-                name: args.lease_name.clone(),
+                name: shard.lease_name(&args.lease_name),
                 identity: args.identity.clone(),
                 duration_seconds: args.lease_duration_seconds,
             });
             let options = Options {
-                namespace: args.namespace,
+                namespaces: args.namespaces,
+                shard,
                 concurrency: args.concurrency,
                 metrics_addr: args.metrics_addr,
                 health_addr: args.health_addr,
@@ -132,8 +155,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::SelfTest(args) => {
             let client = kube::Client::try_default().await?;
+            let shards = Shard::new(0, args.shards)?;
             let targets = controller::selftest::Targets {
-                lease: args.lease_namespace.zip(args.lease_name),
+                leases: (args.lease_namespace.zip(args.lease_name).into_iter())
+                    .flat_map(|(namespace, name)| {
+                        shards.siblings().map(move |s| (namespace.clone(), s.lease_name(&name)))
+                    })
+                    .collect(),
                 metrics_url: args.metrics_url,
             };
             let checks = controller::selftest::run(&client, &targets).await;
@@ -162,4 +190,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn controller_args(args: &[&str]) -> ControllerArgs {
+        let cli = Cli::try_parse_from([&["serin", "controller"], args].concat()).unwrap();
+        match cli.command {
+            Command::Controller(args) => args,
+            _ => unreachable!("parsed as the controller"),
+        }
+    }
+
+    #[test]
+    fn namespaces_are_a_comma_separated_list_or_repeated() {
+        assert!(controller_args(&[]).namespaces.is_empty(), "all namespaces");
+        assert_eq!(controller_args(&["--namespace", "a"]).namespaces, ["a"]);
+        assert_eq!(
+            controller_args(&["--namespace", "a,b", "--namespace", "c"]).namespaces,
+            ["a", "b", "c"]
+        );
+    }
+
+    #[test]
+    fn shards_are_one_and_more() {
+        let args = controller_args(&["--shards", "3", "--shard-index", "2"]);
+        assert_eq!((args.shards, args.shard_index), (3, 2));
+        assert!(Cli::try_parse_from(["serin", "controller", "--shards", "0"]).is_err());
+    }
 }

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -23,6 +23,8 @@ pub struct Metrics {
     measurements: IntCounterVec,
     api_requests: IntCounterVec,
     cache_behind: IntCounter,
+    shard_info: IntGaugeVec,
+    shard_releases: IntGauge,
 }
 
 const PHASES: [Phase; 4] = [Phase::Progressing, Phase::Paused, Phase::Healthy, Phase::Degraded];
@@ -98,6 +100,19 @@ impl Metrics {
             "Rounds that planned nothing because the watch caches did not show this controller's own last write yet",
         )
         .expect("valid metric");
+        let shard_info = IntGaugeVec::new(
+            Opts::new(
+                "serin_shard_info",
+                "1, labelled with this controller's shard and the number of shards (0 of 1 unsharded)",
+            ),
+            &["shard", "shards"],
+        )
+        .expect("valid metric");
+        let shard_releases = IntGauge::new(
+            "serin_shard_releases",
+            "Releases of this controller's shard it holds now: 0 while standing by",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
@@ -107,6 +122,8 @@ impl Metrics {
             Box::new(measurements.clone()),
             Box::new(api_requests.clone()),
             Box::new(cache_behind.clone()),
+            Box::new(shard_info.clone()),
+            Box::new(shard_releases.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -120,6 +137,8 @@ impl Metrics {
             measurements,
             api_requests,
             cache_behind,
+            shard_info,
+            shard_releases,
         }
     }
 
@@ -166,6 +185,19 @@ impl Metrics {
 
     pub fn measured(&self, provider: &str, result: &str) {
         self.measurements.with_label_values(&[provider, result]).inc();
+    }
+
+    /// This controller is shard `index` of `count`.
+    pub fn shard(&self, index: u32, count: u32) {
+        self.shard_info.reset();
+        self.shard_info
+            .with_label_values(&[&index.to_string(), &count.to_string()])
+            .set(1);
+    }
+
+    /// The Releases this controller's shard has now (in its cache).
+    pub fn shard_releases(&self, releases: usize) {
+        self.shard_releases.set(i64::try_from(releases).unwrap_or(i64::MAX));
     }
 
     /// The text exposition of every metric.
@@ -364,6 +396,19 @@ mod tests {
             !text.contains(r#"kind="not_leader""#),
             "a standby round is no error:\n{text}"
         );
+    }
+
+    #[test]
+    fn the_shard_and_its_releases_are_exposed() {
+        let metrics = Metrics::new();
+        metrics.shard(1, 2);
+        metrics.shard_releases(97);
+        let text = metrics.render();
+        for line in [r#"serin_shard_info{shard="1",shards="2"} 1"#, "serin_shard_releases 97"] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        metrics.shard(0, 1);
+        assert!(!metrics.render().contains(r#"shards="2""#), "one shard at a time");
     }
 
     #[test]

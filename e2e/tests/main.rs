@@ -11,6 +11,7 @@ mod plugin;
 mod process;
 mod release;
 mod resilience;
+mod sharding;
 mod support;
 mod terminal;
 mod testbed;

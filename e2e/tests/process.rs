@@ -13,7 +13,7 @@ use serin::api::Release;
 use crate::support::metrics::prometheus_value;
 use crate::support::operator::{ControllerProcess, install_crds, releases, wait_condition};
 use crate::support::rollout::{LIMIT, ready_on, set_image};
-use crate::support::{TestNamespace, client, from_json, poll_until, wait_for};
+use crate::support::{TestNamespace, client, free_port, from_json, poll_until, wait_for};
 
 const LEASE: &str = "serin-controller";
 
@@ -215,14 +215,6 @@ async fn a_deleted_lease_is_recreated_and_the_rollout_completes() {
     let stopped = log.matches("lost the Lease; stopped the controller").count();
     assert_eq!(started - stopped, 1, "one controller runs at the end:\n{log}");
     drop((leader, standby));
-}
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Removes a Prometheus file_sd target when the test ends.

@@ -11,7 +11,9 @@ mod fixtures;
 pub mod leader;
 mod reconcile;
 pub mod replicaset;
+mod scope;
 pub mod selftest;
+pub mod shard;
 mod steered;
 mod traffic;
 mod trim;
@@ -21,18 +23,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::batch::v1::Job;
+use kube::Client;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
 use tokio::sync::watch;
 
 use self::endpoints::Health;
 use self::expectations::Expectations;
 use self::leader::{Leadership, LeaseConfig};
+use self::shard::Shard;
 use self::trim::CachedReplicaSet;
 use crate::api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Release};
 use crate::telemetry::Metrics;
@@ -124,8 +127,10 @@ const DRAIN: Duration = Duration::from_millis(1200);
 /// How the controller process runs.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Watch only this namespace; None for all.
-    pub namespace: Option<String>,
+    /// Watch only these namespaces; empty for all.
+    pub namespaces: Vec<String>,
+    /// The Releases this controller reconciles: its shard's.
+    pub shard: Shard,
     pub concurrency: u16,
     pub metrics_addr: SocketAddr,
     pub health_addr: SocketAddr,
@@ -235,8 +240,8 @@ async fn wait_for(mut signal: watch::Receiver<bool>) {
     }
 }
 
-/// Runs the Release controller over one namespace or all, until shutdown; then
-/// gives in-flight reconciles a moment to finish.
+/// Runs the Release controller over the watched namespaces, for this shard's
+/// Releases, until shutdown; then gives in-flight reconciles a moment to finish.
 async fn lead(
     client: Client,
     metrics: Arc<Metrics>,
@@ -245,26 +250,37 @@ async fn lead(
     ready: Arc<AtomicBool>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let namespace = &options.namespace;
+    let namespaces = &options.namespaces;
+    let shard = options.shard;
+    // A shard caches only its own Releases and what they own: out-of-shard
+    // events are dropped before the reflectors.
     let (replica_sets, rs_writer) = reflector::store();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let rs_stream = watcher(scoped::<CachedReplicaSet>(&client, namespace), owned.clone())
-        .default_backoff()
-        .modify(trim::replica_set)
-        .reflect(rs_writer)
-        .touched_objects();
+    let rs_stream = scope::reflect(rs_writer, scope::apis::<CachedReplicaSet>(&client, namespaces), |api| {
+        watcher(api, owned.clone())
+            .default_backoff()
+            .modify(trim::replica_set)
+            .filter(move |event| future::ready(shard::keeps(event, |rs| shard.owns_child(rs))))
+    })
+    .touched_objects();
 
     // Analysis Jobs: watched only to reconcile their Release when one finishes.
-    let job_stream = watcher(scoped::<Job>(&client, namespace), owned.clone())
-        .default_backoff()
-        .touched_objects();
+    let job_watches = scope::apis::<Job>(&client, namespaces)
+        .into_iter()
+        .map(|api| watcher(api, owned.clone()).default_backoff().touched_objects().boxed());
+    let job_stream =
+        futures::stream::select_all(job_watches).try_filter(move |job| future::ready(shard.owns_child(job)));
 
     let (releases, release_writer) = reflector::store();
-    let release_stream = watcher(scoped::<Release>(&client, namespace), watcher::Config::default())
-        .default_backoff()
-        .modify(trim::release)
-        .reflect(release_writer)
-        .touched_objects();
+    let (held, gauge, releases_gauge) = (releases.clone(), metrics.clone(), metrics.clone());
+    let release_stream = scope::reflect(release_writer, scope::apis::<Release>(&client, namespaces), |api| {
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(trim::release)
+            .filter(move |event| future::ready(shard::keeps(event, |release| shard.owns_release(release))))
+    })
+    .inspect(move |_| gauge.shard_releases(held.len()))
+    .touched_objects();
 
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
@@ -289,15 +305,16 @@ async fn lead(
             tracing::info!("caches synced; ready");
         }
     });
-    let steered = steered::watch(&context.client, namespace, releases.clone()).await;
+    let steered = steered::watch(&context.client, namespaces, releases.clone()).await;
     let stopping = wait_for(shutdown.clone());
     let controller = Controller::for_stream(release_stream, releases)
         .owns_stream(rs_stream)
         .owns_stream(job_stream)
-        .reconcile_on(steered.filter_map(|trigger| async move {
+        .reconcile_on(steered.filter_map(move |trigger| async move {
             trigger
                 .inspect_err(|error| tracing::debug!(%error, "watch of steered objects interrupted"))
                 .ok()
+                .filter(|release| shard.owns(release.namespace.as_deref().unwrap_or_default(), &release.name))
         }))
         .with_config(
             kube::runtime::controller::Config::default()
@@ -329,16 +346,8 @@ async fn lead(
         _ = controller => {},
         _ = drained => {},
     }
-}
-
-fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
+    // A standby holds none of the shard's Releases.
+    releases_gauge.shard_releases(0);
 }
 
 /// What follows a failed reconcile, per kind of failure. Runs in kube-runtime's

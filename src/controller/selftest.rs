@@ -3,10 +3,11 @@
 //!
 //! - each of serin's CRDs is Established and carries this serin's schema and
 //!   printer columns (a CRD Helm did not upgrade fails here);
-//! - the controller's Lease is held: a holder, renewed within its duration;
+//! - the controller's Lease (each shard's, when sharded) is held: a holder,
+//!   renewed within its duration;
 //! - the metrics endpoint answers with serin's metrics.
 //!
-//! It reads only: get on the three CRDs and on the one Lease.
+//! It reads only: get on the three CRDs and on the Leases.
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -19,8 +20,9 @@ use super::crds::established;
 /// What to check besides the CRDs.
 #[derive(Clone, Debug, Default)]
 pub struct Targets {
-    /// The controller's Lease, (namespace, name); None skips the check.
-    pub lease: Option<(String, String)>,
+    /// The controller's Leases, (namespace, name): one, or one per shard;
+    /// none skips the check.
+    pub leases: Vec<(String, String)>,
     /// serin's /metrics, e.g. through the chart's Service; None skips the check.
     pub metrics_url: Option<String>,
 }
@@ -48,7 +50,7 @@ pub async fn run(client: &Client, targets: &Targets) -> Vec<Check> {
             result,
         });
     }
-    if let Some((namespace, name)) = &targets.lease {
+    for (namespace, name) in &targets.leases {
         let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
         let result = match api.get_opt(name).await {
             Ok(Some(lease)) => lease_held(&lease, Timestamp::now()),

@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::{scoped, trim};
+use super::{scope, trim};
 use crate::api::{RELEASE_LABEL, Release};
 use crate::traffic::{self, ObjectKind, Watched};
 
@@ -100,27 +100,30 @@ where
 }
 
 /// Every steered-object watch, merged: Services, and each kind a router reads
-/// or writes, once, when the cluster serves it at start.
+/// or writes, once, when the cluster serves it at start; in each watched
+/// namespace (`namespaces`; empty for all).
 pub async fn watch(
     client: &Client,
-    namespace: &Option<String>,
+    namespaces: &[String],
     releases: Store<Release>,
 ) -> impl Stream<Item = Result<ObjectRef<Release>, watcher::Error>> + Send + 'static {
-    let services = triggers(
-        scoped::<Service>(client, namespace),
-        releases.clone(),
-        |store, s: &Service| releases_steering(store, Steered::Service, s.namespace(), &s.name_any()),
-    );
-    let mut all = vec![services];
+    let mut all: Vec<Triggers> = scope::apis::<Service>(client, namespaces)
+        .into_iter()
+        .map(|services| {
+            triggers(services, releases.clone(), |store, s: &Service| {
+                releases_steering(store, Steered::Service, s.namespace(), &s.name_any())
+            })
+        })
+        .collect();
     for watched in traffic::watched_kinds() {
         let resource = watched.kind.api_resource();
-        let objects: Api<DynamicObject> = match namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        match objects.list_metadata(&ListParams::default().limit(1)).await {
-            Ok(_) => all.push(triggers(objects, releases.clone(), move |store, object| {
-                releases_routed_by(store, watched, object)
+        let apis = scope::dynamic_apis(client, namespaces, &resource);
+        let Some(first) = apis.first() else { continue };
+        match first.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => all.extend(apis.into_iter().map(|objects| {
+                triggers(objects, releases.clone(), move |store, object| {
+                    releases_routed_by(store, watched, object)
+                })
             })),
             Err(error) => tracing::info!(
                 %error,

@@ -53,28 +53,51 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The namespace the controller watches in namespaced mode, "" in cluster mode.
-Fails the render for a setting the controller cannot honour.
+The namespaces the controller watches in namespaced mode, as a JSON list; []
+in cluster mode. Fails the render for a setting the controller cannot honour.
 */}}
-{{- define "serin.watchNamespace" -}}
-{{- $ns := .Values.watchNamespaces | default list | uniq }}
-{{- if gt (len $ns) 1 }}
-{{- fail (printf "watchNamespaces lists %d namespaces (%s): the serin controller watches all namespaces (leave watchNamespaces empty) or exactly one" (len $ns) (join ", " $ns)) }}
-{{- end }}
+{{- define "serin.watchNamespaces" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount above 1 needs leaderElection.enabled: two controllers without a lease would both act on every Release" }}
 {{- end }}
-{{- first $ns | default "" }}
+{{- .Values.watchNamespaces | default list | uniq | toJson }}
 {{- end }}
 
-{{/* Namespaces whose Secrets the controller may read: secretNamespaces plus the watched one. */}}
+{{/* Namespaces whose Secrets the controller may read: secretNamespaces plus the watched ones. */}}
 {{- define "serin.secretNamespaces" -}}
 {{- $ns := .Values.secretNamespaces | default list }}
-{{- $watch := include "serin.watchNamespace" . }}
-{{- if $watch }}
-{{- $ns = append $ns $watch }}
-{{- end }}
+{{- $ns = concat $ns (include "serin.watchNamespaces" . | fromJsonArray) }}
 {{- $ns | uniq | sortAlpha | toJson }}
+{{- end }}
+
+{{/*
+Shards, as a JSON list of objects: index, name (the Deployment and the
+PodDisruptionBudget) and lease (the Lease it holds, as the controller names
+it: src/controller/shard.rs). One shard keeps the unsharded names, so an
+existing install keeps its Deployment (its selector cannot change) and Lease.
+*/}}
+{{- define "serin.shards" -}}
+{{- $count := int .Values.shards }}
+{{- $fullname := include "serin.fullname" . }}
+{{- $lease := include "serin.leaseName" . }}
+{{- $shards := list }}
+{{- range $index := until $count }}
+{{- if eq $count 1 }}
+{{- $shards = append $shards (dict "index" $index "name" $fullname "lease" $lease) }}
+{{- else }}
+{{- $shards = append $shards (dict "index" $index "name" (printf "%s-shard-%d" $fullname $index) "lease" (printf "%s-shard-%d-of-%d" $lease $index $count)) }}
+{{- end }}
+{{- end }}
+{{- $shards | toJson }}
+{{- end }}
+
+{{/* Every shard's Lease name, as a YAML flow list. */}}
+{{- define "serin.leaseNames" -}}
+{{- $names := list }}
+{{- range include "serin.shards" . | fromJsonArray }}
+{{- $names = append $names (.lease | quote) }}
+{{- end }}
+{{- printf "[%s]" (join ", " $names) }}
 {{- end }}
 
 {{/* serin's CRDs, as a YAML flow list (the names of the files in crds/). */}}
