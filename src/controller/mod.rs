@@ -115,11 +115,6 @@ pub enum RunError {
     LostLease,
 }
 
-/// How long a Release's reconcile waits for more events after one arrives:
-/// a ReplicaSet's status moves in bursts (created, ready, available) and one
-/// round after the burst writes the Release status once, not once per event.
-const DEBOUNCE: Duration = Duration::from_millis(200);
-
 /// How long in-flight reconciles get to finish after SIGTERM, so that the
 /// Lease is free within two seconds.
 const DRAIN: Duration = Duration::from_millis(1200);
@@ -316,11 +311,7 @@ async fn lead(
                 .ok()
                 .filter(|release| shard.owns(release.namespace.as_deref().unwrap_or_default(), &release.name))
         }))
-        .with_config(
-            kube::runtime::controller::Config::default()
-                .concurrency(options.concurrency)
-                .debounce(DEBOUNCE),
-        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
         .graceful_shutdown_on(stopping)
         .run(reconcile::timed, error_policy, context.clone())
         .for_each(|result| async {
