@@ -424,11 +424,19 @@ mod tests {
             text.contains(r#"serin_release_phase{namespace="shop",phase="Healthy",release="web"} 1"#),
             "{text}"
         );
-        assert_eq!(text.matches("serin_release_phase{").count(), 1, "one series per Release: {text}");
+        assert_eq!(
+            text.matches("serin_release_phase{").count(),
+            1,
+            "one series per Release: {text}"
+        );
         metrics.phase("shop", "web", Phase::Degraded);
         let text = metrics.render();
         assert!(text.contains(r#"serin_release_phase{namespace="shop",phase="Degraded",release="web"} 1"#));
-        assert_eq!(text.matches("serin_release_phase{").count(), 1, "the old phase's series is gone: {text}");
+        assert_eq!(
+            text.matches("serin_release_phase{").count(),
+            1,
+            "the old phase's series is gone: {text}"
+        );
         metrics.forget("shop", "web");
         assert!(!metrics.render().contains(r#"release="web""#));
     }

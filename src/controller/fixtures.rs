@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower_test::mock;
 
-use super::trim::CachedReplicaSet;
+use super::trim::{CachedRelease, CachedReplicaSet};
 use super::{Context, replicaset};
 use crate::api::{FIELD_MANAGER, Release, ReleaseStatus};
 use crate::plan::{self, Observed};
@@ -28,6 +28,11 @@ use crate::telemetry::Metrics;
 /// Longest a scenario may take; every exchange is answered at once, so only a
 /// hung client comes near it.
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the Release cache holds of `release`, as a reconcile receives it.
+pub fn cached(release: &Release) -> Arc<CachedRelease> {
+    Arc::new(CachedRelease::of(release))
+}
 
 /// A Context on a scripted API server, with the handles that steer it.
 pub struct Fixture {

@@ -36,8 +36,8 @@ use self::endpoints::Health;
 use self::expectations::Expectations;
 use self::leader::{Leadership, LeaseConfig};
 use self::shard::Shard;
-use self::trim::CachedReplicaSet;
-use crate::api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Release};
+use self::trim::{CachedRelease, CachedReplicaSet};
+use crate::api::{FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::telemetry::Metrics;
 use crate::traffic::RouterError;
 
@@ -86,6 +86,10 @@ pub enum Error {
     /// (the observe path shows one found when reading on the Release instead).
     #[error("traffic routing: {0}")]
     Traffic(#[source] RouterError),
+    /// The stored Release does not decode as this serin's Release (accepted
+    /// by the API server under another schema); only this Release waits.
+    #[error("the Release does not decode: {0}")]
+    Undecodable(#[source] serde_json::Error),
     /// Not a failure: the Lease moved while the round was planned.
     #[error("this process does not hold the Lease; it writes nothing")]
     NotLeader,
@@ -100,6 +104,7 @@ impl Error {
             Error::CacheGone => "cache_gone",
             Error::Traffic(_) => "traffic",
             Error::NotLeader => "not_leader",
+            Error::Undecodable(_) => "undecodable",
         }
     }
 }
@@ -268,12 +273,16 @@ async fn lead(
 
     let (releases, release_writer) = reflector::store();
     let (held, gauge, releases_gauge) = (releases.clone(), metrics.clone(), metrics.clone());
-    let release_stream = scope::reflect(release_writer, scope::apis::<Release>(&client, namespaces), |api| {
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .modify(trim::release)
-            .filter(move |event| future::ready(shard::keeps(event, |release| shard.owns_release(release))))
-    })
+    let release_stream = scope::reflect(
+        release_writer,
+        scope::apis::<CachedRelease>(&client, namespaces),
+        |api| {
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(trim::release)
+                .filter(move |event| future::ready(shard::keeps(event, |release| shard.owns_release(release))))
+        },
+    )
     .inspect(move |_| gauge.shard_releases(held.len()))
     .touched_objects();
 
@@ -343,8 +352,8 @@ async fn lead(
 
 /// What follows a failed reconcile, per kind of failure. Runs in kube-runtime's
 /// span of the reconcile, so it enters serin's span for the Release's fields.
-fn error_policy(release: Arc<Release>, error: &Error, _: Arc<Context>) -> Requeue {
-    let _span = reconcile::span(&release).entered();
+fn error_policy(release: Arc<CachedRelease>, error: &Error, _: Arc<Context>) -> Requeue {
+    let _span = reconcile::span(release.as_ref()).entered();
     let retry = retry_after(error);
     match (error, retry) {
         (Error::NotLeader, _) => tracing::debug!("the Lease moved during the round; wrote nothing"),
@@ -367,6 +376,8 @@ fn retry_after(error: &Error) -> Option<Duration> {
         // The ReplicaSet watch is gone only when the controller stops; a
         // Release without a namespace cannot exist. Retrying changes neither.
         Error::CacheGone | Error::MissingNamespace => None,
+        // The same bytes decode the same way until the Release changes.
+        Error::Undecodable(_) => None,
         Error::Kube(error) | Error::Traffic(RouterError::Kube(error)) => Some(api_retry(error)),
         // A route that changed between its read and its write: the next
         // round reads it again, and shows a misconfiguration on the Release.
@@ -447,7 +458,7 @@ mod tests {
     #[tokio::test]
     async fn the_policy_requeues_as_the_table_says() {
         let fx = fixtures::Fixture::new();
-        let release = Arc::new(fixtures::release(serde_json::json!({ "rolling": {} })));
+        let release = fixtures::cached(&fixtures::release(serde_json::json!({ "rolling": {} })));
         let policy = |error: Error| error_policy(release.clone(), &error, fx.ctx.clone());
         assert_eq!(policy(Error::NotLeader), Requeue::await_change());
         assert_eq!(policy(Error::Kube(api(409))), Requeue::requeue(RETRY_CONFLICT));

@@ -12,7 +12,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::expectations::{Cached, Caught, Key, PATIENCE, Written};
-use super::trim::CachedReplicaSet;
+use super::trim::{CachedRelease, CachedReplicaSet};
 use super::{Context, Error, analysis, replicaset, traffic};
 use crate::api::{FIELD_MANAGER, Release, ReleaseStatus};
 use crate::plan::{self, Action, AnalysisSlot, Observed};
@@ -20,9 +20,11 @@ use crate::telemetry::Reconciled;
 use crate::traffic::TrafficRouter;
 
 /// One reconcile, counted and timed, in a span naming its Release.
-pub async fn timed(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn timed(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = std::time::Instant::now();
-    let result = reconcile(cached.clone(), ctx.clone()).instrument(span(&cached)).await;
+    let result = reconcile(cached.clone(), ctx.clone())
+        .instrument(span(cached.as_ref()))
+        .await;
     let outcome = match &result {
         Ok(_) => Reconciled::Ok,
         Err(Error::NotLeader) => Reconciled::NotLeader,
@@ -34,7 +36,7 @@ pub async fn timed(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, E
 
 /// The span of one reconcile: every log line inside names the Release.
 /// kube-runtime's own span (`object.ref`) is at its crate's log level.
-pub fn span(release: &Release) -> tracing::Span {
+pub fn span(release: &impl Resource) -> tracing::Span {
     tracing::info_span!(
         "reconcile",
         release = %release.name_any(),
@@ -43,7 +45,7 @@ pub fn span(release: &Release) -> tracing::Span {
 }
 
 /// The stages of one reconcile, in order: observe, plan (pure), apply, record.
-pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     // Planning on a partial cache would re-create ReplicaSets that exist.
     let mut synced = ctx.synced.clone();
     synced.wait_for(|synced| *synced).await.map_err(|_| Error::CacheGone)?;
@@ -54,7 +56,7 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
         Decidable::On(release) => release,
         Decidable::Later(requeue) => return Ok(requeue),
     };
-    let release = release.as_ref();
+    let release = &release;
     let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Timestamp::now();
     let owned = owned_replica_sets(&ctx, release);
@@ -94,7 +96,7 @@ pub async fn reconcile(cached: Arc<Release>, ctx: Arc<Context>) -> Result<Requeu
 
 /// Whether a round can decide now, and on what.
 enum Decidable {
-    On(Arc<Release>),
+    On(Box<Release>),
     /// Nothing to decide on yet, or any more (the Release is gone).
     Later(Requeue),
 }
@@ -107,7 +109,7 @@ async fn caught_up(
     ctx: &Context,
     releases: &Api<Release>,
     key: &Key,
-    cached: Arc<Release>,
+    cached: Arc<CachedRelease>,
 ) -> Result<Decidable, Error> {
     let view = CacheView {
         release: &cached,
@@ -115,14 +117,14 @@ async fn caught_up(
         namespace: &key.0,
     };
     match ctx.expectations.check(key, &view) {
-        Caught::Up => Ok(Decidable::On(cached)),
+        Caught::Up => Ok(Decidable::On(Box::new(cached.release().map_err(Error::Undecodable)?))),
         Caught::Behind { waited } => {
             tracing::debug!(?waited, "the caches do not show this controller's last write yet");
             ctx.metrics.cache_behind();
             Ok(Decidable::Later(Requeue::requeue(PATIENCE.saturating_sub(waited))))
         }
         Caught::NotComparable => match releases.get_opt(&key.1).await? {
-            Some(release) => Ok(Decidable::On(Arc::new(release))),
+            Some(release) => Ok(Decidable::On(Box::new(release))),
             None => {
                 ctx.forget(key);
                 Ok(Decidable::Later(Requeue::await_change()))
@@ -133,7 +135,7 @@ async fn caught_up(
 
 /// The caches, as [`expectations`] compares them with what was written.
 struct CacheView<'a> {
-    release: &'a Release,
+    release: &'a CachedRelease,
     replica_sets: &'a Store<CachedReplicaSet>,
     namespace: &'a str,
 }
@@ -351,7 +353,6 @@ fn series_key(note: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use serde_json::{Value, json};
 
@@ -410,7 +411,7 @@ mod tests {
             status_applied(|status| assert_eq!(status["phase"], "Progressing"), &release),
         ];
         fx.server
-            .serve(scenario, reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .serve(scenario, reconcile(cached(&release), fx.ctx.clone()))
             .await
             .unwrap();
     }
@@ -422,7 +423,7 @@ mod tests {
         fx.cache(replica_set(&release, 1, 3, 3));
         let release = fx.settled(release);
         fx.server
-            .serve(vec![], reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .serve(vec![], reconcile(cached(&release), fx.ctx.clone()))
             .await
             .unwrap();
     }
@@ -442,7 +443,7 @@ mod tests {
                 .answer(&release),
         ];
         fx.server
-            .serve(scenario, reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .serve(scenario, reconcile(cached(&release), fx.ctx.clone()))
             .await
             .unwrap();
     }
@@ -466,7 +467,7 @@ mod tests {
             "precondition: the promotion waits for the resume"
         );
         fx.server
-            .serve(vec![], reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .serve(vec![], reconcile(cached(&release), fx.ctx.clone()))
             .await
             .unwrap();
     }
@@ -477,7 +478,7 @@ mod tests {
         fx.stand_by();
         let release = rolling();
         // It plans on its caches and sends nothing at all.
-        let result = fx.server.serve(vec![], timed(Arc::new(release), fx.ctx.clone())).await;
+        let result = fx.server.serve(vec![], timed(cached(&release), fx.ctx.clone())).await;
         assert!(matches!(result, Err(Error::NotLeader)), "{result:?}");
         let metrics = fx.ctx.metrics.render();
         assert!(
@@ -493,10 +494,7 @@ mod tests {
         let mut fx = Fixture::new();
         let release = rolling();
         let scenario = vec![Exchange::post(&format!("{REPLICA_SETS}?&fieldManager=serin")).fail(500, "InternalError")];
-        let result = fx
-            .server
-            .serve(scenario, timed(Arc::new(release), fx.ctx.clone()))
-            .await;
+        let result = fx.server.serve(scenario, timed(cached(&release), fx.ctx.clone())).await;
         assert!(
             matches!(&result, Err(Error::Kube(kube::Error::Api(s))) if s.code == 500),
             "{result:?}"
@@ -515,7 +513,7 @@ mod tests {
     #[tokio::test]
     async fn a_round_without_a_synced_cache_reads_nothing() {
         let (ctx, mut server) = Fixture::new().lose_cache();
-        let result = server.serve(vec![], reconcile(Arc::new(rolling()), ctx)).await;
+        let result = server.serve(vec![], reconcile(cached(&rolling()), ctx)).await;
         assert!(matches!(result, Err(Error::CacheGone)), "{result:?}");
     }
 
@@ -534,7 +532,7 @@ mod tests {
             status_applied(|_| {}, &written),
         ];
         fx.server
-            .serve(scenario, reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .serve(scenario, reconcile(cached(release), fx.ctx.clone()))
             .await
             .unwrap();
     }
@@ -550,7 +548,7 @@ mod tests {
         // no ReplicaSet. Without the guard this round would create it again.
         let again = fx
             .server
-            .serve(vec![], reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .serve(vec![], reconcile(cached(&release), fx.ctx.clone()))
             .await;
         assert!(
             matches!(again, Ok(ref requeue) if *requeue != Requeue::await_change()),
@@ -563,7 +561,7 @@ mod tests {
         rs.metadata.resource_version = Some("11".into());
         fx.cache(rs);
         fx.server
-            .serve(vec![], reconcile(Arc::new(release.clone()), fx.ctx.clone()))
+            .serve(vec![], reconcile(cached(&release), fx.ctx.clone()))
             .await
             .unwrap();
         assert!(!fx.ctx.expectations.is_empty());
@@ -572,7 +570,7 @@ mod tests {
         let mut shown = fx.settled(release);
         shown.metadata.resource_version = Some("12".into());
         fx.server
-            .serve(vec![], reconcile(Arc::new(shown), fx.ctx.clone()))
+            .serve(vec![], reconcile(cached(&shown), fx.ctx.clone()))
             .await
             .unwrap();
         assert!(fx.ctx.expectations.is_empty(), "what the caches show is forgotten");
@@ -590,7 +588,7 @@ mod tests {
         let mut fresh = fx.settled(release.clone());
         fresh.metadata.resource_version = Some("c".into());
         fx.server
-            .serve(vec![get_release(&fresh)], reconcile(Arc::new(release), fx.ctx.clone()))
+            .serve(vec![get_release(&fresh)], reconcile(cached(&release), fx.ctx.clone()))
             .await
             .unwrap();
     }
@@ -624,7 +622,7 @@ mod tests {
             ),
         ];
         fx.server
-            .serve(scenario, reconcile(Arc::new(release), fx.ctx.clone()))
+            .serve(scenario, reconcile(cached(&release), fx.ctx.clone()))
             .await
             .unwrap();
     }

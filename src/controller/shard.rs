@@ -18,10 +18,7 @@
 //!
 //! A namespace and name never change, so a Release never changes shard while
 //! N stays the same.
-use kube::ResourceExt;
 use kube::runtime::watcher::Event;
-
-use crate::api::Release;
 
 /// This controller's share of the Releases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,8 +61,13 @@ impl Shard {
         self.count == 1 || shard_of(namespace, name, self.count) == self.index
     }
 
-    pub fn owns_release(&self, release: &Release) -> bool {
-        self.owns(release.namespace().as_deref().unwrap_or_default(), &release.name_any())
+    /// Whether a Release (or what the cache keeps of one) is this shard's.
+    pub fn owns_release<K: kube::Resource>(&self, release: &K) -> bool {
+        let meta = release.meta();
+        self.owns(
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        )
     }
 
     /// Whether an object serin made for a Release (a ReplicaSet, an analysis
@@ -145,6 +147,7 @@ fn jump_consistent_hash(mut key: u64, buckets: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Release;
     use proptest::prelude::*;
 
     fn fnv1a_64(bytes: &[u8]) -> u64 {

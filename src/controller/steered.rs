@@ -13,6 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use super::trim::CachedRelease;
 use super::{scope, trim};
 use crate::api::{RELEASE_LABEL, Release};
 use crate::traffic::{self, ObjectKind, Watched};
@@ -47,22 +48,27 @@ pub fn steers(release: &Release, kind: Steered, name: &str) -> bool {
 
 /// The Releases in `namespace` that steer the object.
 fn releases_steering(
-    releases: &Store<Release>,
+    releases: &Store<CachedRelease>,
     kind: Steered,
     namespace: Option<String>,
     name: &str,
-) -> Vec<ObjectRef<Release>> {
+) -> Vec<ObjectRef<CachedRelease>> {
     releases
         .state()
         .iter()
-        .filter(|r| r.namespace() == namespace && steers(r, kind, name))
+        .filter(|r| r.namespace() == namespace && r.spec_mentions(name))
+        .filter(|r| r.release().is_ok_and(|release| steers(&release, kind, name)))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
 }
 
 /// The Releases a router object's event is for: those naming it, and for a
 /// labelled kind the Release its label names (serin created the object).
-fn releases_routed_by(releases: &Store<Release>, watched: Watched, object: &DynamicObject) -> Vec<ObjectRef<Release>> {
+fn releases_routed_by(
+    releases: &Store<CachedRelease>,
+    watched: Watched,
+    object: &DynamicObject,
+) -> Vec<ObjectRef<CachedRelease>> {
     let namespace = object.namespace();
     let mut refs = releases_steering(
         releases,
@@ -77,12 +83,12 @@ fn releases_routed_by(releases: &Store<Release>, watched: Watched, object: &Dyna
 }
 
 /// Stream of Releases to reconcile because something they steer changed.
-type Triggers = futures::stream::BoxStream<'static, Result<ObjectRef<Release>, watcher::Error>>;
+type Triggers = futures::stream::BoxStream<'static, Result<ObjectRef<CachedRelease>, watcher::Error>>;
 
 fn triggers<K>(
     api: Api<K>,
-    releases: Store<Release>,
-    map: impl Fn(&Store<Release>, &K) -> Vec<ObjectRef<Release>> + Send + 'static,
+    releases: Store<CachedRelease>,
+    map: impl Fn(&Store<CachedRelease>, &K) -> Vec<ObjectRef<CachedRelease>> + Send + 'static,
 ) -> Triggers
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -105,8 +111,8 @@ where
 pub async fn watch(
     client: &Client,
     namespaces: &[String],
-    releases: Store<Release>,
-) -> impl Stream<Item = Result<ObjectRef<Release>, watcher::Error>> + Send + 'static {
+    releases: Store<CachedRelease>,
+) -> impl Stream<Item = Result<ObjectRef<CachedRelease>, watcher::Error>> + Send + 'static {
     let mut all: Vec<Triggers> = scope::apis::<Service>(client, namespaces)
         .into_iter()
         .map(|services| {
@@ -197,10 +203,12 @@ mod tests {
     fn a_router_object_triggers_the_releases_naming_it_and_the_one_its_label_names() {
         use crate::traffic::{gateway_api::HTTP_ROUTE, nginx::INGRESS};
         let (store, mut writer) = kube::runtime::reflector::store();
-        writer.apply_watcher_event(&watcher::Event::Apply(release(serde_json::json!({ "canary": {
-            "stableService": "web", "canaryService": "web-canary",
-            "trafficRouting": { "nginx": { "ingress": "stable" } }
-        }}))));
+        writer.apply_watcher_event(&watcher::Event::Apply(CachedRelease::of(&release(
+            serde_json::json!({ "canary": {
+                "stableService": "web", "canaryService": "web-canary",
+                "trafficRouting": { "nginx": { "ingress": "stable" } }
+            }}),
+        ))));
         let object = |kind: ObjectKind, namespace: &str, name: &str, label: Option<&str>| {
             let mut object = DynamicObject::new(name, &kind.api_resource()).within(namespace);
             if let Some(release) = label {
@@ -209,7 +217,7 @@ mod tests {
             object
         };
         let watched = |kind, labelled| Watched { kind, labelled };
-        let web = ObjectRef::<Release>::new("web").within("apps");
+        let web = ObjectRef::<CachedRelease>::new("web").within("apps");
         let table = [
             (
                 "the stable Ingress",
