@@ -169,7 +169,14 @@ for scenario in $SCENARIO; do
   done
 done
 
-report=(report --out "$OUT")
+if [ "$FLEET_SERIN" = image ]; then
+  note="serin $("$WORK/serin" --version | cut -d' ' -f2), release, built as its image builds it"
+else
+  note="serin $("$WORK/serin" --version | cut -d' ' -f2), the bench's $FLEET_BENCH_PROFILE build (FLEET_SERIN=bench): a harness check, not figures to quote"
+fi
+[ -n "$ARGO_VERSION" ] && note+="; Argo Rollouts $ARGO_VERSION"
+note+="; $(nproc) CPUs, $SERIN_NODES kwok nodes"
+report=(report --out "$OUT" --note "$note")
 $CHECK && report+=(--check)
 for scenario in $SCENARIO; do
   echo

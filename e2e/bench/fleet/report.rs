@@ -20,6 +20,9 @@ pub struct Args {
     /// completed in both phases and every figure is present.
     #[arg(long)]
     check: bool,
+    /// A line under the title, e.g. which builds ran.
+    #[arg(long)]
+    note: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -57,6 +60,16 @@ fn cpu(phase: &PhaseRecord, process: &str) -> Option<f64> {
 
 fn per_workload(run: &Run, total: Option<f64>) -> Option<f64> {
     total.map(|t| t / run.n as f64)
+}
+
+/// The controller's figure plus kube-controller-manager's, whose ReplicaSet
+/// controller does the pods' part for all three: the like-for-like total.
+/// For Deployments the controller is kube-controller-manager already.
+fn with_kcm(run: &Run, controller: Option<f64>, kcm: Option<f64>) -> Option<f64> {
+    match run.controller {
+        Controller::Deployment => controller,
+        _ => Some(controller? + kcm?),
+    }
 }
 
 /// Each figure, as a function of one run; None where the controller lacks it.
@@ -170,6 +183,18 @@ fn figures() -> Vec<(&'static str, Unit, bool, Box<dyn Fn(&Run) -> Option<f64>>)
             Box::new(|r| cpu(&r.update, "kube-controller-manager")),
         ),
         (
+            "controller + kube-controller-manager CPU, mass update",
+            Unit::Seconds,
+            true,
+            Box::new(|r| {
+                with_kcm(
+                    r,
+                    cpu(&r.update, "controller"),
+                    cpu(&r.update, "kube-controller-manager"),
+                )
+            }),
+        ),
+        (
             "bench client CPU, mass update",
             Unit::Seconds,
             false,
@@ -204,6 +229,15 @@ fn figures() -> Vec<(&'static str, Unit, bool, Box<dyn Fn(&Run) -> Option<f64>>)
             Unit::PerWorkload,
             true,
             Box::new(|r| per_workload(r, r.update.kcm_requests)),
+        ),
+        (
+            "controller + kube-controller-manager requests per workload, update",
+            Unit::PerWorkload,
+            true,
+            Box::new(|r| {
+                let own = r.update.controller_requests.as_ref().map(|m| m.values().sum());
+                per_workload(r, with_kcm(r, own, r.update.kcm_requests))
+            }),
         ),
     ]
 }
@@ -307,6 +341,9 @@ pub fn run(args: &Args) -> Result<bool, Error> {
         "Fleet bench, {}: N = {n} workloads x {replicas} replicas; {strategy}\n\n",
         scenario.name()
     );
+    if let Some(note) = &args.note {
+        table.push_str(&format!("{note}\n\n"));
+    }
     table.push_str("| figure | serin | Argo Rollouts | Deployment | serin/Deployment | serin/Argo |\n");
     table.push_str("|---|---|---|---|---|---|\n");
     for (i, row) in rows.iter().enumerate() {
