@@ -13,7 +13,7 @@ SERIN_PROMETHEUS_TARGETS ?= $(SERIN_CLUSTER_DIR)/prometheus/targets
 export SERIN_PROMETHEUS_PORT SERIN_PROMETHEUS_URL SERIN_PROMETHEUS_TARGETS
 export PATH := $(SERIN_CACHE)/bin:$(PATH)
 
-.PHONY: test test-steps fmt lint docs unit argocd argocd-cm chart chart-crds image-check image e2e e2e-rbac bench crds cluster-up cluster-down cluster-env tools kind-up demo demo-check demo-app
+.PHONY: test test-steps fmt lint docs unit argocd argocd-cm chart chart-crds image-check image e2e e2e-rbac bench bench-fleet bench-fleet-check crds cluster-up cluster-down cluster-env tools kind-up demo demo-check demo-app
 
 # Starts the local cluster when KUBECONFIG is the local one and none is running,
 # and stops what it started (e2e/with-cluster.sh); any other cluster is used as is.
@@ -85,6 +85,23 @@ bench:
 	kubectl apply --server-side -f crds/ >/dev/null
 	kubectl wait --for=condition=Established --timeout=30s -f crds/ >/dev/null
 	cargo bench --features e2e --bench cluster
+
+# The fleet bench (docs/benchmarks.md): N workloads of REPLICAS pods each, created
+# and then all given a new image at once, rolled by serin, Argo Rollouts and a
+# Deployment, one at a time, on a cluster of its own; one table per scenario
+# (SCENARIO: rolling, canary or both). Long: not in CI. The 10,000 run: N=10000 REPLICAS=1.
+N ?= 1000
+REPLICAS ?= 2
+SCENARIO ?= rolling
+CONTROLLERS ?= serin argo deployment
+bench-fleet:
+	N=$(N) REPLICAS=$(REPLICAS) SCENARIO="$(SCENARIO)" CONTROLLERS="$(CONTROLLERS)" e2e/bench-fleet.sh
+
+# The fleet bench's harness, small: N = 10, every controller, both scenarios;
+# fails unless every workload completed and every figure is in the tables.
+bench-fleet-check:
+	N=10 REPLICAS=2 SCENARIO="rolling canary" CONTROLLERS="serin argo deployment" FLEET_SERIN=bench FLEET_BENCH_PROFILE=dev \
+	  e2e/bench-fleet.sh --check
 
 crds:
 	cargo run -q -- crd --write crds/

@@ -188,6 +188,9 @@ up() {
     --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none --allow-privileged=true
   wait_for kube-apiserver 60 kubectl get --raw /readyz
 
+  # SERIN_KCM_FLAGS: extra flags, e.g. a higher client QPS for the fleet bench.
+  local kcm_flags=()
+  read -ra kcm_flags <<< "${SERIN_KCM_FLAGS:-}"
   start kube-controller-manager "$SERIN_BIN/kube-controller-manager" \
     --kubeconfig="$D/kube-controller-manager.kubeconfig" \
     --authentication-kubeconfig="$D/kube-controller-manager.kubeconfig" \
@@ -195,7 +198,7 @@ up() {
     --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --leader-elect=false \
     --root-ca-file="$PKI/ca.crt" --service-account-private-key-file="$PKI/sa.key" \
     --use-service-account-credentials=true \
-    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key"
+    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" "${kcm_flags[@]}"
   start kube-scheduler "$SERIN_BIN/kube-scheduler" \
     --kubeconfig="$D/kube-scheduler.kubeconfig" \
     --authentication-kubeconfig="$D/kube-scheduler.kubeconfig" \
