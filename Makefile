@@ -20,7 +20,7 @@ export PATH := $(SERIN_CACHE)/bin:$(PATH)
 test:
 	e2e/with-cluster.sh $(MAKE) --no-print-directory test-steps
 
-test-steps: fmt lint docs unit argocd chart e2e e2e-rbac demo-check image-check
+test-steps: fmt lint docs unit argocd chart e2e e2e-rbac demo-check image-check bench-fleet-check
 
 fmt:
 	cargo fmt --all -- --check

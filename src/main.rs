@@ -73,10 +73,10 @@ struct ControllerArgs {
     concurrency: u16,
     /// Requests per second the controller sends to the API server, on average
     /// (the Lease's renewals are not counted against it).
-    #[arg(long, env = "SERIN_KUBE_API_QPS", default_value_t = 100.0)]
+    #[arg(long, env = "SERIN_KUBE_API_QPS", default_value_t = 200.0)]
     kube_api_qps: f32,
     /// Requests the controller may send at once above that pace.
-    #[arg(long, env = "SERIN_KUBE_API_BURST", default_value_t = 200)]
+    #[arg(long, env = "SERIN_KUBE_API_BURST", default_value_t = 400)]
     kube_api_burst: u32,
     /// Where /metrics is served.
     #[arg(long, env = "SERIN_METRICS_ADDR", default_value = "0.0.0.0:8080")]
