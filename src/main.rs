@@ -112,6 +112,17 @@ enum LogFormat {
     Json,
 }
 
+/// The namespaces to watch, each once; an empty entry (`a,,b`, or an empty
+/// SERIN_NAMESPACE) names none, so none at all means all.
+fn distinct(namespaces: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    namespaces
+        .into_iter()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty() && seen.insert(n.clone()))
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
@@ -133,18 +144,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if args.apply_crds {
                 controller::crds::apply(&clients.controller, serin::api::crds()).await?;
             }
+            let namespaces = distinct(args.namespaces.clone());
             let lease = args.leader_elect.then(|| LeaseConfig {
                 namespace: args
                     .lease_namespace
                     .clone()
-                    .or_else(|| args.namespaces.first().cloned())
+                    .or_else(|| namespaces.first().cloned())
                     .unwrap_or_else(|| "default".into()),
                 name: shard.lease_name(&args.lease_name),
                 identity: args.identity.clone(),
                 duration_seconds: args.lease_duration_seconds,
             });
             let options = Options {
-                namespaces: args.namespaces,
+                namespaces,
                 shard,
                 concurrency: args.concurrency,
                 metrics_addr: args.metrics_addr,
@@ -202,6 +214,13 @@ mod tests {
             Command::Controller(args) => args,
             _ => unreachable!("parsed as the controller"),
         }
+    }
+
+    #[test]
+    fn namespaces_are_watched_once_each_and_empty_entries_name_none() {
+        let list = |given: &[&str]| distinct(given.iter().map(|n| n.to_string()).collect());
+        assert_eq!(list(&["a", "", "b", "a", " b "]), ["a", "b"]);
+        assert!(list(&[""]).is_empty(), "an empty SERIN_NAMESPACE means all");
     }
 
     #[test]

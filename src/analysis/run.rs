@@ -88,12 +88,20 @@ pub fn next_due(metric: &Metric, status: Option<&MetricStatus>, started_at: Time
 
 /// Which metrics a round measures, given each metric's next due time (None:
 /// done) and whether it has been measured before: every metric that is due,
-/// and, once one is, every measured-before metric due within half its own
-/// interval too. So the metrics of one analysis fall into step and its status
-/// is written once per interval, not once per metric a few milliseconds apart.
-/// A first measurement is never taken early: it keeps its initialDelay.
+/// and, once one is, every measured-before metric of the same interval due
+/// within half that interval too. Metrics of one interval drift apart by the
+/// milliseconds their queries take; measured together, they fall into step,
+/// and the analysis status is written once per interval, not once per metric.
+/// A metric of another interval keeps its own (measured early, a 60 s metric
+/// beside a 10 s one would be measured every 30 s). A first measurement is
+/// never taken early: it keeps its initialDelay.
 pub fn measured_together(metrics: &[(&Metric, Option<Timestamp>, bool)], now: Timestamp) -> Vec<bool> {
-    let any_due = metrics.iter().any(|(_, due, _)| due.is_some_and(|d| d <= now));
+    let every = |metric: &Metric| interval(metric).unwrap_or(DEFAULT_INTERVAL);
+    let due_intervals: Vec<Duration> = metrics
+        .iter()
+        .filter(|(_, due, _)| due.is_some_and(|d| d <= now))
+        .map(|(metric, _, _)| every(metric))
+        .collect();
     metrics
         .iter()
         .map(|(metric, due, measured_before)| {
@@ -101,8 +109,9 @@ pub fn measured_together(metrics: &[(&Metric, Option<Timestamp>, bool)], now: Ti
             if *due <= now {
                 return true;
             }
-            let half = interval(metric).unwrap_or(DEFAULT_INTERVAL) / 2;
-            any_due && *measured_before && now.saturating_add(half).is_ok_and(|soon| *due <= soon)
+            let interval = every(metric);
+            let soon = now.saturating_add(interval / 2).is_ok_and(|soon| *due <= soon);
+            *measured_before && soon && due_intervals.contains(&interval)
         })
         .collect()
 }
@@ -306,9 +315,10 @@ mod tests {
             (vec![(&ten, at(0), true), (&ten, at(6), true)], vec![true, false]),
             // nothing due yet: nothing measured early
             (vec![(&ten, at(1), true), (&ten, at(2), true)], vec![false, false]),
-            // half of its own interval
-            (vec![(&ten, at(0), true), (&minute, at(29), true)], vec![true, true]),
-            (vec![(&ten, at(0), true), (&minute, at(31), true)], vec![true, false]),
+            // another interval keeps its own
+            (vec![(&ten, at(0), true), (&minute, at(29), true)], vec![true, false]),
+            (vec![(&minute, at(0), true), (&minute, at(29), true)], vec![true, true]),
+            (vec![(&minute, at(0), true), (&minute, at(31), true)], vec![true, false]),
             // a first measurement keeps its initialDelay
             (vec![(&ten, at(0), true), (&ten, at(1), false)], vec![true, false]),
             // done metrics are not measured

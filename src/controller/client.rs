@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use kube::Client;
 
@@ -50,7 +50,7 @@ fn quota(pace: Pace) -> Result<Quota, String> {
     if !(pace.qps.is_finite() && pace.qps > 0.0) {
         return Err(format!("--kube-api-qps must be positive, not {}", pace.qps));
     }
-    let period = Duration::from_secs_f64(1.0 / f64::from(pace.qps));
+    let period = Duration::try_from_secs_f64(1.0 / f64::from(pace.qps)).map_err(|_| "--kube-api-qps is too small")?;
     let quota = Quota::with_period(period).ok_or("--kube-api-qps is too large")?;
     Ok(quota.allow_burst(burst))
 }
@@ -105,7 +105,7 @@ where
             match self.limiter.check() {
                 Ok(()) => self.admitted = true,
                 Err(not_until) => {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    let wait = not_until.wait_time_from(self.limiter.clock().now());
                     self.waiting = Some(Box::pin(tokio::time::sleep(wait)));
                 }
             }

@@ -35,6 +35,8 @@ pub trait Cached {
     fn release_version(&self) -> Option<String>;
     /// None when the ReplicaSet is not in the cache.
     fn replica_set_version(&self, name: &str) -> Option<String>;
+    /// Gone from the cache, or being deleted (a finalizer may hold it a while).
+    fn replica_set_gone(&self, name: &str) -> bool;
 }
 
 /// Whether the caches show every write remembered for a Release.
@@ -54,21 +56,24 @@ pub struct Expectations {
     pending: Mutex<HashMap<Key, Pending>>,
 }
 
+/// The writes not shown yet, each with when it was made: each is given up on
+/// [`PATIENCE`] after its own write, not after the round's first.
+#[derive(Default)]
 struct Pending {
-    writes: Vec<Written>,
-    since: Instant,
+    writes: Vec<(Written, Instant)>,
 }
 
 impl Expectations {
     /// Remembers a write; a later write of the same object replaces the earlier.
     pub fn wrote(&self, key: &Key, written: Written) {
+        self.wrote_at(key, written, Instant::now());
+    }
+
+    fn wrote_at(&self, key: &Key, written: Written, at: Instant) {
         let mut pending = self.lock();
-        let entry = pending.entry(key.clone()).or_insert_with(|| Pending {
-            writes: Vec::new(),
-            since: Instant::now(),
-        });
-        entry.writes.retain(|w| !same_object(w, &written));
-        entry.writes.push(written);
+        let entry = pending.entry(key.clone()).or_default();
+        entry.writes.retain(|(w, _)| !same_object(w, &written));
+        entry.writes.push((written, at));
     }
 
     /// Checks the caches against what was written for `key`; forgets what they
@@ -84,23 +89,30 @@ impl Expectations {
             return Caught::Up;
         };
         let mut comparable = true;
-        entry.writes.retain(|written| match shown(written, cached) {
-            Some(shown) => !shown,
-            None => {
-                comparable = false;
-                false
+        entry.writes.retain(|(written, at)| {
+            let waited = now.saturating_duration_since(*at);
+            match shown(written, cached) {
+                Some(shown) => !shown && waited <= PATIENCE,
+                None => {
+                    comparable = false;
+                    false
+                }
             }
         });
-        let waited = now.saturating_duration_since(entry.since);
         if !comparable {
             pending.remove(key);
             return Caught::NotComparable;
         }
-        if entry.writes.is_empty() || waited > PATIENCE {
-            pending.remove(key);
-            return Caught::Up;
+        let oldest = entry.writes.iter().map(|(_, at)| *at).min();
+        match oldest {
+            None => {
+                pending.remove(key);
+                Caught::Up
+            }
+            Some(at) => Caught::Behind {
+                waited: now.saturating_duration_since(at),
+            },
         }
-        Caught::Behind { waited }
     }
 
     /// Drops what was remembered for a Release that is gone.
@@ -140,7 +152,7 @@ fn shown(written: &Written, cached: &dyn Cached) -> Option<bool> {
     match written {
         Written::Release { resource_version } => at_least(cached.release_version(), resource_version),
         Written::ReplicaSet { name, resource_version } => at_least(cached.replica_set_version(name), resource_version),
-        Written::Deleted { name } => Some(cached.replica_set_version(name).is_none()),
+        Written::Deleted { name } => Some(cached.replica_set_gone(name)),
     }
 }
 
@@ -180,6 +192,9 @@ mod tests {
         }
         fn replica_set_version(&self, name: &str) -> Option<String> {
             self.replica_sets.get(name).cloned()
+        }
+        fn replica_set_gone(&self, name: &str) -> bool {
+            !self.replica_sets.contains_key(name)
         }
     }
 
@@ -298,17 +313,33 @@ mod tests {
     }
 
     #[test]
-    fn a_write_the_caches_never_show_is_given_up_after_a_while() {
+    fn each_write_the_caches_never_show_is_given_up_on_its_own_time() {
         let expectations = Expectations::default();
         let start = Instant::now();
-        expectations.wrote(&key(), rs("web-a", "5"));
+        expectations.wrote_at(&key(), rs("web-a", "5"), start);
+        // A later write of the same round waits its own full PATIENCE.
+        let late = start + PATIENCE / 2;
+        expectations.wrote_at(
+            &key(),
+            Written::Release {
+                resource_version: "6".into(),
+            },
+            late,
+        );
         let cache = Cache::default();
         assert!(matches!(
-            expectations.check_at(&key(), &cache, start + PATIENCE / 2),
+            expectations.check_at(&key(), &cache, start + PATIENCE / 4),
             Caught::Behind { .. }
         ));
         assert_eq!(
             expectations.check_at(&key(), &cache, start + PATIENCE + Duration::from_millis(1)),
+            Caught::Behind {
+                waited: PATIENCE / 2 + Duration::from_millis(1)
+            },
+            "the ReplicaSet is given up on; the status write is not yet"
+        );
+        assert_eq!(
+            expectations.check_at(&key(), &cache, late + PATIENCE + Duration::from_millis(1)),
             Caught::Up
         );
         assert!(expectations.is_empty());

@@ -149,6 +149,13 @@ impl Cached for CacheView<'_> {
         let reference = ObjectRef::new(name).within(self.namespace);
         self.replica_sets.get(&reference)?.resource_version()
     }
+
+    fn replica_set_gone(&self, name: &str) -> bool {
+        let reference = ObjectRef::new(name).within(self.namespace);
+        self.replica_sets
+            .get(&reference)
+            .is_none_or(|rs| rs.metadata.deletion_timestamp.is_some())
+    }
 }
 
 /// The ReplicaSets this Release controls, from the cache.
@@ -303,29 +310,31 @@ async fn write_status(
 ) -> Result<(), Error> {
     // status.control is a person's request, not the controller's: compare without it.
     let recorded = release.status.clone().map(|s| ReleaseStatus { control: None, ..s });
-    let mut written = None;
     if recorded.as_ref() != Some(&plan.status) {
         let status = json!({ "apiVersion": "serin.dev/v1alpha1", "kind": "Release", "status": plan.status });
         let apply = PatchParams::apply(FIELD_MANAGER).force();
-        written = Some(
-            releases
-                .patch_status(&release.name_any(), &apply, &Patch::Apply(status))
-                .await?,
-        );
+        let written = releases
+            .patch_status(&release.name_any(), &apply, &Patch::Apply(status))
+            .await?;
+        remember(ctx, key, &written);
     }
     if release.status.as_ref().is_some_and(|s| s.control.is_some()) && !plan.keep_control {
         // The request was acted on in this round; consume it.
         let consumed = json!({ "status": { "control": null } });
-        written = Some(
-            releases
-                .patch_status(&release.name_any(), &PatchParams::default(), &Patch::Merge(consumed))
-                .await?,
-        );
-    }
-    if let Some(resource_version) = written.and_then(|r| r.resource_version()) {
-        ctx.expectations.wrote(key, Written::Release { resource_version });
+        let written = releases
+            .patch_status(&release.name_any(), &PatchParams::default(), &Patch::Merge(consumed))
+            .await?;
+        remember(ctx, key, &written);
     }
     Ok(())
+}
+
+/// Each status write is remembered as soon as it is made: a later write of
+/// the round may fail, and the next round must still wait for this one.
+fn remember(ctx: &Context, key: &Key, written: &Release) {
+    if let Some(resource_version) = written.resource_version() {
+        ctx.expectations.wrote(key, Written::Release { resource_version });
+    }
 }
 
 /// Record: the phase gauge, and the rollout's duration when this round promoted it.
