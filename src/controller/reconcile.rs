@@ -301,6 +301,9 @@ async fn publish_events(ctx: &Context, release: &Release, plan: &plan::Plan) {
 }
 
 /// Record: status, only when it changed; then a consumed `status.control` cleared.
+/// Both writes of a round that consumes a request carry a resourceVersion
+/// precondition: a request written after the round decided makes them a
+/// conflict, and the next round acts on it instead of clearing it unseen.
 async fn write_status(
     ctx: &Context,
     releases: &Api<Release>,
@@ -308,19 +311,25 @@ async fn write_status(
     release: &Release,
     plan: &plan::Plan,
 ) -> Result<(), Error> {
+    let consume = release.status.as_ref().is_some_and(|s| s.control.is_some()) && !plan.keep_control;
+    let mut decided_on = release.resource_version();
     // status.control is a person's request, not the controller's: compare without it.
     let recorded = release.status.clone().map(|s| ReleaseStatus { control: None, ..s });
     if recorded.as_ref() != Some(&plan.status) {
-        let status = json!({ "apiVersion": "serin.dev/v1alpha1", "kind": "Release", "status": plan.status });
+        let mut status = json!({ "apiVersion": "serin.dev/v1alpha1", "kind": "Release", "status": plan.status });
+        if consume {
+            status["metadata"] = json!({ "resourceVersion": decided_on });
+        }
         let apply = PatchParams::apply(FIELD_MANAGER).force();
         let written = releases
             .patch_status(&release.name_any(), &apply, &Patch::Apply(status))
             .await?;
         remember(ctx, key, &written);
+        decided_on = written.resource_version();
     }
-    if release.status.as_ref().is_some_and(|s| s.control.is_some()) && !plan.keep_control {
+    if consume {
         // The request was acted on in this round; consume it.
-        let consumed = json!({ "status": { "control": null } });
+        let consumed = json!({ "metadata": { "resourceVersion": decided_on }, "status": { "control": null } });
         let written = releases
             .patch_status(&release.name_any(), &PatchParams::default(), &Patch::Merge(consumed))
             .await?;
@@ -445,10 +454,17 @@ mod tests {
         let release = with_control(fx.settled(release), json!({ "retry": true }));
         let plan = fx.plan(&release);
         assert!(!plan.keep_control, "precondition: the plan acts on the retry now");
+        let version = release.resource_version();
         let scenario = vec![
             event("Retried"),
             Exchange::merge_patch(&format!("{STATUS}?"))
-                .body(|body| assert_eq!(body, &json!({ "status": { "control": null } })))
+                .body(move |body| {
+                    let precondition = json!({ "resourceVersion": version });
+                    assert_eq!(
+                        body,
+                        &json!({ "metadata": precondition, "status": { "control": null } })
+                    );
+                })
                 .answer(&release),
         ];
         fx.server
