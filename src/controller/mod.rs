@@ -399,7 +399,7 @@ fn api_retry(error: &kube::Error) -> Duration {
 }
 
 /// After a Conflict: another writer won; the next round reads what it wrote.
-/// Hand edits of routes and selectors are put back within 2 s (e2e).
+/// Short, so that a hand edit of a route or selector is put back within seconds.
 const RETRY_CONFLICT: Duration = Duration::from_secs(1);
 /// After a failure of the connection or the API server, likely passing.
 const RETRY_TRANSIENT: Duration = Duration::from_secs(5);
@@ -451,7 +451,7 @@ mod tests {
         }
         assert!(
             RETRY_CONFLICT < Duration::from_secs(2),
-            "hand edits are put back within 2 s"
+            "a conflict is retried within 2 s"
         );
     }
 
