@@ -94,8 +94,9 @@ N ?= 1000
 REPLICAS ?= 2
 SCENARIO ?= rolling
 CONTROLLERS ?= serin argo deployment
+PROGRESS_DEADLINE ?=
 bench-fleet:
-	N=$(N) REPLICAS=$(REPLICAS) SCENARIO="$(SCENARIO)" CONTROLLERS="$(CONTROLLERS)" e2e/bench-fleet.sh
+	N=$(N) REPLICAS=$(REPLICAS) SCENARIO="$(SCENARIO)" CONTROLLERS="$(CONTROLLERS)" PROGRESS_DEADLINE=$(PROGRESS_DEADLINE) e2e/bench-fleet.sh
 
 # The fleet bench's harness, small: N = 10, every controller, both scenarios;
 # fails unless every workload completed and every figure is in the tables.

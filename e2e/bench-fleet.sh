@@ -21,6 +21,8 @@ N=${N:-1000}
 REPLICAS=${REPLICAS:-2}
 SCENARIO=${SCENARIO:-rolling}
 CONTROLLERS=${CONTROLLERS:-serin argo deployment}
+# Each workload's progressDeadlineSeconds; empty: each kind's default (600 s).
+PROGRESS_DEADLINE=${PROGRESS_DEADLINE:-}
 OUT=${FLEET_OUT:-$SERIN_REPO/target/bench-fleet}
 # The measuring program's cargo profile: release for figures, dev for the
 # check's small runs (it reuses the dependencies `make unit` built).
@@ -35,6 +37,7 @@ case "${1:-}" in
   *) die "usage: $0 [--check]" ;;
 esac
 [[ $N =~ ^[1-9][0-9]*$ && $REPLICAS =~ ^[1-9][0-9]*$ ]] || die "N and REPLICAS must be positive integers"
+[[ -z $PROGRESS_DEADLINE || $PROGRESS_DEADLINE =~ ^[1-9][0-9]*$ ]] || die "PROGRESS_DEADLINE must be a positive integer (seconds)"
 for s in $SCENARIO; do [[ $s = rolling || $s = canary ]] || die "SCENARIO: rolling and/or canary, not '$s'"; done
 for c in $CONTROLLERS; do [[ $c =~ ^(serin|argo|deployment)$ ]] || die "CONTROLLERS: serin argo deployment, not '$c'"; done
 
@@ -164,6 +167,7 @@ for scenario in $SCENARIO; do
       --pid "$pid" --cluster-dir "$SERIN_CLUSTER_DIR" --kcm-port "$SERIN_KCM_PORT" --out "$OUT")
     [ -n "$METRICS_URL" ] && args+=(--metrics-url "$METRICS_URL")
     [ -n "$LEASE" ] && args+=(--lease "$LEASE")
+    [ -n "$PROGRESS_DEADLINE" ] && args+=(--progress-deadline-seconds "$PROGRESS_DEADLINE")
     "$FLEET" "${args[@]}" || failed+=("$scenario/$controller")
     stop_controller
   done
@@ -176,6 +180,7 @@ else
 fi
 [ -n "$ARGO_VERSION" ] && note+="; Argo Rollouts $ARGO_VERSION"
 note+="; $(nproc) CPUs, $SERIN_NODES kwok nodes"
+[ -n "$PROGRESS_DEADLINE" ] && note+="; progressDeadlineSeconds $PROGRESS_DEADLINE"
 report=(report --out "$OUT" --note "$note")
 $CHECK && report+=(--check)
 for scenario in $SCENARIO; do

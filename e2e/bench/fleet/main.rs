@@ -77,6 +77,9 @@ struct RunArgs {
     /// Writes (creates, then patches) in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Each workload's progressDeadlineSeconds (the kinds' default, 600, when not given).
+    #[arg(long)]
+    progress_deadline_seconds: Option<i32>,
     /// Limit on each phase (default 300 s + 0.3 s per workload).
     #[arg(long)]
     timeout_seconds: Option<u64>,
@@ -417,8 +420,14 @@ async fn run(args: RunArgs) -> Result<bool, Error> {
     let create = phase(&probes, &tracker, &names, args.concurrency, limit, &peak, |name| {
         let api = api.clone();
         async move {
-            let object =
-                workload::manifest(controller, scenario, &name, args.replicas).map_err(kube::Error::SerdeError)?;
+            let object = workload::manifest(
+                controller,
+                scenario,
+                &name,
+                args.replicas,
+                args.progress_deadline_seconds,
+            )
+            .map_err(kube::Error::SerdeError)?;
             match api.create(&PostParams::default(), &object).await {
                 // A retry of a create that went through after all.
                 Err(kube::Error::Api(status)) if status.code == 409 => api.get(&name).await,

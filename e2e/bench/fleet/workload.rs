@@ -94,15 +94,17 @@ fn strategy(controller: Controller, scenario: Scenario) -> Value {
     }
 }
 
-/// Workload `name` at IMAGE_V1.
+/// Workload `name` at IMAGE_V1; `progress_deadline` (seconds) is set on every
+/// kind alike, or left to each kind's default (600 s for all three).
 pub fn manifest(
     controller: Controller,
     scenario: Scenario,
     name: &str,
     replicas: i32,
+    progress_deadline: Option<i32>,
 ) -> Result<DynamicObject, serde_json::Error> {
     let resource = controller.resource();
-    serde_json::from_value(json!({
+    let mut object = json!({
         "apiVersion": resource.api_version,
         "kind": resource.kind,
         "metadata": { "name": name },
@@ -112,7 +114,11 @@ pub fn manifest(
             "template": template(name, IMAGE_V1),
             "strategy": strategy(controller, scenario),
         }
-    }))
+    });
+    if let Some(seconds) = progress_deadline {
+        object["spec"]["progressDeadlineSeconds"] = json!(seconds);
+    }
+    serde_json::from_value(object)
 }
 
 /// The mass update: a merge patch that is the same for every kind.
