@@ -474,6 +474,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_round_that_changes_the_status_and_consumes_a_request_chains_its_preconditions() {
+        let mut fx = Fixture::new();
+        let release = rolling();
+        fx.cache(replica_set(&release, 1, 3, 3));
+        let mut release = with_control(fx.settled(release), json!({ "retry": true }));
+        // A recorded status the plan will correct, so this round writes it too.
+        release.status.as_mut().unwrap().message = Some("stale".into());
+        release.metadata.resource_version = Some("decided-on".into());
+        assert!(
+            !fx.plan(&release).keep_control,
+            "precondition: the plan acts on the retry now"
+        );
+        let mut written = release.clone();
+        written.metadata.resource_version = Some("answered-by-the-apply".into());
+        let scenario = vec![
+            event("Retried"),
+            Exchange::apply(&format!("{STATUS}?&force=true&fieldManager=serin"))
+                .body(move |body| {
+                    // The apply carries the version the round decided on ...
+                    assert_eq!(body["metadata"], json!({ "resourceVersion": "decided-on" }));
+                    assert_ne!(body["status"]["message"], "stale");
+                    assert!(body["status"].get("control").is_none(), "{body}");
+                })
+                .answer(&written),
+            // ... and the clear carries the one the apply answered, not the old one.
+            Exchange::merge_patch(&format!("{STATUS}?"))
+                .body(|body| {
+                    let precondition = json!({ "resourceVersion": "answered-by-the-apply" });
+                    assert_eq!(
+                        body,
+                        &json!({ "metadata": precondition, "status": { "control": null } })
+                    );
+                })
+                .answer(&written),
+        ];
+        fx.server
+            .serve(scenario, reconcile(cached(&release), fx.ctx.clone()))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn a_control_request_the_plan_keeps_stays() {
         let mut fx = Fixture::new();
         let mut release = release(json!({ "canary": { "steps": [{ "setWeight": 50 }, { "pause": {} }] } }));
