@@ -4,12 +4,14 @@
 //! queries, URLs, headers, bodies and Job specs, escaped for each), `run`
 //! (when each metric is due, and what its measurements add up to) and
 //! `resolve` (a strategy's analysis, with its templates and Secrets, to the
-//! metrics to measure). The seam: `provider`, which the IO parts implement,
+//! metrics to measure), `rank_test` (the judge's Mann-Whitney U and
+//! Hodges-Lehmann shift, as scipy computes them). The seam: `provider`, which the IO parts implement,
 //! one file each: `prometheus`, `web` and `job`.
 pub mod condition;
 pub mod job;
 pub mod prometheus;
 pub mod provider;
+pub mod rank_test;
 pub mod resolve;
 pub mod run;
 pub mod template;
