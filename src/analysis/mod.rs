@@ -5,7 +5,8 @@
 //! (when each metric is due, and what its measurements add up to) and
 //! `resolve` (a strategy's analysis, with its templates and Secrets, to the
 //! metrics to measure), `rank_test` (the judge's Mann-Whitney U and
-//! Hodges-Lehmann shift, as scipy computes them). The seam: `provider`, which the IO parts implement,
+//! Hodges-Lehmann shift, as scipy computes them), `sequential_test` (its
+//! anytime-valid test of two rates). The seam: `provider`, which the IO parts implement,
 //! one file each: `prometheus`, `web` and `job`.
 pub mod condition;
 pub mod job;
@@ -14,6 +15,9 @@ pub mod provider;
 pub mod rank_test;
 pub mod resolve;
 pub mod run;
+pub mod sequential_test;
+#[cfg(test)]
+mod simulation;
 pub mod template;
 pub mod web;
 

@@ -253,6 +253,42 @@ mod tests {
         assert_eq!(hodges_lehmann(&[3.0; 12], &[3.0; 12], 0.95).unwrap().estimate, 0.0);
     }
 
+    /// 2,000 seeded A/A canaries (the same lognormal latency on both sides):
+    /// how often the test says they differ at alpha 0.05; and A/B, +30%.
+    #[test]
+    fn aa_canaries_are_called_different_at_most_alpha() {
+        use crate::analysis::simulation::Rng;
+        const ALPHA: f64 = 0.05;
+        // The standard error of a rate of alpha measured over 2,000 canaries.
+        let simulation_error = (ALPHA * (1.0 - ALPHA) / 2000.0f64).sqrt();
+        let rate = |seed: u64, shift: f64, size: usize, alternative: Alternative| {
+            let mut rng = Rng::new(seed);
+            let mut sample = |scale: f64| (0..size).map(|_| scale * rng.lognormal(0.5)).collect::<Vec<_>>();
+            let called = (0..2000)
+                .filter(|_| {
+                    let (x, y) = (sample(shift), sample(1.0));
+                    mann_whitney(&x, &y, alternative).unwrap().p_value < ALPHA
+                })
+                .count();
+            called as f64 / 2000.0
+        };
+        for (size, alternative) in [
+            (6, Alternative::TwoSided),
+            (30, Alternative::TwoSided),
+            (30, Alternative::Greater),
+            (120, Alternative::TwoSided),
+        ] {
+            let false_alarms = rate(21, 1.0, size, alternative);
+            println!("A/A, {size} samples a side, {alternative:?}: false alarms {false_alarms:.4}");
+            // A test of size exactly alpha measures above alpha in about half
+            // of all seeds: allow the simulation's own error, two standard errors.
+            assert!(false_alarms <= ALPHA + 2.0 * simulation_error, "{false_alarms}");
+        }
+        let power = rate(22, 1.3, 60, Alternative::Greater);
+        println!("A/B +30%, 60 samples a side, Greater: power {power:.4}");
+        assert!(power >= 0.8, "{power}");
+    }
+
     proptest::proptest! {
         /// Swapping the samples mirrors U, the one-sided p-values and the shift.
         #[test]
