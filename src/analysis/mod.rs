@@ -6,10 +6,12 @@
 //! `resolve` (a strategy's analysis, with its templates and Secrets, to the
 //! metrics to measure), `rank_test` (the judge's Mann-Whitney U and
 //! Hodges-Lehmann shift, as scipy computes them), `sequential_test` (its
-//! anytime-valid test of two rates). The seam: `provider`, which the IO parts implement,
+//! anytime-valid test of two rates) and `judgement` (its metrics classified
+//! and scored). The seam: `provider`, which the IO parts implement,
 //! one file each: `prometheus`, `web` and `job`.
 pub mod condition;
 pub mod job;
+pub mod judgement;
 pub mod prometheus;
 pub mod provider;
 pub mod rank_test;
