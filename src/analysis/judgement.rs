@@ -14,7 +14,8 @@ pub struct Rule {
     pub allowed_increase: f64,
     /// Below which a lower canary counts (0.9: 10% less).
     pub allowed_decrease: f64,
-    /// A High past `critical_increase` fails the whole analysis.
+    /// A failing High past `critical_increase`, or any failing Low (there is
+    /// no critical decrease), fails the whole analysis.
     pub critical: bool,
     pub critical_increase: f64,
     pub nan_strategy: NanStrategy,
@@ -57,7 +58,9 @@ pub struct MetricJudgement {
     pub failed: bool,
     /// Failed, critical, and past `critical_increase`: the analysis fails.
     pub critical_failure: bool,
-    /// The canary's mean over the baseline's (NaN without data or with a zero baseline mean).
+    /// The canary's mean over the baseline's (NaN without data or when both
+    /// means are 0). A ratio: for metrics that are never negative (latencies,
+    /// rates, counts).
     pub ratio: f64,
     pub shift: Option<f64>,
     pub interval: Option<(f64, f64)>,
