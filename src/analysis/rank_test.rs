@@ -115,11 +115,7 @@ fn normal_sf(u: f64, n1: f64, n2: f64, ties: &[usize]) -> f64 {
         // Every value tied: no evidence either way (scipy: z = -inf, p = 1).
         return 1.0;
     }
-    standard_normal().sf(numerator / s)
-}
-
-fn standard_normal() -> Normal {
-    Normal::standard()
+    Normal::standard().sf(numerator / s)
 }
 
 /// The Hodges-Lehmann estimate of how far x is shifted from y, with its
@@ -150,7 +146,7 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64], confidence: f64) -> Option<Shift> {
         (differences[count / 2 - 1] + differences[count / 2]) / 2.0
     };
     let (m, n) = (x.len() as f64, y.len() as f64);
-    let z = standard_normal().inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
+    let z = Normal::standard().inverse_cdf(1.0 - (1.0 - confidence) / 2.0);
     let k = (m * n / 2.0 - z * (m * n * (m + n + 1.0) / 12.0).sqrt()).round();
     let interval = (k >= 1.0).then(|| {
         let k = k as usize;

@@ -72,12 +72,16 @@ pub fn sequential(intervals: &[Interval], alpha: f64, direction: Direction) -> O
     let mut log_ratios = vec![0.0; ratios.len()];
     let mut crossed_at = None;
     let mut intervals_used = 0;
+    // The intervals used, added up, for the pooled rates.
+    let mut pooled = [0.0; 4];
     for (index, interval) in intervals.iter().enumerate() {
         let (c, b) = (interval.canary_total, interval.baseline_total);
         if c <= 0.0 || b <= 0.0 {
             continue;
         }
         intervals_used += 1;
+        let counts = [interval.canary_events, c, interval.baseline_events, b];
+        pooled.iter_mut().zip(counts).for_each(|(sum, count)| *sum += count);
         let (a, s) = (
             interval.canary_events,
             interval.canary_events + interval.baseline_events,
@@ -91,15 +95,8 @@ pub fn sequential(intervals: &[Interval], alpha: f64, direction: Direction) -> O
             crossed_at = Some(index);
         }
     }
-    let sum = |f: fn(&Interval) -> f64| {
-        intervals
-            .iter()
-            .filter(|i| i.canary_total > 0.0 && i.baseline_total > 0.0)
-            .map(f)
-            .sum::<f64>()
-    };
-    let canary_rate = sum(|i| i.canary_events) / sum(|i| i.canary_total);
-    let baseline_rate = sum(|i| i.baseline_events) / sum(|i| i.baseline_total);
+    let canary_rate = pooled[0] / pooled[1];
+    let baseline_rate = pooled[2] / pooled[3];
     Some(Sequential {
         log_evidence: log_sum_exp(&log_ratios) + log_weight,
         crossed_at,
