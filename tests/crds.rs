@@ -735,7 +735,7 @@ fn cel_accepts_exactly_one_provider_and_args() {
 
 #[test]
 fn cel_rejects_zero_or_several_providers() {
-    let message = "provider must set exactly one of prometheus, web or job";
+    let message = "provider must set exactly one of prometheus, web, job or judge";
     let bad = [
         provider(&[]),
         provider(&[prometheus(), web()]),

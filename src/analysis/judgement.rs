@@ -115,11 +115,11 @@ pub fn classify(canary: &[f64], baseline: &[f64], rule: &Rule) -> MetricJudgemen
 }
 
 /// The ratio is past the limit, or undefined (both means 0): not within it.
-fn above(ratio: f64, limit: f64) -> bool {
+pub(super) fn above(ratio: f64, limit: f64) -> bool {
     !matches!(ratio.partial_cmp(&limit), Some(Ordering::Less | Ordering::Equal))
 }
 
-fn below(ratio: f64, limit: f64) -> bool {
+pub(super) fn below(ratio: f64, limit: f64) -> bool {
     !matches!(ratio.partial_cmp(&limit), Some(Ordering::Greater | Ordering::Equal))
 }
 

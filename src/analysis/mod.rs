@@ -8,9 +8,10 @@
 //! Hodges-Lehmann shift, as scipy computes them), `sequential_test` (its
 //! anytime-valid test of two rates) and `judgement` (its metrics classified
 //! and scored). The seam: `provider`, which the IO parts implement,
-//! one file each: `prometheus`, `web` and `job`.
+//! one file each: `prometheus`, `web`, `job` and `judge`.
 pub mod condition;
 pub mod job;
+pub mod judge;
 pub mod judgement;
 pub mod prometheus;
 pub mod provider;
@@ -23,7 +24,7 @@ mod simulation;
 pub mod template;
 pub mod web;
 
-pub use provider::{Env, Outcome, Provider, SecretKey, SecretValues, Secrets};
+pub use provider::{Compared, Env, Outcome, Provider, SecretKey, SecretValues, Secrets};
 
 use crate::api;
 
@@ -31,8 +32,16 @@ use crate::api;
 /// one is its file above and one entry here (the destructuring has no `..`, so
 /// a field added to `api::Provider` does not compile until it has its entry).
 pub fn provider(spec: &api::Provider) -> Option<&dyn Provider> {
-    let api::Provider { prometheus, web, job } = spec;
-    [set(prometheus), set(web), set(job)].into_iter().flatten().next()
+    let api::Provider {
+        prometheus,
+        web,
+        job,
+        judge,
+    } = spec;
+    [set(prometheus), set(web), set(job), set(judge)]
+        .into_iter()
+        .flatten()
+        .next()
 }
 
 fn set<P: Provider>(field: &Option<P>) -> Option<&dyn Provider> {
@@ -54,5 +63,8 @@ pub fn check_metric(metric: &crate::api::Metric) -> Result<(), String> {
     run::interval(metric)?;
     run::initial_delay(metric)?;
     run::timeout(metric)?;
+    if let Some(provider) = provider(&metric.provider) {
+        provider.check()?;
+    }
     Ok(())
 }

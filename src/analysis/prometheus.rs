@@ -12,7 +12,7 @@ use super::ProviderError;
 use super::provider::{Env, Outcome, Provider, SecretKey, SecretValues, Secrets};
 use super::template::{self, Args};
 use super::web::{describe_url, header_map, headers, number, send};
-use crate::api::{self, PrometheusProvider};
+use crate::api::{self, Authentication, PrometheusProvider};
 
 impl Provider for PrometheusProvider {
     fn name(&self) -> &'static str {
@@ -33,35 +33,11 @@ impl Provider for PrometheusProvider {
     }
 
     fn secret_keys(&self) -> Vec<SecretKey> {
-        let mut keys = Vec::new();
-        let Some(auth) = &self.authentication else { return keys };
-        if let Some(r) = &auth.bearer_token {
-            keys.push((r.name.clone(), r.key.clone()));
-        }
-        if let Some(name) = &auth.basic_auth_secret {
-            keys.push((name.clone(), "username".into()));
-            keys.push((name.clone(), "password".into()));
-        }
-        keys
+        auth_secret_keys(self.authentication.as_ref())
     }
 
     fn check_secrets(&self, secrets: &Secrets) -> Result<(), String> {
-        let Some(auth) = &self.authentication else {
-            return Ok(());
-        };
-        let lookup = |name: &str, key: &str| secrets.get(&(name.to_string(), key.to_string()));
-        if let Some(r) = &auth.bearer_token
-            && let Some(None) = lookup(&r.name, &r.key)
-        {
-            return Err(format!("Secret {:?} has no key {:?}", r.name, r.key));
-        }
-        if let Some(name) = &auth.basic_auth_secret {
-            match (lookup(name, "username"), lookup(name, "password")) {
-                (Some(Some(_)), Some(Some(_))) | (None, _) | (_, None) => {}
-                _ => return Err(format!("Secret {name:?} needs keys \"username\" and \"password\"")),
-            }
-        }
-        Ok(())
+        check_auth_secrets(self.authentication.as_ref(), secrets)
     }
 
     fn timeout(&self) -> Option<&str> {
@@ -70,7 +46,7 @@ impl Provider for PrometheusProvider {
 
     fn measure<'a>(&'a self, env: &'a Env<'a>) -> BoxFuture<'a, Result<Outcome, kube::Error>> {
         Box::pin(async move {
-            let credentials = self.credentials(env.secrets);
+            let credentials = credentials(self.authentication.as_ref(), env.secrets);
             let headers = headers(&self.headers);
             let result = query(
                 env.http,
@@ -86,21 +62,53 @@ impl Provider for PrometheusProvider {
     }
 }
 
-impl PrometheusProvider {
-    /// Its authentication, with the values read from its Secrets.
-    fn credentials(&self, secrets: &SecretValues) -> Credentials {
-        let Some(auth) = &self.authentication else {
-            return Credentials::default();
-        };
-        let bearer_token = auth.bearer_token.as_ref().and_then(|r| secrets.get(&r.name, &r.key));
-        let basic = auth.basic_auth_secret.as_ref().and_then(|name| {
-            let user = secrets.get(name, "username")?;
-            Some((user.to_owned(), secrets.get(name, "password")?.to_owned()))
-        });
-        Credentials {
-            bearer_token: bearer_token.map(str::to_owned),
-            basic,
+/// The Secret keys `auth` reads: a bearer token, or basic auth's username and password.
+pub fn auth_secret_keys(auth: Option<&Authentication>) -> Vec<SecretKey> {
+    let mut keys = Vec::new();
+    let Some(auth) = auth else { return keys };
+    if let Some(r) = &auth.bearer_token {
+        keys.push((r.name.clone(), r.key.clone()));
+    }
+    if let Some(name) = &auth.basic_auth_secret {
+        keys.push((name.clone(), "username".into()));
+        keys.push((name.clone(), "password".into()));
+    }
+    keys
+}
+
+/// Err when a key `auth` needs was looked for and is not there.
+pub fn check_auth_secrets(auth: Option<&Authentication>, secrets: &Secrets) -> Result<(), String> {
+    let Some(auth) = auth else {
+        return Ok(());
+    };
+    let lookup = |name: &str, key: &str| secrets.get(&(name.to_string(), key.to_string()));
+    if let Some(r) = &auth.bearer_token
+        && let Some(None) = lookup(&r.name, &r.key)
+    {
+        return Err(format!("Secret {:?} has no key {:?}", r.name, r.key));
+    }
+    if let Some(name) = &auth.basic_auth_secret {
+        match (lookup(name, "username"), lookup(name, "password")) {
+            (Some(Some(_)), Some(Some(_))) | (None, _) | (_, None) => {}
+            _ => return Err(format!("Secret {name:?} needs keys \"username\" and \"password\"")),
         }
+    }
+    Ok(())
+}
+
+/// `auth`, with the values read from its Secrets.
+pub fn credentials(auth: Option<&Authentication>, secrets: &SecretValues) -> Credentials {
+    let Some(auth) = auth else {
+        return Credentials::default();
+    };
+    let bearer_token = auth.bearer_token.as_ref().and_then(|r| secrets.get(&r.name, &r.key));
+    let basic = auth.basic_auth_secret.as_ref().and_then(|name| {
+        let user = secrets.get(name, "username")?;
+        Some((user.to_owned(), secrets.get(name, "password")?.to_owned()))
+    });
+    Credentials {
+        bearer_token: bearer_token.map(str::to_owned),
+        basic,
     }
 }
 
@@ -140,50 +148,125 @@ pub async fn query(
     headers: &[(String, String)],
     credentials: &Credentials,
 ) -> Result<Value, ProviderError> {
-    let base = Url::parse(address).map_err(|e| ProviderError(format!("invalid Prometheus address: {e}")))?;
-    let target = format!("prometheus at {}", describe_url(&base));
-    // Joined as text so a path prefix (a Prometheus behind a proxy) is kept.
-    let mut url = Url::parse(&format!("{}/api/v1/query", base.as_str().trim_end_matches('/')))
-        .map_err(|e| ProviderError(format!("invalid Prometheus address: {e}")))?;
-    url.query_pairs_mut().append_pair("query", query);
-
-    let mut builder = http.get(url).headers(header_map(headers)?);
-    builder = match credentials {
-        Credentials {
-            bearer_token: Some(_),
-            basic: Some(_),
-        } => {
-            return Err(ProviderError("set a bearer token or basic auth, not both".into()));
-        }
-        // Both helpers mark the Authorization header sensitive.
-        Credentials {
-            bearer_token: Some(token),
-            ..
-        } => builder.bearer_auth(token),
-        Credentials {
-            basic: Some((user, password)),
-            ..
-        } => builder.basic_auth(user, Some(password)),
-        Credentials { .. } => builder,
+    let server = Server {
+        http,
+        address,
+        timeout,
+        headers,
+        credentials,
     };
-
-    let (status, body) = send(builder, timeout, &target).await?;
-    let answer: Option<Answer> = serde_json::from_slice(&body).ok();
-    if !status.is_success() {
-        let detail = answer.map(|a| format!(": {}", a.error_text())).unwrap_or_default();
-        return Err(ProviderError(format!("{target}: HTTP {status}{detail}")));
-    }
-    let answer = answer.ok_or_else(|| ProviderError(format!("{target}: the answer is not Prometheus API JSON")))?;
-    if answer.status != "success" {
-        return Err(ProviderError(format!(
-            "{target}: query failed: {}",
-            answer.error_text()
-        )));
-    }
-    let data = answer
-        .data
-        .ok_or_else(|| ProviderError(format!("{target}: the answer has no data")))?;
+    let (target, data) = server.call("query", &[("query", query.to_string())]).await?;
     result(&data).map_err(|e| ProviderError(format!("{target}: {e}")))
+}
+
+/// A Prometheus server and how to reach it.
+pub struct Server<'a> {
+    pub http: &'a reqwest::Client,
+    pub address: &'a str,
+    pub timeout: Duration,
+    pub headers: &'a [(String, String)],
+    pub credentials: &'a Credentials,
+}
+
+/// One series of a range query: (Unix seconds, value) pairs, NaN kept as NaN.
+pub type Series = Vec<(f64, f64)>;
+
+impl Server<'_> {
+    /// Runs a range query: GET {address}/api/v1/query_range, every `step` from
+    /// `start` to `end` (Unix seconds). Its series, in response order; errors
+    /// as [`query`]'s.
+    pub async fn query_range(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: Duration,
+    ) -> Result<Vec<Series>, ProviderError> {
+        let params = [
+            ("query", query.to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", format!("{}s", step.as_secs().max(1))),
+        ];
+        let (target, data) = self.call("query_range", &params).await?;
+        matrix(&data).map_err(|e| ProviderError(format!("{target}: {e}")))
+    }
+
+    /// GET {address}/api/v1/{path}?params: the answer's data, with the
+    /// target's description for messages.
+    async fn call(&self, path: &str, params: &[(&str, String)]) -> Result<(String, Data), ProviderError> {
+        let base = Url::parse(self.address).map_err(|e| ProviderError(format!("invalid Prometheus address: {e}")))?;
+        let target = format!("prometheus at {}", describe_url(&base));
+        // Joined as text so a path prefix (a Prometheus behind a proxy) is kept.
+        let mut url = Url::parse(&format!("{}/api/v1/{path}", base.as_str().trim_end_matches('/')))
+            .map_err(|e| ProviderError(format!("invalid Prometheus address: {e}")))?;
+        url.query_pairs_mut()
+            .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
+
+        let mut builder = self.http.get(url).headers(header_map(self.headers)?);
+        builder = match self.credentials {
+            Credentials {
+                bearer_token: Some(_),
+                basic: Some(_),
+            } => {
+                return Err(ProviderError("set a bearer token or basic auth, not both".into()));
+            }
+            // Both helpers mark the Authorization header sensitive.
+            Credentials {
+                bearer_token: Some(token),
+                ..
+            } => builder.bearer_auth(token),
+            Credentials {
+                basic: Some((user, password)),
+                ..
+            } => builder.basic_auth(user, Some(password)),
+            Credentials { .. } => builder,
+        };
+
+        let (status, body) = send(builder, self.timeout, &target).await?;
+        let answer: Option<Answer> = serde_json::from_slice(&body).ok();
+        if !status.is_success() {
+            let detail = answer.map(|a| format!(": {}", a.error_text())).unwrap_or_default();
+            return Err(ProviderError(format!("{target}: HTTP {status}{detail}")));
+        }
+        let answer = answer.ok_or_else(|| ProviderError(format!("{target}: the answer is not Prometheus API JSON")))?;
+        if answer.status != "success" {
+            return Err(ProviderError(format!(
+                "{target}: query failed: {}",
+                answer.error_text()
+            )));
+        }
+        let data = answer
+            .data
+            .ok_or_else(|| ProviderError(format!("{target}: the answer has no data")))?;
+        Ok((target, data))
+    }
+}
+
+/// A matrix is a list of `{metric, values: [[time, "value"], ...]}`.
+fn matrix(data: &Data) -> Result<Vec<Series>, String> {
+    if data.result_type != "matrix" {
+        return Err(format!("a range query answered with a {} result", data.result_type));
+    }
+    let parse = |pair: &Value| -> Result<(f64, f64), String> {
+        let time = pair.get(0).and_then(Value::as_f64).ok_or("a sample has no time")?;
+        let value = pair
+            .get(1)
+            .and_then(Value::as_str)
+            .and_then(|text| text.parse::<f64>().ok())
+            .ok_or("a sample value is not a number")?;
+        Ok((time, value))
+    };
+    data.result
+        .as_array()
+        .ok_or("the matrix result is not a list")?
+        .iter()
+        .map(|series| match series.get("values").and_then(Value::as_array) {
+            Some(values) => values.iter().map(parse).collect(),
+            None if series.get("histograms").is_some() => Err("native histogram samples are not supported".into()),
+            None => Err("a matrix series has no values".into()),
+        })
+        .collect()
 }
 
 /// The fields of the Prometheus HTTP API envelope that matter here.

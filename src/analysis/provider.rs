@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use k8s_openapi::jiff::Timestamp;
 
 use super::ProviderError;
 use super::template::Args;
@@ -49,6 +50,12 @@ pub trait Provider: Sync {
         Ok(())
     }
 
+    /// Checks what can be checked before measuring (its own durations): Err
+    /// says what is wrong, for InvalidSpec.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Its `timeout` field as written, if it has one (`run::timeout` parses it).
     fn timeout(&self) -> Option<&str> {
         None
@@ -82,6 +89,21 @@ pub struct Env<'a> {
     pub timeout: Duration,
     /// The values of its [`Provider::secret_keys`].
     pub secrets: &'a SecretValues,
+    pub now: Timestamp,
+    /// What a comparison (the judge) compares.
+    pub compared: &'a Compared,
+}
+
+/// The two sides of a comparison: the canary (the current template's
+/// revision) and the stable revision, or the baseline pods that stand for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Compared {
+    /// When the analysis started: where the comparison's window opens.
+    pub since: Timestamp,
+    pub canary_revision: String,
+    pub stable_revision: String,
+    /// Baseline pods (`serin.dev/role: baseline`) run for this analysis.
+    pub baseline_pods: bool,
 }
 
 /// What a measurement came to.
@@ -99,6 +121,13 @@ pub enum Outcome {
     Started(String),
     /// Still running: nothing to record yet.
     Running,
+    /// A value for the metric's conditions, shown as `shown`; without
+    /// conditions the provider's own `phase` (the judge's verdict) stands.
+    Scored {
+        value: serde_json::Value,
+        shown: String,
+        phase: MeasurementPhase,
+    },
 }
 
 impl From<Result<serde_json::Value, ProviderError>> for Outcome {
@@ -148,6 +177,7 @@ pub(super) mod test_env {
         pub kube: kube::Client,
         pub release: Release,
         pub secrets: SecretValues,
+        pub compared: super::Compared,
     }
 
     impl TestEnv {
@@ -171,6 +201,7 @@ pub(super) mod test_env {
                 kube: kube::Client::try_from(config).unwrap(),
                 release,
                 secrets,
+                compared: super::Compared::default(),
             }
         }
 
@@ -183,6 +214,8 @@ pub(super) mod test_env {
                 number: 1,
                 timeout: std::time::Duration::from_secs(5),
                 secrets: &self.secrets,
+                now: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                compared: &self.compared,
             }
         }
     }

@@ -24,12 +24,26 @@ pub type Args = BTreeMap<String, String>;
 /// any other value is an Err naming the arg. The value is shown in that Err
 /// unless its name is in `secret` (read from a Secret).
 pub fn promql(query: &str, args: &Args, secret: &BTreeSet<String>) -> Result<String, String> {
-    let placeholders = scan(query)?;
+    promql_in(ARGS, query, args, secret)
+}
+
+/// The judge's per-side placeholders, `{{judge.NAME}}`, in a query whose args
+/// are already in, escaped as [`promql`] escapes args.
+pub fn judge_promql(query: &str, values: &Args) -> Result<String, String> {
+    promql_in(JUDGE, query, values, &BTreeSet::new())
+}
+
+/// Placeholders `{{args.NAME}}`, and the judge's `{{judge.NAME}}`.
+const ARGS: &str = "args";
+const JUDGE: &str = "judge";
+
+fn promql_in(scope: &str, query: &str, args: &Args, secret: &BTreeSet<String>) -> Result<String, String> {
+    let placeholders = scan(query, scope)?;
     if placeholders.is_empty() {
         return Ok(query.to_string());
     }
     let lexed = lex_promql(query)?;
-    render(query, &placeholders, args, |p, value| {
+    render(query, &placeholders, scope, args, |p, value| {
         if lexed.escaped.contains(&p.start) {
             // `"\{{args.x}}"` would let the template's backslash pair up with
             // the escape we add and end the string.
@@ -133,7 +147,7 @@ pub fn is_duration(value: &str) -> bool {
 /// URL: values are percent-encoded, keeping only RFC 3986 unreserved
 /// characters, so a value cannot add path segments, query params or fragments.
 pub fn url(url: &str, args: &Args) -> Result<String, String> {
-    render(url, &scan(url)?, args, |_, value| {
+    render(url, &scan(url, ARGS)?, ARGS, args, |_, value| {
         Ok(utf8_percent_encode(value, URL_ENCODED).to_string())
     })
 }
@@ -141,7 +155,7 @@ pub fn url(url: &str, args: &Args) -> Result<String, String> {
 /// Header values: substituted verbatim, but a value with CR, LF or NUL is an
 /// Err (header injection).
 pub fn header_value(value: &str, args: &Args) -> Result<String, String> {
-    render(value, &scan(value)?, args, |p, v| {
+    render(value, &scan(value, ARGS)?, ARGS, args, |p, v| {
         if v.contains(['\r', '\n', '\0']) {
             Err(format!(
                 "arg {:?} contains CR, LF or NUL, which cannot go into a header value ({})",
@@ -173,7 +187,7 @@ pub fn json_tree(value: &serde_json::Value, args: &Args) -> Result<serde_json::V
 
 /// A non-JSON text body: verbatim substitution.
 pub fn text(text: &str, args: &Args) -> Result<String, String> {
-    render(text, &scan(text)?, args, |_, value| Ok(value.to_string()))
+    render(text, &scan(text, ARGS)?, ARGS, args, |_, value| Ok(value.to_string()))
 }
 
 /// Everything but RFC 3986 unreserved characters (ALPHA / DIGIT / - . _ ~).
@@ -207,9 +221,9 @@ fn trim_blanks(s: &str) -> &str {
 }
 
 /// Parses a placeholder at `start`, where `text` has `{{`.
-fn parse_at(text: &str, start: usize) -> Parsed<'_> {
+fn parse_at<'t>(text: &'t str, start: usize, scope: &str) -> Parsed<'t> {
     let inner = trim_blanks(&text[start + 2..]);
-    let Some(after_args) = inner.strip_prefix("args") else {
+    let Some(after_args) = inner.strip_prefix(scope) else {
         return Parsed::NotOurs;
     };
     // `{{argsfoo}}` is someone else's syntax; `{{args}}`, `{{args .x}}` are typos of ours.
@@ -237,12 +251,12 @@ fn parse_at(text: &str, start: usize) -> Parsed<'_> {
 }
 
 /// All placeholders of a template, in order; Err for a malformed one.
-fn scan(text: &str) -> Result<Vec<Placeholder<'_>>, String> {
+fn scan<'t>(text: &'t str, scope: &str) -> Result<Vec<Placeholder<'t>>, String> {
     let mut found = Vec::new();
     let mut at = 0;
     while let Some(offset) = text[at..].find("{{") {
         let start = at + offset;
-        match parse_at(text, start) {
+        match parse_at(text, start, scope) {
             Parsed::Placeholder(p) => {
                 at = p.end;
                 found.push(p);
@@ -250,7 +264,7 @@ fn scan(text: &str) -> Result<Vec<Placeholder<'_>>, String> {
             Parsed::Malformed => {
                 let shown: String = text[start..].chars().take(40).collect();
                 return Err(format!(
-                    "malformed placeholder at {shown:?}: write {{{{args.NAME}}}}, NAME of letters, digits, '_', '.', '-'"
+                    "malformed placeholder at {shown:?}: write {{{{{scope}.NAME}}}}, NAME of letters, digits, '_', '.', '-'"
                 ));
             }
             // `start + 1` is a char boundary: `{` is one byte.
@@ -264,15 +278,17 @@ fn scan(text: &str) -> Result<Vec<Placeholder<'_>>, String> {
 fn render(
     template: &str,
     placeholders: &[Placeholder<'_>],
+    scope: &str,
     args: &Args,
     mut value_for: impl FnMut(&Placeholder<'_>, &str) -> Result<String, String>,
 ) -> Result<String, String> {
     let mut out = String::with_capacity(template.len());
     let mut at = 0;
     for p in placeholders {
-        let value = args
-            .get(p.name)
-            .ok_or_else(|| format!("unknown arg {{{{args.{}}}}}", p.name))?;
+        let value = args.get(p.name).ok_or_else(|| match scope {
+            ARGS => format!("unknown arg {{{{args.{}}}}}", p.name),
+            _ => format!("unknown placeholder {{{{{scope}.{}}}}}", p.name),
+        })?;
         out.push_str(&template[at..p.start]);
         out.push_str(&value_for(p, value)?);
         at = p.end;

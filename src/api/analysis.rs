@@ -6,6 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::credentials::{Authentication, Header, SecretKeyRef};
 use super::schema::{METRICS_MAX, exactly_one_of};
 
 /// Reusable metrics, in one namespace.
@@ -64,14 +65,6 @@ pub struct ArgValueFrom {
     pub secret_key_ref: SecretKeyRef,
 }
 
-/// A key of a Secret in the Release's own namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretKeyRef {
-    pub name: String,
-    pub key: String,
-}
-
 /// One metric, measured `count` times (or until the rollout ends) every `interval`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -117,9 +110,9 @@ fn default_consecutive_error_limit() -> i32 {
 
 /// The JSON name of each field of `Provider`, one per provider. A test
 /// checks it against the struct.
-const PROVIDER_FIELDS: [&str; 3] = ["prometheus", "web", "job"];
+const PROVIDER_FIELDS: [&str; 4] = ["prometheus", "web", "job", "judge"];
 
-/// Exactly one provider: `provider must set exactly one of prometheus, web or job`.
+/// Exactly one provider: `provider must set exactly one of prometheus, web, job or judge`.
 fn exactly_one_provider() -> Rule {
     exactly_one_of(&PROVIDER_FIELDS, "provider must set")
 }
@@ -137,6 +130,8 @@ pub struct Provider {
     pub web: Option<WebProvider>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobProvider>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<super::judge::JudgeProvider>,
 }
 
 /// An instant PromQL query. `result` is a number for a scalar, a list of
@@ -154,25 +149,6 @@ pub struct PrometheusProvider {
     pub headers: Vec<Header>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<Authentication>,
-}
-
-/// Credentials read from a Secret in the Release's namespace; never logged.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Authentication {
-    /// A bearer token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bearer_token: Option<SecretKeyRef>,
-    /// Basic auth: `username` and `password` keys of this Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub basic_auth_secret: Option<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Header {
-    pub name: String,
-    pub value: String,
 }
 
 /// An HTTP request; `result` is the JSON response, or the value at `jsonPath`.

@@ -12,6 +12,8 @@ use super::canary::TemplateAnalysis;
         .message("spec.strategy.blueGreen.previewService must differ from activeService"),
     validation = Rule::new("self.autoPromotionEnabled || !has(self.autoPromotionSeconds)")
         .message("spec.strategy.blueGreen.autoPromotionSeconds needs autoPromotionEnabled"),
+    validation = Rule::new("!has(self.postPromotionAnalysis) || !has(self.postPromotionAnalysis.baselinePods) || !self.postPromotionAnalysis.baselinePods")
+        .message("spec.strategy.blueGreen.postPromotionAnalysis cannot run baseline pods: after the switch the new revision is the stable one"),
 )]
 pub struct BlueGreenStrategy {
     /// Service that takes production traffic; serin points it at the active revision.

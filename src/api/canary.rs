@@ -125,6 +125,13 @@ pub struct TemplateAnalysis {
     /// Values for the templates' args.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<Arg>,
+    /// Run baseline pods while this analysis runs: a ReplicaSet of the stable
+    /// template at the canary's size, its pods labelled `serin.dev/role:
+    /// baseline`, for a judge to compare the canary with pods as young as
+    /// its own. Removed when the analysis ends. Not for post-promotion
+    /// analysis, where the canary is the stable revision.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub baseline_pods: bool,
 }
 
 impl TemplateAnalysis {

@@ -3,8 +3,10 @@ mod analysis;
 mod bluegreen;
 pub mod canary;
 mod crd;
+mod credentials;
 mod int_or_percent;
 mod invalid;
+pub mod judge;
 mod release;
 pub mod schema;
 pub mod validation;
@@ -17,9 +19,13 @@ pub use canary::{
     SetCanaryScale, TrafficRouting,
 };
 pub use crd::{crd_files, crds, crds_yaml};
+pub use credentials::{Authentication, Header, SecretKeyRef};
 pub use int_or_percent::IntOrPercent;
 pub use int_or_percent::{MAX_UNAVAILABLE_MESSAGE, MAX_UNAVAILABLE_RULE};
 pub use invalid::Invalid;
+pub use judge::{
+    JUDGE_SAMPLES_MAX, JudgeDirection, JudgeGroup, JudgeMetric, JudgeProvider, NanStrategy, SequentialCounts,
+};
 pub use release::{
     BlueGreenStatus, CanaryStatus, Control, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy,
 };
@@ -33,5 +39,10 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "serin";
 /// Label carrying the pod template hash of a revision.
 pub const REVISION_LABEL: &str = "serin.dev/revision";
+/// Label on baseline pods (and their ReplicaSet): `baseline`.
+pub const ROLE_LABEL: &str = "serin.dev/role";
+pub const BASELINE_ROLE: &str = "baseline";
+/// Label on the baseline ReplicaSet naming the stable revision it runs.
+pub const BASELINE_OF_LABEL: &str = "serin.dev/baseline-of";
 /// Annotation with a ReplicaSet's revision number, increasing per Release.
 pub const REVISION_NUMBER_ANNOTATION: &str = "serin.dev/revision-number";

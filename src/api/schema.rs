@@ -34,7 +34,7 @@ pub const MATCH_LABELS_MAX: u64 = 64;
 
 /// The most metrics an analysis (a template, or a strategy's inline metrics)
 /// may have. Without a bound the apiserver estimates the cost of the rule on
-/// each metric's provider (exactly one of prometheus, web or job) over the
+/// each metric's provider (exactly one of prometheus, web, job or judge) over the
 /// largest list a request could hold, at about 7 times its budget, and refuses
 /// the CRD.
 pub const METRICS_MAX: u64 = 20;

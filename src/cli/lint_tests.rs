@@ -155,6 +155,7 @@ fn controller_verdict(release: &Release, cluster: &Cluster) -> Option<String> {
     let plan = plan::plan(&Observed {
         release: &release,
         replica_sets: &replica_sets,
+        baseline: None,
         analysis,
         gate_analysis,
         traffic: Traffic::default(),

@@ -667,7 +667,7 @@ mod lint {
             // Issue 4: analysis.
             (
                 template(json!({ "name": "errors", "provider": {} })),
-                "exactly one of prometheus, web or job",
+                "exactly one of prometheus, web, job or judge",
             ),
             (
                 template(metric(json!({ "successCondition": "result[0] <" }))),
@@ -701,7 +701,7 @@ mod lint {
                 template(
                     json!({ "name": "errors", "provider": { "web": { "url": "http://x" }, "job": { "spec": { "template": {} } } } }),
                 ),
-                "exactly one of prometheus, web or job",
+                "exactly one of prometheus, web, job or judge",
             ),
             // Issue 5: canaries.
             (

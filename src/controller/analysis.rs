@@ -14,12 +14,12 @@ use kube::{Api, ResourceExt};
 
 use super::check::{self, Inputs, Rendered, Template, Which};
 use super::{Context, Error};
-use crate::analysis::{self, Env, Outcome, condition, run};
+use crate::analysis::{self, Compared, Env, Outcome, condition, run};
 use crate::api::{
     AnalysisStatus, AnalysisTemplate, ClusterAnalysisTemplate, Measurement, MeasurementPhase, Metric, MetricStatus,
     Release,
 };
-use crate::plan::{AnalysisInput, AnalysisRequest, AnalysisSlot, Verdict};
+use crate::plan::{self, AnalysisInput, AnalysisRequest, AnalysisSlot, Verdict};
 
 /// Takes the measurements of an analysis that are due at `now`.
 pub async fn advance(
@@ -52,6 +52,17 @@ pub async fn advance(
         })
         .collect();
     let started_at = analysis.started_at.0;
+    let compared = Compared {
+        since: started_at,
+        canary_revision: plan::revision::revision_of(&release.spec.template),
+        stable_revision: release
+            .status
+            .as_ref()
+            .and_then(|s| s.stable_revision.clone())
+            .unwrap_or_default(),
+        baseline_pods: plan::baseline_pods(&release.spec, request.slot),
+    };
+    let compared = &compared;
     let schedule: Vec<_> = metrics
         .iter()
         .zip(&statuses)
@@ -73,7 +84,13 @@ pub async fn advance(
             let Some(provider) = analysis::provider(&resolved.metric.provider) else {
                 return Ok(());
             };
-            if let Some(measurement) = measure(ctx, release, request.slot, provider, resolved, status, due).await? {
+            let taking = Taking {
+                slot: request.slot,
+                now,
+                compared,
+                due,
+            };
+            if let Some(measurement) = measure(ctx, release, provider, resolved, status, taking).await? {
                 ctx.metrics
                     .measured(provider.name(), &format!("{:?}", measurement.phase));
                 run::record(&resolved.metric, status, measurement);
@@ -156,19 +173,27 @@ pub(super) async fn fetch(ctx: &Context, release: &Release, which: Which) -> Res
     Ok(inputs)
 }
 
+/// What a round's measurement of one metric is taken with.
+struct Taking<'a> {
+    slot: AnalysisSlot,
+    now: Timestamp,
+    compared: &'a Compared,
+    /// The metric is due: measure it (a measurement in flight is read back either way).
+    due: bool,
+}
+
 /// Reads back a metric's measurement in flight, or else measures it when it
 /// is `due`.
 async fn measure(
     ctx: &Context,
     release: &Release,
-    slot: AnalysisSlot,
     provider: &dyn analysis::Provider,
     resolved: &Rendered,
     status: &mut MetricStatus,
-    due: bool,
+    taking: Taking<'_>,
 ) -> Result<Option<Measurement>, Error> {
     let metric = &resolved.metric;
-    let key = measurement_key(slot, &metric.name);
+    let key = measurement_key(taking.slot, &metric.name);
     let env = Env {
         http: &ctx.http,
         kube: &ctx.client,
@@ -177,11 +202,13 @@ async fn measure(
         number: status.count + 1,
         timeout: run::timeout(metric).unwrap_or(run::DEFAULT_TIMEOUT),
         secrets: &resolved.credentials,
+        now: taking.now,
+        compared: taking.compared,
     };
     let read_back = status.job.is_some();
     let outcome = match &status.job {
         Some(handle) => provider.read_back(&env, handle).await?,
-        None if due => provider.measure(&env).await?,
+        None if taking.due => provider.measure(&env).await?,
         None => return Ok(None),
     };
     let mut measured = match outcome {
@@ -193,6 +220,7 @@ async fn measure(
         Outcome::Value(value) => judged(metric, &value),
         Outcome::Error(error) => measurement(MeasurementPhase::Error, Some(error.0)),
         Outcome::Judged(phase, value) => measurement(phase, Some(value)),
+        Outcome::Scored { value, shown, phase } => scored(metric, &value, shown, phase),
     };
     status.job = None;
     // What a measurement in flight reports back (a Job's condition) is shown as is.
@@ -223,6 +251,18 @@ fn redact(mut text: String, secrets: &[String]) -> String {
 fn judged(metric: &Metric, value: &serde_json::Value) -> Measurement {
     match condition::judge(metric, value) {
         Ok(phase) => measurement(phase, Some(value.to_string())),
+        Err(error) => measurement(MeasurementPhase::Error, Some(error)),
+    }
+}
+
+/// The metric's conditions over `value` when it sets any, else the
+/// provider's `phase`; shown as `shown` either way.
+fn scored(metric: &Metric, value: &serde_json::Value, shown: String, phase: MeasurementPhase) -> Measurement {
+    if metric.success_condition.is_none() && metric.failure_condition.is_none() {
+        return measurement(phase, Some(shown));
+    }
+    match condition::judge(metric, value) {
+        Ok(phase) => measurement(phase, Some(shown)),
         Err(error) => measurement(MeasurementPhase::Error, Some(error)),
     }
 }

@@ -104,6 +104,7 @@ impl Fixture {
         plan::plan(&Observed {
             release,
             replica_sets: &observed,
+            baseline: None,
             analysis: None,
             gate_analysis: None,
             traffic: plan::Traffic::default(),

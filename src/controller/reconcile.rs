@@ -59,11 +59,12 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
     let release = &release;
     let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Timestamp::now();
-    let owned = owned_replica_sets(&ctx, release);
+    let (owned, baseline) = owned_replica_sets(&ctx, release);
     let observation = observe(&ctx, release, now).await?;
     let mut observed = Observed {
         release,
         replica_sets: &owned,
+        baseline,
         analysis: observation.analysis,
         gate_analysis: observation.gate_analysis,
         traffic: observation.traffic,
@@ -158,19 +159,26 @@ impl Cached for CacheView<'_> {
     }
 }
 
-/// The ReplicaSets this Release controls, from the cache.
-fn owned_replica_sets(ctx: &Context, release: &Release) -> Vec<plan::RevisionState> {
+/// The ReplicaSets this Release controls, from the cache: its revisions, and its baseline.
+fn owned_replica_sets(ctx: &Context, release: &Release) -> (Vec<plan::RevisionState>, Option<plan::BaselineState>) {
     let uid = release.uid();
-    ctx.replica_sets
+    let owned: Vec<_> = ctx
+        .replica_sets
         .state()
-        .iter()
+        .into_iter()
         .filter(|rs| {
             rs.owner_references()
                 .iter()
                 .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
         })
+        .collect();
+    let baseline = owned.iter().find_map(|rs| replicaset::observe_baseline(rs));
+    let revisions = owned
+        .iter()
+        .filter(|rs| replicaset::observe_baseline(rs).is_none())
         .filter_map(|rs| replicaset::observe_cached(rs))
-        .collect()
+        .collect();
+    (revisions, baseline)
 }
 
 /// What the plan reads besides the Release and its ReplicaSets.
@@ -263,6 +271,17 @@ async fn apply(
     for action in &plan.actions {
         match action {
             Action::Create { .. } => {} // created first, by `create`
+            Action::CreateBaseline {
+                stable,
+                revision,
+                replicas,
+            } => {
+                if let Some(written) =
+                    replicaset::create_baseline(replica_sets, release, stable, revision, *replicas).await?
+                {
+                    ctx.expectations.wrote(key, written);
+                }
+            }
             Action::Select { service, revision } => traffic::select(ctx, release, service, revision).await?,
             Action::SetWeight { canary } => traffic::set_weight(router, *canary).await?,
             Action::Scale { name, replicas } => {

@@ -11,10 +11,10 @@ use super::Error;
 use super::expectations::Written;
 use super::trim::CachedReplicaSet;
 use crate::api::{
-    FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RELEASE_LABEL, REVISION_LABEL, REVISION_NUMBER_ANNOTATION,
-    Release,
+    BASELINE_OF_LABEL, BASELINE_ROLE, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RELEASE_LABEL, REVISION_LABEL,
+    REVISION_NUMBER_ANNOTATION, ROLE_LABEL, Release,
 };
-use crate::plan::RevisionState;
+use crate::plan::{self, BaselineState, RevisionState};
 
 /// The ReplicaSet name of a revision.
 pub fn name(release: &Release, revision: &str) -> String {
@@ -141,6 +141,101 @@ fn clipped(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+/// The baseline ReplicaSet for `stable`, the ReplicaSet of `revision`: its pod
+/// template and selector, with `serin.dev/role: baseline` added to both, so
+/// that the stable Service (which selects the revision) sends baseline pods
+/// the stable pods' traffic, while the stable ReplicaSet never counts them
+/// (they have another controller). Its own labels carry no revision, so it is
+/// never read back as a revision. None when `stable` has no template.
+pub fn build_baseline(release: &Release, stable: &ReplicaSet, revision: &str, replicas: i32) -> Option<ReplicaSet> {
+    let spec = stable.spec.as_ref()?;
+    let mut template = spec.template.clone()?;
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(ROLE_LABEL.into(), BASELINE_ROLE.into());
+    let mut selector = spec.selector.clone();
+    selector
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .insert(ROLE_LABEL.into(), BASELINE_ROLE.into());
+    let release_name = release.metadata.name.clone().unwrap_or_default();
+    let labels = BTreeMap::from([
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+        (RELEASE_LABEL.to_string(), release_name.clone()),
+        (ROLE_LABEL.to_string(), BASELINE_ROLE.to_string()),
+        (BASELINE_OF_LABEL.to_string(), revision.to_string()),
+    ]);
+    Some(ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(plan::baseline_name(&release_name, revision)),
+            namespace: release.metadata.namespace.clone(),
+            labels: Some(labels),
+            owner_references: release.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas),
+            min_ready_seconds: spec.min_ready_seconds,
+            selector,
+            template: Some(template),
+        }),
+        status: None,
+    })
+}
+
+/// How the plan sees the baseline ReplicaSet; None for any other.
+pub(super) fn observe_baseline(rs: &CachedReplicaSet) -> Option<BaselineState> {
+    let labels = rs.metadata.labels.as_ref()?;
+    if labels.get(ROLE_LABEL).map(String::as_str) != Some(BASELINE_ROLE) {
+        return None;
+    }
+    Some(BaselineState {
+        name: rs.metadata.name.clone()?,
+        stable_revision: labels.get(BASELINE_OF_LABEL).cloned().unwrap_or_default(),
+        replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        deleting: rs.metadata.deletion_timestamp.is_some(),
+    })
+}
+
+/// Creates the baseline from the live template of `stable` (the cache keeps
+/// no templates). None when there is nothing to wait for: it exists already,
+/// `stable` is gone, or the API server refuses it (logged: the analysis goes
+/// on, and its judge sees no baseline data).
+pub(super) async fn create_baseline(
+    api: &Api<ReplicaSet>,
+    release: &Release,
+    stable: &str,
+    revision: &str,
+    replicas: i32,
+) -> Result<Option<Written>, Error> {
+    let Some(rs) = api
+        .get_opt(stable)
+        .await?
+        .and_then(|s| build_baseline(release, &s, revision, replicas))
+    else {
+        return Ok(None);
+    };
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, &rs).await {
+        Ok(created) => Ok(Some(Written::ReplicaSet {
+            name: created.metadata.name.unwrap_or_default(),
+            resource_version: created.metadata.resource_version.unwrap_or_default(),
+        })),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(None),
+        Err(kube::Error::Api(status)) if is_refusal(status.code) => {
+            tracing::warn!(message = %clipped(&status.message, REFUSAL_MAX), "the API server refuses the baseline ReplicaSet");
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Scales a ReplicaSet through `/scale`; the write the cache must show.

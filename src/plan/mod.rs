@@ -4,6 +4,7 @@
 //! executes the returned actions; every rollout decision is made here, where a
 //! unit test reaches it in microseconds.
 mod analyses;
+mod baseline;
 mod bluegreen;
 mod canary;
 mod canary_traffic;
@@ -31,6 +32,7 @@ use crate::api::{AnalysisPhase, AnalysisStatus, Release, ReleaseStatus};
 /// Lives in `api`, which `analysis` reports it from too.
 pub use crate::api::Invalid;
 pub use analyses::{AnalysisRequest, AnalysisSlot, analyses_due};
+pub use baseline::{BaselineState, baseline_name, baseline_pods};
 pub use reason::Reason;
 pub use selector::selector_string;
 pub use validate::validate;
@@ -54,11 +56,16 @@ pub fn plan(observed: &Observed) -> Plan {
         None => validated(&release.spec),
     };
     match valid {
-        Err(invalid) => round.invalid(invalid.to_string()),
+        Err(invalid) => {
+            // Nothing is scaled for a spec that cannot run: the baseline waits too.
+            round.invalid(invalid.to_string());
+            return round.finish();
+        }
         Ok(Validated::Rolling { bounds }) => round.decide_rolling(bounds),
         Ok(Validated::Canary { strategy, bounds }) => round.decide_canary(strategy, bounds),
         Ok(Validated::BlueGreen { strategy }) => round.decide_blue_green(strategy),
     }
+    round.steer_baseline(observed.baseline.as_ref());
     round.finish()
 }
 
@@ -83,6 +90,8 @@ pub struct RevisionState {
 pub struct Observed<'a> {
     pub release: &'a Release,
     pub replica_sets: &'a [RevisionState],
+    /// The baseline ReplicaSet, if there is one ([`baseline_pods`]).
+    pub baseline: Option<BaselineState>,
     /// The background analysis of the current revision, when [`analyses_due`] asked for one.
     pub analysis: Option<AnalysisInput>,
     /// The analysis that gates the next move, when [`analyses_due`] asked for
@@ -157,7 +166,14 @@ pub enum Action {
         name: String,
         replicas: i32,
     },
-    /// Trim revision history.
+    /// Create the baseline ReplicaSet: the template of `stable` (a
+    /// ReplicaSet, of `revision`), labelled as the baseline.
+    CreateBaseline {
+        stable: String,
+        revision: String,
+        replicas: i32,
+    },
+    /// Trim revision history; remove the baseline.
     Delete {
         name: String,
     },

@@ -9,7 +9,10 @@ use proptest::prelude::*;
 
 use super::conditions::{DEGRADED, PROGRESSING, READY, RECONCILING, STALLED, get};
 use super::revision::revision_of;
-use super::{Action, AnalysisInput, AnalysisSlot, Observed, Plan, RevisionState, Traffic, Verdict, analyses_due, plan};
+use super::{
+    Action, AnalysisInput, AnalysisSlot, BaselineState, Observed, Plan, RevisionState, Traffic, Verdict, analyses_due,
+    plan,
+};
 use crate::api::{AnalysisPhase, AnalysisStatus, Control, Phase, Release};
 
 /// Every planned status reads one way to kstatus: exactly one of Ready,
@@ -75,6 +78,7 @@ pub(super) struct Cluster {
     pub(super) traffic: Traffic,
     /// What the API server says when it refuses the current revision's ReplicaSet.
     pub(super) refused: Option<String>,
+    pub(super) baseline: Option<BaselineState>,
 }
 
 impl Cluster {
@@ -85,6 +89,7 @@ impl Cluster {
             unhealthy: Vec::new(),
             traffic: Traffic::default(),
             refused: None,
+            baseline: None,
         }
     }
 
@@ -105,6 +110,7 @@ impl Cluster {
         let observed = Observed {
             release,
             replica_sets: &self.replica_sets,
+            baseline: self.baseline.clone(),
             analysis,
             gate_analysis,
             traffic: self.traffic.clone(),
@@ -146,6 +152,28 @@ impl Cluster {
                     available: 0,
                     synced: true,
                 }),
+                Action::CreateBaseline {
+                    stable,
+                    revision,
+                    replicas,
+                } => {
+                    assert!(self.replica_sets.iter().any(|rs| &rs.name == stable), "{stable} exists");
+                    assert!(self.baseline.is_none(), "one baseline at a time");
+                    self.baseline = Some(BaselineState {
+                        name: super::baseline_name("web", revision),
+                        stable_revision: revision.clone(),
+                        replicas: *replicas,
+                        deleting: false,
+                    });
+                }
+                Action::Scale { name, replicas } if self.baseline.as_ref().is_some_and(|b| &b.name == name) => {
+                    if let Some(b) = self.baseline.as_mut() {
+                        b.replicas = *replicas;
+                    }
+                }
+                Action::Delete { name } if self.baseline.as_ref().is_some_and(|b| &b.name == name) => {
+                    self.baseline = None;
+                }
                 Action::Scale { name, replicas } => {
                     let rs = self.replica_sets.iter_mut().find(|rs| &rs.name == name).unwrap();
                     rs.replicas = *replicas;

@@ -1,0 +1,492 @@
+//! The judge provider: each metric's samples (or counts) for the canary and
+//! the baseline from Prometheus range queries over the analysis so far,
+//! judged by the rank test or the sequential test, classified and scored
+//! (`judgement`). Fetching is here; [`verdict`] is pure.
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use statrs::distribution::{Beta, ContinuousCDF};
+
+use super::ProviderError;
+use super::judgement::{self, Classification, Group, MetricJudgement, Rule, Verdict};
+use super::prometheus::{self, Series, Server};
+use super::provider::{Env, Outcome, Provider, SecretKey, Secrets};
+use super::sequential_test::{self, Interval};
+use super::template::{self, Args};
+use super::web::headers;
+use crate::api::{self, JUDGE_SAMPLES_MAX, JudgeDirection, JudgeMetric, JudgeProvider, MeasurementPhase};
+
+impl Provider for JudgeProvider {
+    fn name(&self) -> &'static str {
+        "judge"
+    }
+
+    fn render(&self, args: &Args, hidden: &BTreeSet<String>) -> Result<api::Provider, String> {
+        let mut p = self.clone();
+        p.address = template::url(&p.address, args)?;
+        for h in &mut p.headers {
+            h.value = template::header_value(&h.value, args)?;
+        }
+        for m in &mut p.metrics {
+            let queries = [&mut m.query, &mut m.canary_query, &mut m.baseline_query];
+            for query in queries.into_iter().flatten() {
+                *query = template::promql(query, args, hidden)?;
+            }
+            if let Some(counts) = &mut m.sequential {
+                counts.events = template::promql(&counts.events, args, hidden)?;
+                counts.total = template::promql(&counts.total, args, hidden)?;
+            }
+        }
+        Ok(api::Provider {
+            judge: Some(p),
+            ..Default::default()
+        })
+    }
+
+    fn check(&self) -> Result<(), String> {
+        step(self)?;
+        lookback(self)?;
+        Ok(())
+    }
+
+    fn secret_keys(&self) -> Vec<SecretKey> {
+        prometheus::auth_secret_keys(self.authentication.as_ref())
+    }
+
+    fn check_secrets(&self, secrets: &Secrets) -> Result<(), String> {
+        prometheus::check_auth_secrets(self.authentication.as_ref(), secrets)
+    }
+
+    fn timeout(&self) -> Option<&str> {
+        self.timeout.as_deref()
+    }
+
+    fn measure<'a>(&'a self, env: &'a Env<'a>) -> BoxFuture<'a, Result<Outcome, kube::Error>> {
+        Box::pin(async move {
+            let credentials = prometheus::credentials(self.authentication.as_ref(), env.secrets);
+            let headers = headers(&self.headers);
+            let server = Server {
+                http: env.http,
+                address: &self.address,
+                timeout: env.timeout,
+                headers: &headers,
+                credentials: &credentials,
+            };
+            Ok(match fetch(self, &server, env).await {
+                Ok(data) => {
+                    let judged = verdict(self, &data);
+                    Outcome::Scored {
+                        value: judged.value,
+                        shown: judged.shown,
+                        phase: judged.phase,
+                    }
+                }
+                Err(error) => Outcome::Error(error),
+            })
+        })
+    }
+}
+
+/// What was fetched for one metric.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricData {
+    /// Rank test: each side's samples.
+    Samples { canary: Vec<f64>, baseline: Vec<f64> },
+    /// Sequential test: the counts of each interval both sides have.
+    Counts(Vec<Interval>),
+}
+
+/// The judge's answer: the value its conditions see, the text shown, and the
+/// phase it means when the metric sets no conditions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Judged {
+    pub value: Value,
+    pub shown: String,
+    pub phase: MeasurementPhase,
+}
+
+/// Classifies every metric from `data` (in spec order) and scores them.
+pub fn verdict(spec: &JudgeProvider, data: &[MetricData]) -> Judged {
+    let judgements: Vec<MetricJudgement> = spec
+        .metrics
+        .iter()
+        .zip(data)
+        .map(|(metric, data)| judge_metric(metric, data, spec.alpha))
+        .collect();
+    let groups: Vec<(f64, Vec<MetricJudgement>)> = match &spec.groups {
+        Some(groups) => groups
+            .iter()
+            .map(|g| {
+                let members = spec
+                    .metrics
+                    .iter()
+                    .zip(&judgements)
+                    .filter(|(m, _)| m.group.as_deref() == Some(g.name.as_str()))
+                    .map(|(_, j)| j.clone())
+                    .collect();
+                (g.weight, members)
+            })
+            .collect(),
+        None => judgements.iter().map(|j| (1.0, vec![j.clone()])).collect(),
+    };
+    let groups: Vec<Group> = groups
+        .iter()
+        .map(|(weight, metrics)| Group {
+            weight: *weight,
+            metrics,
+        })
+        .collect();
+    let score = judgement::score(&groups, spec.pass_score, spec.marginal_score);
+    let score_value = (score.score * 100.0).round() / 100.0;
+
+    let mut metrics = serde_json::Map::new();
+    for ((metric, data), judgement) in spec.metrics.iter().zip(data).zip(&judgements) {
+        metrics.insert(metric.name.clone(), metric_value(data, judgement));
+    }
+    let verdict_name = match score.verdict {
+        Verdict::Pass => "Pass",
+        Verdict::Marginal => "Marginal",
+        Verdict::Fail => "Fail",
+        Verdict::Inconclusive => "Inconclusive",
+    };
+    let phase = match score.verdict {
+        Verdict::Pass => MeasurementPhase::Successful,
+        Verdict::Fail => MeasurementPhase::Failed,
+        Verdict::Marginal | Verdict::Inconclusive => MeasurementPhase::Inconclusive,
+    };
+    // Failed metrics first: the analysis message keeps only the start.
+    let mut order: Vec<usize> = (0..judgements.len()).collect();
+    order.sort_by_key(|&i| !judgements[i].failed);
+    let described: Vec<String> = order
+        .iter()
+        .map(|&i| describe(&spec.metrics[i], &data[i], &judgements[i]))
+        .collect();
+    Judged {
+        value: json!({ "score": score_value, "verdict": verdict_name, "metrics": metrics }),
+        shown: format!(
+            "{verdict_name}, score {}: {}",
+            number(score.score),
+            described.join("; ")
+        ),
+        phase,
+    }
+}
+
+fn judge_metric(metric: &JudgeMetric, data: &MetricData, alpha: f64) -> MetricJudgement {
+    let rule = Rule {
+        direction: match metric.direction {
+            JudgeDirection::Increase => judgement::Direction::Increase,
+            JudgeDirection::Decrease => judgement::Direction::Decrease,
+            JudgeDirection::Both => judgement::Direction::Both,
+        },
+        allowed_increase: metric.allowed_increase,
+        allowed_decrease: metric.allowed_decrease,
+        critical: metric.critical,
+        critical_increase: metric.critical_increase,
+        nan_strategy: match metric.nan_strategy {
+            api::NanStrategy::Remove => judgement::NanStrategy::Remove,
+            api::NanStrategy::Replace => judgement::NanStrategy::Replace,
+        },
+        must_have_data: metric.must_have_data,
+        confidence: 1.0 - alpha,
+    };
+    match data {
+        MetricData::Samples { canary, baseline } => judgement::classify(canary, baseline, &rule),
+        MetricData::Counts(intervals) => judge_counts(intervals, &rule, alpha),
+    }
+}
+
+/// The sequential test as a classification: High (Low) once the evidence
+/// crossed 1/alpha with the canary's pooled rate above (below) the baseline's
+/// by more than allowed, NoData without an interval of requests on both sides.
+fn judge_counts(intervals: &[Interval], rule: &Rule, alpha: f64) -> MetricJudgement {
+    let direction = match rule.direction {
+        judgement::Direction::Increase => sequential_test::Direction::Increase,
+        judgement::Direction::Decrease => sequential_test::Direction::Decrease,
+        judgement::Direction::Both => sequential_test::Direction::Both,
+    };
+    let test = sequential_test::sequential(intervals, alpha, direction).filter(|t| t.intervals_used > 0);
+    let Some(test) = test else {
+        return MetricJudgement {
+            classification: Classification::NoData,
+            failed: rule.must_have_data,
+            critical_failure: rule.must_have_data && rule.critical,
+            ratio: f64::NAN,
+            shift: None,
+            interval: None,
+            p_value: None,
+        };
+    };
+    let ratio = test.rate_ratio;
+    // NaN (a baseline without events) counts as above any limit.
+    let classification = match test.crossed_at {
+        Some(_) if judgement::above(ratio, rule.allowed_increase) => Classification::High,
+        Some(_) if judgement::below(ratio, rule.allowed_decrease) => Classification::Low,
+        _ => Classification::Pass,
+    };
+    let failed = matches!(
+        (classification, rule.direction),
+        (
+            Classification::High,
+            judgement::Direction::Increase | judgement::Direction::Both
+        ) | (
+            Classification::Low,
+            judgement::Direction::Decrease | judgement::Direction::Both
+        )
+    );
+    let critical_failure = rule.critical
+        && failed
+        && (classification == Classification::Low || judgement::above(ratio, rule.critical_increase));
+    MetricJudgement {
+        classification,
+        failed,
+        critical_failure,
+        ratio,
+        shift: None,
+        interval: rate_ratio_interval(intervals, 1.0 - alpha),
+        p_value: None,
+    }
+}
+
+/// A `confidence` interval for the canary's rate over the baseline's, all
+/// intervals pooled: Clopper-Pearson for the canary's share of the events,
+/// mapped to the ratio through the two sides' totals. For the message; the
+/// decision is the sequential test's.
+fn rate_ratio_interval(intervals: &[Interval], confidence: f64) -> Option<(f64, f64)> {
+    let used = intervals
+        .iter()
+        .filter(|i| i.canary_total > 0.0 && i.baseline_total > 0.0);
+    let (mut a, mut s, mut c, mut b) = (0.0, 0.0, 0.0, 0.0);
+    for i in used {
+        a += i.canary_events;
+        s += i.canary_events + i.baseline_events;
+        c += i.canary_total;
+        b += i.baseline_total;
+    }
+    if s <= 0.0 || c <= 0.0 || b <= 0.0 {
+        return None;
+    }
+    let tail = (1.0 - confidence) / 2.0;
+    let share_low = if a <= 0.0 {
+        0.0
+    } else {
+        Beta::new(a, s - a + 1.0).ok()?.inverse_cdf(tail)
+    };
+    let share_high = if a >= s {
+        1.0
+    } else {
+        Beta::new(a + 1.0, s - a).ok()?.inverse_cdf(1.0 - tail)
+    };
+    let ratio = |share: f64| share / (1.0 - share) * b / c;
+    Some((ratio(share_low), ratio(share_high)))
+}
+
+fn metric_value(data: &MetricData, j: &MetricJudgement) -> Value {
+    let finite = |v: f64| v.is_finite().then_some(v);
+    let (test, samples) = match data {
+        MetricData::Samples { canary, baseline } => {
+            ("rank", json!({ "canary": canary.len(), "baseline": baseline.len() }))
+        }
+        MetricData::Counts(intervals) => ("sequential", json!({ "intervals": intervals.len() })),
+    };
+    json!({
+        "test": test,
+        "classification": format!("{:?}", j.classification),
+        "failed": j.failed,
+        "critical": j.critical_failure,
+        "ratio": finite(j.ratio),
+        "shift": j.shift.and_then(finite),
+        "interval": j.interval.map(|(low, high)| json!([finite(low), finite(high)])),
+        "pValue": j.p_value.and_then(finite),
+        "samples": samples,
+    })
+}
+
+/// `"errors" High: rate ratio 1.50, 95% interval [1.32, 1.71]`.
+fn describe(metric: &JudgeMetric, data: &MetricData, j: &MetricJudgement) -> String {
+    let mut text = format!("{:?} {:?}", metric.name, j.classification);
+    if j.classification == Classification::NoData {
+        return text;
+    }
+    let what = match data {
+        MetricData::Samples { .. } => "ratio",
+        MetricData::Counts(_) => "rate ratio",
+    };
+    text += &format!(": {what} {}", number(j.ratio));
+    if let Some((low, high)) = j.interval {
+        text += &format!(" in [{}, {}]", number(low), number(high));
+    }
+    if let Some(shift) = j.shift {
+        text += &format!(", shift {}", number(shift));
+    }
+    if let Some(p) = j.p_value {
+        text += &format!(", p {}", number(p));
+    }
+    text
+}
+
+/// Three significant digits, or "n/a".
+fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 6) as usize;
+    format!("{v:.digits$}")
+}
+
+fn step(spec: &JudgeProvider) -> Result<Duration, String> {
+    let step = match &spec.step {
+        Some(text) => api::validation::duration(text).map_err(|e| format!("judge step: {e}"))?,
+        None => DEFAULT_STEP,
+    };
+    if step < Duration::from_secs(1) {
+        return Err(format!(
+            "judge step must be at least 1s, got {:?}",
+            spec.step.as_deref().unwrap_or_default()
+        ));
+    }
+    Ok(step)
+}
+
+fn lookback(spec: &JudgeProvider) -> Result<Option<Duration>, String> {
+    spec.lookback
+        .as_deref()
+        .map(|text| api::validation::duration(text).map_err(|e| format!("judge lookback: {e}")))
+        .transpose()
+}
+
+/// The times to sample, in Unix seconds: every `step` from the start of the
+/// analysis (or `lookback` before now) to now, at most
+/// [`JUDGE_SAMPLES_MAX`] of them, the most recent. Counts start one step in:
+/// each point counts the step before it. None before the first point.
+fn window(since: i64, now: i64, step: i64, lookback: Option<i64>, counts: bool) -> Option<(i64, i64)> {
+    let first = since + if counts { step } else { 0 };
+    let mut start = first;
+    if let Some(lookback) = lookback {
+        start = start.max(now - lookback);
+    }
+    start = start.max(now - (JUDGE_SAMPLES_MAX as i64 - 1) * step);
+    // Aligned to the analysis' own steps, so every count covers one whole step.
+    let start = first + (start - first + step - 1).div_euclid(step) * step;
+    let end = first + (now - first).div_euclid(step) * step;
+    (start <= end).then_some((start, end))
+}
+
+/// Each metric's data, from Prometheus.
+async fn fetch(spec: &JudgeProvider, server: &Server<'_>, env: &Env<'_>) -> Result<Vec<MetricData>, ProviderError> {
+    let step = step(spec).map_err(ProviderError)?;
+    let lookback = lookback(spec).map_err(ProviderError)?;
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let (since, now) = (env.compared.since.as_second(), env.now.as_second());
+    let sides = [Side::Canary, Side::Baseline].map(|side| placeholders(env, side, step));
+    let fetching = spec.metrics.iter().map(|metric| {
+        let sides = &sides;
+        async move {
+            let counts = metric.sequential.is_some();
+            let Some((start, end)) = window(since, now, secs(step), lookback.map(secs), counts) else {
+                return Ok(match counts {
+                    true => MetricData::Counts(Vec::new()),
+                    false => MetricData::Samples {
+                        canary: Vec::new(),
+                        baseline: Vec::new(),
+                    },
+                });
+            };
+            let range = |query: String| async move { server.query_range(&query, start, end, step).await };
+            let render = |query: &str, side: usize| {
+                template::judge_promql(query, &sides[side])
+                    .map_err(|e| ProviderError(format!("metric {:?}: {e}", metric.name)))
+            };
+            if let Some(counts) = &metric.sequential {
+                let mut per_side = Vec::new();
+                for side in 0..2 {
+                    let events = range(render(&counts.events, side)?).await?;
+                    let total = range(render(&counts.total, side)?).await?;
+                    per_side.push((summed(&events), summed(&total)));
+                }
+                return Ok(MetricData::Counts(intervals(&per_side[0], &per_side[1])));
+            }
+            let query_of = |side: usize| match (&metric.query, side) {
+                (Some(query), _) => query.as_str(),
+                (None, 0) => metric.canary_query.as_deref().unwrap_or_default(),
+                (None, _) => metric.baseline_query.as_deref().unwrap_or_default(),
+            };
+            let canary = samples(range(render(query_of(0), 0)?).await?);
+            let baseline = samples(range(render(query_of(1), 1)?).await?);
+            Ok(MetricData::Samples { canary, baseline })
+        }
+    });
+    futures::future::try_join_all(fetching).await
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Canary,
+    Baseline,
+}
+
+/// `{{judge.revision}}`, `{{judge.role}}` and `{{judge.step}}` for one side.
+fn placeholders(env: &Env<'_>, side: Side, step: Duration) -> Args {
+    let compared = &env.compared;
+    let (revision, role) = match side {
+        Side::Canary => (compared.canary_revision.as_str(), "canary"),
+        Side::Baseline if compared.baseline_pods => (compared.stable_revision.as_str(), api::BASELINE_ROLE),
+        Side::Baseline => (compared.stable_revision.as_str(), "stable"),
+    };
+    Args::from([
+        ("revision".into(), revision.into()),
+        ("role".into(), role.into()),
+        ("step".into(), format!("{}s", step.as_secs())),
+    ])
+}
+
+/// Every series' values, pooled, the most recent [`JUDGE_SAMPLES_MAX`].
+fn samples(series: Vec<Series>) -> Vec<f64> {
+    let mut points: Vec<(f64, f64)> = series.into_iter().flatten().collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let skip = points.len().saturating_sub(JUDGE_SAMPLES_MAX);
+    points.into_iter().skip(skip).map(|(_, v)| v).collect()
+}
+
+/// The series added up per time (a count split by label), in time order.
+/// Times are whole seconds: the range query's points are.
+fn summed(series: &[Series]) -> BTreeMap<i64, f64> {
+    let mut sums = BTreeMap::new();
+    for (time, value) in series.iter().flatten() {
+        *sums.entry(time.round() as i64).or_insert(0.0) += value;
+    }
+    sums
+}
+
+/// The intervals with finite counts for all four queries.
+fn intervals(
+    canary: &(BTreeMap<i64, f64>, BTreeMap<i64, f64>),
+    baseline: &(BTreeMap<i64, f64>, BTreeMap<i64, f64>),
+) -> Vec<Interval> {
+    canary
+        .0
+        .iter()
+        .filter_map(|(time, events)| {
+            let interval = Interval {
+                canary_events: *events,
+                canary_total: *canary.1.get(time)?,
+                baseline_events: *baseline.0.get(time)?,
+                baseline_total: *baseline.1.get(time)?,
+            };
+            let counts = [
+                interval.canary_events,
+                interval.canary_total,
+                interval.baseline_events,
+                interval.baseline_total,
+            ];
+            counts.iter().all(|v| v.is_finite() && *v >= 0.0).then_some(interval)
+        })
+        .collect()
+}
+
+const DEFAULT_STEP: Duration = Duration::from_secs(30);
