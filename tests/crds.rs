@@ -681,6 +681,81 @@ fn job() -> Value {
     } } })
 }
 
+fn judge() -> Value {
+    json!({ "judge": {
+        "address": "http://prometheus.monitoring:9090",
+        "groups": [{ "name": "errors", "weight": 60 }, { "name": "latency", "weight": 40 }],
+        "metrics": [
+            { "name": "errors", "group": "errors", "critical": true, "sequential": {
+                "events": "sum(increase(http_errors_total{revision=\"{{judge.revision}}\"}[{{judge.step}}]))",
+                "total": "sum(increase(http_requests_total{revision=\"{{judge.revision}}\"}[{{judge.step}}]))" } },
+            { "name": "latency", "group": "latency", "allowedIncrease": 1.1,
+              "query": "histogram_quantile(0.99, sum by (le) (rate(latency_bucket{role=\"{{judge.role}}\"}[1m])))" },
+        ],
+    } })
+}
+
+/// `judge()` with `patch` merged into the provider, or into its `index`th metric.
+fn judge_with(patch: Value, metric_index: Option<usize>) -> Value {
+    let mut provider = judge();
+    let target = match metric_index {
+        Some(i) => &mut provider["judge"]["metrics"][i],
+        None => &mut provider["judge"],
+    };
+    json_patch_merge(target, &patch);
+    provider
+}
+
+#[test]
+fn cel_accepts_a_judge_and_names_each_judge_mistake() {
+    for (kind, object) in analysis_everywhere(json!([]), json!([metric(judge())])) {
+        let errors = cel_errors_of(kind, object.clone());
+        assert!(errors.is_empty(), "{kind} {object} was rejected: {errors:?}");
+    }
+    let bad = [
+        (
+            judge_with(json!({ "query": "q" }), Some(0)),
+            "a judge metric sets exactly one of query, canaryQuery with baselineQuery, or sequential",
+        ),
+        (
+            judge_with(json!({ "query": null, "canaryQuery": "q" }), Some(1)),
+            "canaryQuery and baselineQuery go together",
+        ),
+        (
+            judge_with(json!({ "criticalIncrease": 1.05 }), Some(1)),
+            "criticalIncrease must be at least allowedIncrease",
+        ),
+        (
+            judge_with(json!({ "group": "cpu" }), Some(1)),
+            "with groups, every metric names one of them in group",
+        ),
+        (
+            judge_with(json!({ "passScore": 80, "marginalScore": 90 }), None),
+            "marginalScore must not exceed passScore",
+        ),
+    ];
+    for (provider, message) in bad {
+        for (kind, object) in analysis_everywhere(json!([]), json!([metric(provider.clone())])) {
+            assert_rejected_as(kind, object, message);
+        }
+    }
+}
+
+#[test]
+fn cel_refuses_baseline_pods_after_the_switch() {
+    let analysis = json!({ "templates": [{ "templateName": "judge" }], "baselinePods": true });
+    let blue_green = |field: &str| {
+        spec_with(
+            json!({ "strategy": { "rolling": null, "blueGreen": { "activeService": "web", field: analysis.clone() } } }),
+        )
+    };
+    assert_eq!(cel_errors(blue_green("prePromotionAnalysis")), Vec::<String>::new());
+    assert_rejected(
+        blue_green("postPromotionAnalysis"),
+        "postPromotionAnalysis cannot run baseline pods",
+    );
+}
+
 /// `provider` with the fields of every given provider.
 fn provider(parts: &[Value]) -> Value {
     let mut provider = json!({});

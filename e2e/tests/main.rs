@@ -7,6 +7,7 @@ mod canary;
 mod cost;
 mod fuzz;
 mod health;
+mod judge;
 mod plugin;
 mod process;
 mod release;

@@ -184,7 +184,7 @@ fn judge_metric(metric: &JudgeMetric, data: &MetricData, alpha: f64) -> MetricJu
         allowed_increase: metric.allowed_increase,
         allowed_decrease: metric.allowed_decrease,
         critical: metric.critical,
-        critical_increase: metric.critical_increase,
+        critical_increase: metric.critical_increase.unwrap_or(metric.allowed_increase),
         nan_strategy: match metric.nan_strategy {
             api::NanStrategy::Remove => judgement::NanStrategy::Remove,
             api::NanStrategy::Replace => judgement::NanStrategy::Replace,
@@ -304,7 +304,8 @@ fn metric_value(data: &MetricData, j: &MetricJudgement) -> Value {
     })
 }
 
-/// `"errors" High: rate ratio 1.50, 95% interval [1.32, 1.71]`.
+/// `"errors" High: rate ratio 1.50 in [1.18, 1.91]` (the interval at 1 - alpha), or
+/// `"latency" Pass: ratio 1.00, shift 0 in [-0.0400, 0.0400], p 1.00`.
 fn describe(metric: &JudgeMetric, data: &MetricData, j: &MetricJudgement) -> String {
     let mut text = format!("{:?} {:?}", metric.name, j.classification);
     if j.classification == Classification::NoData {
@@ -315,11 +316,17 @@ fn describe(metric: &JudgeMetric, data: &MetricData, j: &MetricJudgement) -> Str
         MetricData::Counts(_) => "rate ratio",
     };
     text += &format!(": {what} {}", number(j.ratio));
-    if let Some((low, high)) = j.interval {
-        text += &format!(" in [{}, {}]", number(low), number(high));
-    }
-    if let Some(shift) = j.shift {
-        text += &format!(", shift {}", number(shift));
+    match (data, j.interval) {
+        (MetricData::Counts(_), Some((low, high))) => text += &format!(" in [{}, {}]", number(low), number(high)),
+        (MetricData::Samples { .. }, interval) => {
+            if let Some(shift) = j.shift {
+                text += &format!(", shift {}", number(shift));
+            }
+            if let Some((low, high)) = interval {
+                text += &format!(" in [{}, {}]", number(low), number(high));
+            }
+        }
+        _ => {}
     }
     if let Some(p) = j.p_value {
         text += &format!(", p {}", number(p));
@@ -490,3 +497,403 @@ fn intervals(
 }
 
 const DEFAULT_STEP: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::analysis::condition;
+    use crate::analysis::provider::test_env::TestEnv;
+    use crate::analysis::web::test_server::{self, serve};
+    use crate::analysis::{Compared, SecretValues};
+    use crate::api::Metric;
+
+    fn spec(value: Value) -> JudgeProvider {
+        let mut spec =
+            json!({ "address": "http://prometheus:9090", "alpha": 0.05, "passScore": 95.0, "marginalScore": 75.0 });
+        spec.as_object_mut().unwrap().extend(value.as_object().unwrap().clone());
+        // The API server fills in the schema's defaults; serde does the same.
+        serde_json::from_value(spec).unwrap()
+    }
+
+    fn errors_metric() -> Value {
+        json!({ "name": "errors", "sequential": { "events": "e", "total": "t" } })
+    }
+
+    fn latency_metric() -> Value {
+        json!({ "name": "latency", "query": "q" })
+    }
+
+    /// `n` intervals of 2,000 requests a side, at these error rates.
+    fn counts(n: usize, canary_rate: f64, baseline_rate: f64) -> MetricData {
+        let interval = Interval {
+            canary_events: 2000.0 * canary_rate,
+            canary_total: 2000.0,
+            baseline_events: 2000.0 * baseline_rate,
+            baseline_total: 2000.0,
+        };
+        MetricData::Counts(vec![interval; n])
+    }
+
+    fn samples(canary: &[f64], baseline: &[f64]) -> MetricData {
+        MetricData::Samples {
+            canary: canary.to_vec(),
+            baseline: baseline.to_vec(),
+        }
+    }
+
+    fn latencies(center: f64) -> Vec<f64> {
+        (0..30).map(|i| center + (i % 10) as f64).collect()
+    }
+
+    #[test]
+    fn verdicts_table() {
+        struct Case {
+            name: &'static str,
+            spec: Value,
+            data: Vec<MetricData>,
+            verdict: &'static str,
+            score: f64,
+            phase: MeasurementPhase,
+        }
+        let two = json!({ "metrics": [errors_metric(), latency_metric()] });
+        let grouped = json!({
+            "groups": [{ "name": "errors", "weight": 40.0 }, { "name": "latency", "weight": 60.0 }],
+            "metrics": [
+                { "name": "errors", "group": "errors", "sequential": { "events": "e", "total": "t" } },
+                { "name": "latency", "group": "latency", "query": "q" },
+            ],
+        });
+        let critical = json!({ "metrics": [
+            { "name": "errors", "critical": true, "sequential": { "events": "e", "total": "t" } },
+            latency_metric(), { "name": "cpu", "query": "q" }, { "name": "memory", "query": "q" },
+        ] });
+        let same = || samples(&latencies(100.0), &latencies(100.0));
+        let cases = [
+            Case {
+                name: "1.5x the errors fails the sequential metric, and half the score",
+                spec: two.clone(),
+                data: vec![counts(8, 0.03, 0.02), same()],
+                verdict: "Fail",
+                score: 50.0,
+                phase: MeasurementPhase::Failed,
+            },
+            Case {
+                name: "an identical canary passes",
+                spec: two.clone(),
+                data: vec![counts(8, 0.02, 0.02), same()],
+                verdict: "Pass",
+                score: 100.0,
+                phase: MeasurementPhase::Successful,
+            },
+            Case {
+                name: "slower by 30 ms of ~105 fails the rank metric",
+                spec: two.clone(),
+                data: vec![counts(8, 0.02, 0.02), samples(&latencies(130.0), &latencies(100.0))],
+                verdict: "Fail",
+                score: 50.0,
+                phase: MeasurementPhase::Failed,
+            },
+            Case {
+                name: "no data at all is inconclusive, never a pass",
+                spec: two.clone(),
+                data: vec![MetricData::Counts(Vec::new()), samples(&[], &[])],
+                verdict: "Inconclusive",
+                score: 0.0,
+                phase: MeasurementPhase::Inconclusive,
+            },
+            Case {
+                name: "weights: failing the 40% group scores 60, under marginal 75",
+                spec: grouped.clone(),
+                data: vec![counts(8, 0.03, 0.02), same()],
+                verdict: "Fail",
+                score: 60.0,
+                phase: MeasurementPhase::Failed,
+            },
+            Case {
+                name: "weights: failing the 40% group with marginal 50 is marginal",
+                spec: {
+                    let mut s = grouped.clone();
+                    s["marginalScore"] = json!(50.0);
+                    s
+                },
+                data: vec![counts(8, 0.03, 0.02), same()],
+                verdict: "Marginal",
+                score: 60.0,
+                phase: MeasurementPhase::Inconclusive,
+            },
+            Case {
+                name: "a critical failure fails at a score of 75",
+                spec: {
+                    let mut s = critical.clone();
+                    s["marginalScore"] = json!(50.0);
+                    s
+                },
+                data: vec![counts(8, 0.03, 0.02), same(), same(), same()],
+                verdict: "Fail",
+                score: 75.0,
+                phase: MeasurementPhase::Failed,
+            },
+        ];
+        for case in cases {
+            let judged = verdict(&spec(case.spec), &case.data);
+            assert_eq!(judged.value["verdict"], case.verdict, "{}: {}", case.name, judged.shown);
+            assert_eq!(judged.value["score"], case.score, "{}: {}", case.name, judged.shown);
+            assert_eq!(judged.phase, case.phase, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn the_text_shown_names_the_failing_metric_first_with_its_effect_and_interval() {
+        let spec = spec(json!({ "metrics": [latency_metric(), errors_metric()] }));
+        let judged = verdict(
+            &spec,
+            &[samples(&latencies(100.0), &latencies(100.0)), counts(8, 0.03, 0.02)],
+        );
+        assert!(
+            judged
+                .shown
+                .starts_with("Fail, score 50.0: \"errors\" High: rate ratio 1.50 in ["),
+            "{}",
+            judged.shown
+        );
+        assert!(
+            judged.shown.contains("; \"latency\" Pass: ratio 1.00"),
+            "{}",
+            judged.shown
+        );
+        let errors = &judged.value["metrics"]["errors"];
+        assert_eq!(errors["classification"], "High");
+        assert_eq!(errors["test"], "sequential");
+        let (low, high) = (
+            errors["interval"][0].as_f64().unwrap(),
+            errors["interval"][1].as_f64().unwrap(),
+        );
+        assert!(1.2 < low && low < 1.5 && 1.5 < high && high < 1.8, "{low} {high}");
+        let latency = &judged.value["metrics"]["latency"];
+        assert_eq!(latency["samples"], json!({ "canary": 30, "baseline": 30 }));
+        assert!(latency["pValue"].as_f64().unwrap() > 0.9, "{latency}");
+    }
+
+    #[test]
+    fn conditions_see_the_result_as_documented() {
+        let spec = spec(json!({ "metrics": [errors_metric(), latency_metric()] }));
+        let judged = verdict(
+            &spec,
+            &[counts(8, 0.03, 0.02), samples(&latencies(100.0), &latencies(100.0))],
+        );
+        let metric = |success: &str| Metric {
+            name: "judge".into(),
+            success_condition: Some(success.into()),
+            ..Metric::default()
+        };
+        let cases = [
+            ("result.score >= 90", MeasurementPhase::Failed),
+            ("result.score >= 50", MeasurementPhase::Successful),
+            (
+                "result.metrics.errors.classification != 'High'",
+                MeasurementPhase::Failed,
+            ),
+            (
+                "result.metrics.latency.classification == 'Pass'",
+                MeasurementPhase::Successful,
+            ),
+            ("result.metrics.errors.ratio < 1.4", MeasurementPhase::Failed),
+            ("result.verdict == 'Fail'", MeasurementPhase::Successful),
+        ];
+        for (condition, phase) in cases {
+            assert_eq!(
+                condition::judge(&metric(condition), &judged.value),
+                Ok(phase),
+                "{condition}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lower_rate_fails_only_where_decreases_matter() {
+        for (direction, verdict_name) in [("increase", "Pass"), ("decrease", "Fail"), ("both", "Fail")] {
+            let spec = spec(json!({ "metrics": [
+                { "name": "ok", "direction": direction, "sequential": { "events": "e", "total": "t" } }
+            ] }));
+            let judged = verdict(&spec, &[counts(8, 0.5, 0.8)]);
+            assert_eq!(judged.value["verdict"], verdict_name, "{direction}: {}", judged.shown);
+        }
+    }
+
+    #[test]
+    fn an_effect_within_allowed_increase_passes_however_sure_the_test_is() {
+        let spec = spec(json!({ "metrics": [
+            { "name": "errors", "allowedIncrease": 1.6, "sequential": { "events": "e", "total": "t" } }
+        ] }));
+        let judged = verdict(&spec, &[counts(30, 0.03, 0.02)]);
+        assert_eq!(judged.value["verdict"], "Pass", "{}", judged.shown);
+    }
+
+    #[test]
+    fn windows_table() {
+        // (since, now, step, lookback, counts) -> (start, end)
+        let cases: &[((i64, i64, i64, Option<i64>, bool), Option<(i64, i64)>)] = &[
+            ((1000, 1000, 30, None, false), Some((1000, 1000))),
+            ((1000, 1000, 30, None, true), None),
+            ((1000, 1029, 30, None, true), None),
+            ((1000, 1030, 30, None, true), Some((1030, 1030))),
+            ((1000, 1100, 30, None, true), Some((1030, 1090))),
+            ((1000, 1100, 30, None, false), Some((1000, 1090))),
+            // lookback: the last 60 s, on the analysis' own steps
+            ((1000, 1200, 30, Some(60), false), Some((1150, 1180))),
+            ((1000, 1200, 30, Some(60), true), Some((1150, 1180))),
+            // at most JUDGE_SAMPLES_MAX points, the most recent
+            (
+                (0, 100_000, 1, None, false),
+                Some((100_000 - JUDGE_SAMPLES_MAX as i64 + 1, 100_000)),
+            ),
+        ];
+        for &((since, now, step, lookback, counts), want) in cases {
+            let got = window(since, now, step, lookback, counts);
+            assert_eq!(got, want, "{since} {now} {step} {lookback:?} {counts}");
+            if let Some((start, end)) = got {
+                assert_eq!((start - since - if counts { step } else { 0 }) % step, 0);
+                assert!((end - start) / step < JUDGE_SAMPLES_MAX as i64);
+            }
+        }
+    }
+
+    #[test]
+    fn counts_are_joined_on_time_and_unusable_points_left_out() {
+        let map = |pairs: &[(i64, f64)]| pairs.iter().copied().collect::<BTreeMap<_, _>>();
+        let canary = (
+            map(&[(10, 1.0), (20, 2.0), (30, f64::NAN)]),
+            map(&[(10, 100.0), (20, 100.0), (30, 100.0)]),
+        );
+        let baseline = (
+            map(&[(10, 1.0), (20, 1.0), (30, 1.0)]),
+            map(&[(20, 100.0), (30, 100.0)]),
+        );
+        let joined = intervals(&canary, &baseline);
+        assert_eq!(
+            joined,
+            vec![Interval {
+                canary_events: 2.0,
+                canary_total: 100.0,
+                baseline_events: 1.0,
+                baseline_total: 100.0
+            }]
+        );
+        let series: Vec<Series> = vec![vec![(10.0, 1.0), (20.0, 2.0)], vec![(10.2, 3.0)]];
+        assert_eq!(summed(&series), map(&[(10, 4.0), (20, 2.0)]));
+    }
+
+    #[test]
+    fn samples_pool_every_series_and_keep_the_most_recent() {
+        let many: Series = (0..JUDGE_SAMPLES_MAX + 10).map(|i| (i as f64, i as f64)).collect();
+        let kept = super::samples(vec![many, vec![(5.5, f64::NAN)]]);
+        assert_eq!(kept.len(), JUDGE_SAMPLES_MAX);
+        // 611 points by time, the NaN at 5.5 among the 11 oldest left out.
+        assert_eq!(kept[0], 10.0);
+        assert!(kept.iter().all(|v| !v.is_nan()));
+        assert_eq!(*kept.last().unwrap(), (JUDGE_SAMPLES_MAX + 9) as f64);
+    }
+
+    #[test]
+    fn durations_are_checked_before_measuring() {
+        let bad = [
+            json!({ "step": "0s" }),
+            json!({ "step": "soon" }),
+            json!({ "lookback": "-1m" }),
+        ];
+        for extra in bad {
+            let mut s = json!({ "metrics": [latency_metric()] });
+            s.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let err = Provider::check(&spec(s)).unwrap_err();
+            assert!(
+                err.starts_with("judge step") || err.starts_with("judge lookback"),
+                "{err}"
+            );
+        }
+        assert_eq!(Provider::check(&spec(json!({ "metrics": [latency_metric()] }))), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn measures_each_side_with_its_own_revision_over_the_analysis_so_far() {
+        let matrix = json!({ "status": "success", "data": { "resultType": "matrix", "result": [
+            { "metric": {}, "values": [[1030, "100"], [1060, "2"], [1090, "NaN"]] },
+        ] } });
+        let (base, mut requests) = serve(test_server::json(200, matrix)).await;
+        let mut env = TestEnv::new(SecretValues::default());
+        env.compared = Compared {
+            since: k8s_openapi::jiff::Timestamp::from_second(1000).unwrap(),
+            canary_revision: "new1".into(),
+            stable_revision: "old1".into(),
+            baseline_pods: true,
+        };
+        let provider = spec(json!({ "address": base, "metrics": [
+            { "name": "latency", "query": "lat{rev=\"{{judge.revision}}\",role=\"{{judge.role}}\"}" },
+            { "name": "errors", "sequential": {
+                "events": "sum(increase(e{rev=\"{{judge.revision}}\"}[{{judge.step}}]))",
+                "total": "sum(increase(t{rev=\"{{judge.revision}}\"}[{{judge.step}}]))" } },
+        ] }));
+        let mut env = env.env();
+        env.now = k8s_openapi::jiff::Timestamp::from_second(1100).unwrap();
+        let outcome = provider.measure(&env).await.unwrap();
+        let Outcome::Scored { value, phase, shown } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(phase, MeasurementPhase::Successful, "{shown}");
+        assert_eq!(
+            value["metrics"]["latency"]["samples"],
+            json!({ "canary": 3, "baseline": 3 })
+        );
+        let mut targets = Vec::new();
+        while let Ok(received) = requests.try_recv() {
+            targets.push(received.target);
+        }
+        let decoded: Vec<String> = targets
+            .iter()
+            .map(|t| {
+                percent_encoding::percent_decode_str(&t.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(decoded.len(), 6, "{decoded:#?}");
+        let has = |needle: &str| decoded.iter().any(|t| t.contains(needle));
+        assert!(
+            has("lat{rev=\"new1\",role=\"canary\"}&start=1000&end=1090&step=30s"),
+            "{decoded:#?}"
+        );
+        assert!(
+            has("lat{rev=\"old1\",role=\"baseline\"}&start=1000&end=1090&step=30s"),
+            "{decoded:#?}"
+        );
+        assert!(
+            has("increase(e{rev=\"new1\"}[30s]))&start=1030&end=1090"),
+            "{decoded:#?}"
+        );
+        assert!(
+            has("increase(t{rev=\"old1\"}[30s]))&start=1030&end=1090"),
+            "{decoded:#?}"
+        );
+        assert!(
+            decoded.iter().all(|t| t.starts_with("/api/v1/query_range?")),
+            "{decoded:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_prometheus_error_is_an_error_measurement() {
+        let answer = json!({ "status": "error", "errorType": "bad_data", "error": "parse error" });
+        let (base, _) = serve(test_server::json(400, answer)).await;
+        let env = TestEnv::new(SecretValues::default());
+        let provider = spec(json!({ "address": base, "metrics": [latency_metric()] }));
+        let outcome = provider.measure(&env.env()).await.unwrap();
+        let Outcome::Error(error) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(
+            error.0.contains("HTTP 400") && error.0.contains("parse error"),
+            "{error}"
+        );
+    }
+}

@@ -97,7 +97,7 @@ pub struct JudgeGroup {
         .message("a judge metric sets exactly one of query, canaryQuery with baselineQuery, or sequential"),
     validation = Rule::new("has(self.canaryQuery) == has(self.baselineQuery)")
         .message("canaryQuery and baselineQuery go together"),
-    validation = Rule::new("self.criticalIncrease >= self.allowedIncrease")
+    validation = Rule::new("!has(self.criticalIncrease) || self.criticalIncrease >= self.allowedIncrease")
         .message("criticalIncrease must be at least allowedIncrease"),
 )]
 pub struct JudgeMetric {
@@ -133,10 +133,11 @@ pub struct JudgeMetric {
     /// (for an increase, only past `criticalIncrease`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub critical: bool,
-    /// Default 1: every failing increase of a critical metric is critical.
-    #[serde(default = "default_ratio")]
+    /// The ratio past which a failing increase of a critical metric fails
+    /// the analysis. Default: every failing increase does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1.0))]
-    pub critical_increase: f64,
+    pub critical_increase: Option<f64>,
     /// NaN samples (0/0 rates): left out (`remove`, default) or counted as 0 (`replace`).
     #[serde(default)]
     pub nan_strategy: NanStrategy,

@@ -277,6 +277,32 @@ fn measurement(phase: MeasurementPhase, value: Option<String>) -> Measurement {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scored_value_is_judged_by_the_metrics_conditions_else_by_the_providers_phase() {
+        let value = serde_json::json!({ "score": 60.0, "verdict": "Marginal", "metrics": {} });
+        let metric = |success: Option<&str>| Metric {
+            name: "judge".into(),
+            success_condition: success.map(str::to_string),
+            ..Metric::default()
+        };
+        let cases = [
+            (None, MeasurementPhase::Inconclusive),
+            (Some("result.score >= 50"), MeasurementPhase::Successful),
+            (Some("result.score >= 90"), MeasurementPhase::Failed),
+            (Some("result.nope > 1"), MeasurementPhase::Error),
+        ];
+        for (success, phase) in cases {
+            let shown = "Marginal, score 60.0: ...".to_string();
+            let measured = scored(&metric(success), &value, shown.clone(), MeasurementPhase::Inconclusive);
+            assert_eq!(measured.phase, phase, "{success:?}");
+            if phase != MeasurementPhase::Error {
+                assert_eq!(measured.value, Some(shown), "the summary is shown, not the JSON");
+            }
+        }
+    }
+
     #[test]
     fn secret_values_are_scrubbed_from_what_is_shown() {
         let shown = super::redact(

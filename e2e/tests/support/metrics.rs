@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 pub struct MetricsSource {
     pub address: String,
     ratios: Arc<Mutex<BTreeMap<String, f64>>>,
+    sides: Arc<Mutex<Sides>>,
     target_file: PathBuf,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
@@ -24,12 +25,15 @@ impl MetricsSource {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let ratios: Arc<Mutex<BTreeMap<String, f64>>> = Arc::default();
+        let sides: Arc<Mutex<Sides>> = Arc::default();
         let started = Instant::now();
         let state = ratios.clone();
+        let side_state = sides.clone();
         let flaky = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let task = tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let state = state.clone();
+                let side_state = side_state.clone();
                 let flaky = flaky.clone();
                 tokio::spawn(async move {
                     let mut buffer = vec![0u8; 4096];
@@ -56,7 +60,9 @@ impl MetricsSource {
                             serde_json::json!({ "revision": revision, "errorRate": ratio }).to_string(),
                         )
                     } else {
-                        ("text/plain; version=0.0.4", exposition(&ratios, seconds))
+                        let sides = side_state.lock().unwrap().clone();
+                        let body = exposition(&ratios, seconds) + &side_exposition(&sides, seconds);
+                        ("text/plain; version=0.0.4", body)
                     };
                     let response = format!(
                         "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -74,6 +80,7 @@ impl MetricsSource {
         Self {
             address,
             ratios,
+            sides,
             target_file,
             task: Arc::new(task),
         }
@@ -82,6 +89,16 @@ impl MetricsSource {
     /// Sets the error ratio of a revision (and starts exporting it).
     pub fn set_error_ratio(&self, revision: &str, ratio: f64) {
         self.ratios.lock().unwrap().insert(revision.to_string(), ratio);
+    }
+
+    /// Exports `judge_*` series for `revision` labelled `role` (as a judge
+    /// query tells canary from baseline): 2,000 requests a second, errors at
+    /// `ratio` of them, and a latency gauge that moves alike on every side.
+    pub fn set_side(&self, revision: &str, role: &str, ratio: f64) {
+        self.sides
+            .lock()
+            .unwrap()
+            .insert((revision.to_string(), role.to_string()), ratio);
     }
 
     /// The file_sd target, for a Prometheus of the test's own.
@@ -108,6 +125,24 @@ fn exposition(ratios: &BTreeMap<String, f64>, seconds: f64) -> String {
             "http_errors_total{{revision=\"{revision}\"}} {}\n",
             (requests * ratio).floor()
         );
+    }
+    out
+}
+
+/// Error ratios by (revision, role).
+type Sides = BTreeMap<(String, String), f64>;
+
+fn side_exposition(sides: &Sides, seconds: f64) -> String {
+    let mut out = String::from(
+        "# TYPE judge_requests_total counter\n# TYPE judge_errors_total counter\n# TYPE judge_latency_seconds gauge\n",
+    );
+    let requests = (seconds * 2000.0).floor();
+    let latency = 0.1 + 0.01 * (seconds.floor() % 5.0);
+    for ((revision, role), ratio) in sides {
+        let labels = format!("revision=\"{revision}\",role=\"{role}\"");
+        out += &format!("judge_requests_total{{{labels}}} {requests}\n");
+        out += &format!("judge_errors_total{{{labels}}} {}\n", (requests * ratio).floor());
+        out += &format!("judge_latency_seconds{{{labels}}} {latency}\n");
     }
     out
 }
