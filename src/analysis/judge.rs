@@ -16,7 +16,9 @@ use super::provider::{Env, Outcome, Provider, SecretKey, Secrets};
 use super::sequential_test::{self, Interval};
 use super::template::{self, Args};
 use super::web::headers;
-use crate::api::{self, JUDGE_SAMPLES_MAX, JudgeDirection, JudgeMetric, JudgeProvider, MeasurementPhase};
+use crate::api::{
+    self, JUDGE_SAMPLES_MAX, JudgeDirection, JudgeMetric, JudgeProvider, JudgeResult, JudgedMetric, MeasurementPhase,
+};
 
 impl Provider for JudgeProvider {
     fn name(&self) -> &'static str {
@@ -81,6 +83,7 @@ impl Provider for JudgeProvider {
                         value: judged.value,
                         shown: judged.shown,
                         phase: judged.phase,
+                        result: Box::new(judged.result),
                     }
                 }
                 Err(error) => Outcome::Error(error),
@@ -105,6 +108,8 @@ pub struct Judged {
     pub value: Value,
     pub shown: String,
     pub phase: MeasurementPhase,
+    /// What status keeps of it.
+    pub result: JudgeResult,
 }
 
 /// Classifies every metric from `data` (in spec order) and scores them.
@@ -141,10 +146,14 @@ pub fn verdict(spec: &JudgeProvider, data: &[MetricData]) -> Judged {
     let score = judgement::score(&groups, spec.pass_score, spec.marginal_score);
     let score_value = (score.score * 100.0).round() / 100.0;
 
-    let mut metrics = serde_json::Map::new();
-    for ((metric, data), judgement) in spec.metrics.iter().zip(data).zip(&judgements) {
-        metrics.insert(metric.name.clone(), metric_value(data, judgement));
-    }
+    let judged: Vec<JudgedMetric> = spec
+        .metrics
+        .iter()
+        .zip(data)
+        .zip(&judgements)
+        .map(|((metric, data), judgement)| judged_metric(metric, data, judgement))
+        .collect();
+    let metrics: serde_json::Map<String, Value> = judged.iter().map(|m| (m.name.clone(), metric_value(m))).collect();
     let verdict_name = match score.verdict {
         Verdict::Pass => "Pass",
         Verdict::Marginal => "Marginal",
@@ -171,6 +180,11 @@ pub fn verdict(spec: &JudgeProvider, data: &[MetricData]) -> Judged {
             described.join("; ")
         ),
         phase,
+        result: JudgeResult {
+            score: score_value,
+            verdict: verdict_name.to_string(),
+            metrics: judged,
+        },
     }
 }
 
@@ -283,24 +297,42 @@ fn rate_ratio_interval(intervals: &[Interval], confidence: f64) -> Option<(f64, 
     Some((ratio(share_low), ratio(share_high)))
 }
 
-fn metric_value(data: &MetricData, j: &MetricJudgement) -> Value {
+fn judged_metric(metric: &JudgeMetric, data: &MetricData, j: &MetricJudgement) -> JudgedMetric {
     let finite = |v: f64| v.is_finite().then_some(v);
     let (test, samples) = match data {
-        MetricData::Samples { canary, baseline } => {
-            ("rank", json!({ "canary": canary.len(), "baseline": baseline.len() }))
-        }
-        MetricData::Counts(intervals) => ("sequential", json!({ "intervals": intervals.len() })),
+        MetricData::Samples { canary, baseline } => ("rank", canary.len().min(baseline.len())),
+        MetricData::Counts(intervals) => ("sequential", intervals.len()),
     };
+    JudgedMetric {
+        name: metric.name.clone(),
+        test: test.into(),
+        classification: format!("{:?}", j.classification),
+        failed: j.failed,
+        critical: j.critical_failure,
+        ratio: finite(j.ratio),
+        shift: j.shift.and_then(finite),
+        interval: j
+            .interval
+            .filter(|(low, high)| low.is_finite() && high.is_finite())
+            .map(|(low, high)| vec![low, high]),
+        p_value: j.p_value.and_then(finite),
+        samples: i32::try_from(samples).unwrap_or(i32::MAX),
+    }
+}
+
+/// A metric as conditions see it: every field there, null when unknown, so
+/// `result.metrics.errors.ratio` never fails on a missing key.
+fn metric_value(m: &JudgedMetric) -> Value {
     json!({
-        "test": test,
-        "classification": format!("{:?}", j.classification),
-        "failed": j.failed,
-        "critical": j.critical_failure,
-        "ratio": finite(j.ratio),
-        "shift": j.shift.and_then(finite),
-        "interval": j.interval.map(|(low, high)| json!([finite(low), finite(high)])),
-        "pValue": j.p_value.and_then(finite),
-        "samples": samples,
+        "test": m.test,
+        "classification": m.classification,
+        "failed": m.failed,
+        "critical": m.critical,
+        "ratio": m.ratio,
+        "shift": m.shift,
+        "interval": m.interval,
+        "pValue": m.p_value,
+        "samples": m.samples,
     })
 }
 
@@ -672,7 +704,9 @@ mod tests {
         );
         assert!(1.2 < low && low < 1.5 && 1.5 < high && high < 1.8, "{low} {high}");
         let latency = &judged.value["metrics"]["latency"];
-        assert_eq!(latency["samples"], json!({ "canary": 30, "baseline": 30 }));
+        assert_eq!(latency["samples"], 30);
+        assert_eq!(judged.result.metrics[1].name, "errors");
+        assert_eq!(judged.result.metrics[1].interval.as_ref().map(Vec::len), Some(2));
         assert!(latency["pValue"].as_f64().unwrap() > 0.9, "{latency}");
     }
 
@@ -734,7 +768,8 @@ mod tests {
     #[test]
     fn windows_table() {
         // (since, now, step, lookback, counts) -> (start, end)
-        let cases: &[((i64, i64, i64, Option<i64>, bool), Option<(i64, i64)>)] = &[
+        type Case = ((i64, i64, i64, Option<i64>, bool), Option<(i64, i64)>);
+        let cases: &[Case] = &[
             ((1000, 1000, 30, None, false), Some((1000, 1000))),
             ((1000, 1000, 30, None, true), None),
             ((1000, 1029, 30, None, true), None),
@@ -837,14 +872,14 @@ mod tests {
         let mut env = env.env();
         env.now = k8s_openapi::jiff::Timestamp::from_second(1100).unwrap();
         let outcome = provider.measure(&env).await.unwrap();
-        let Outcome::Scored { value, phase, shown } = outcome else {
+        let Outcome::Scored {
+            value, phase, shown, ..
+        } = outcome
+        else {
             panic!("{outcome:?}")
         };
         assert_eq!(phase, MeasurementPhase::Successful, "{shown}");
-        assert_eq!(
-            value["metrics"]["latency"]["samples"],
-            json!({ "canary": 3, "baseline": 3 })
-        );
+        assert_eq!(value["metrics"]["latency"]["samples"], 3);
         let mut targets = Vec::new();
         while let Ok(received) = requests.try_recv() {
             targets.push(received.target);

@@ -127,6 +127,8 @@ pub enum Outcome {
         value: serde_json::Value,
         shown: String,
         phase: MeasurementPhase,
+        /// What the metric's status keeps of it.
+        result: Box<api::JudgeResult>,
     },
 }
 

@@ -130,6 +130,7 @@ pub fn new_status(metric: &Metric) -> MetricStatus {
         dry_run: metric.dry_run.then_some(true),
         measurements: Vec::new(),
         job: None,
+        judge: None,
     }
 }
 

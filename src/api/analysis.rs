@@ -255,6 +255,9 @@ pub struct MetricStatus {
     /// A Job measurement in flight: the Job's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// A judge's last result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<super::judge::JudgeResult>,
 }
 
 /// The analysis of one revision.

@@ -180,3 +180,47 @@ pub enum NanStrategy {
     Remove,
     Replace,
 }
+
+/// The judge's last result, kept in its metric's status for people and tools:
+/// what `kubectl serin get` shows.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JudgeResult {
+    /// 0-100.
+    pub score: f64,
+    /// Pass, Marginal, Fail or Inconclusive.
+    pub verdict: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<JudgedMetric>,
+}
+
+/// One judged metric's classification and effect.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JudgedMetric {
+    pub name: String,
+    /// `rank` or `sequential`.
+    pub test: String,
+    /// Pass, High, Low or NoData.
+    pub classification: String,
+    /// The classification counts against the canary.
+    #[serde(default)]
+    pub failed: bool,
+    /// It fails the analysis whatever the score.
+    #[serde(default)]
+    pub critical: bool,
+    /// The canary's mean (sequential: rate) over the baseline's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// Rank test: the Hodges-Lehmann shift, canary minus baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<f64>,
+    /// At 1 - alpha: of the shift (rank test) or of the rate ratio (sequential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// Samples per side (rank test) or intervals (sequential test) judged.
+    #[serde(default)]
+    pub samples: i32,
+}

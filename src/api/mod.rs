@@ -24,7 +24,8 @@ pub use int_or_percent::IntOrPercent;
 pub use int_or_percent::{MAX_UNAVAILABLE_MESSAGE, MAX_UNAVAILABLE_RULE};
 pub use invalid::Invalid;
 pub use judge::{
-    JUDGE_SAMPLES_MAX, JudgeDirection, JudgeGroup, JudgeMetric, JudgeProvider, NanStrategy, SequentialCounts,
+    JUDGE_SAMPLES_MAX, JudgeDirection, JudgeGroup, JudgeMetric, JudgeProvider, JudgeResult, JudgedMetric, NanStrategy,
+    SequentialCounts,
 };
 pub use release::{
     BlueGreenStatus, CanaryStatus, Control, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use unicode_width::UnicodeWidthChar;
 
-use crate::api::{AnalysisPhase, AnalysisStatus, MeasurementPhase, Phase, Release, ReleaseStatus};
+use crate::api::{AnalysisPhase, AnalysisStatus, JudgeResult, MeasurementPhase, Phase, Release, ReleaseStatus};
 use crate::plan::RevisionState;
 
 /// ANSI colours, or none when the output is not a terminal.
@@ -324,7 +324,11 @@ fn analysis_lines(title: &str, analysis: &AnalysisStatus, colour: Colour) -> Str
             "├──"
         };
         let last = metric.measurements.last();
-        let value = printable(last.and_then(|m| m.value.as_deref()).unwrap_or("-"));
+        let value = match &metric.judge {
+            // Its metrics get a line each, below.
+            Some(judge) => format!("{}, score {}", printable(&judge.verdict), judge.score).into(),
+            None => printable(last.and_then(|m| m.value.as_deref()).unwrap_or("-")),
+        };
         let mark = match last.map(|m| m.phase) {
             Some(MeasurementPhase::Successful) => colour.paint("32", "pass"),
             Some(MeasurementPhase::Failed) => colour.paint("31", "fail"),
@@ -336,6 +340,56 @@ fn analysis_lines(title: &str, analysis: &AnalysisStatus, colour: Colour) -> Str
             "  {branch} {}: {mark} {value}  ({} measured: {} passed, {} failed, {} inconclusive, {} errors)\n",
             metric.name, metric.count, metric.successful, metric.failed, metric.inconclusive, metric.error
         );
+        if let Some(judge) = &metric.judge {
+            let indent = if index + 1 == analysis.metrics.len() {
+                "    "
+            } else {
+                "│   "
+            };
+            out += &judged_lines(indent, judge, colour);
+        }
+    }
+    out
+}
+
+/// A judge's metrics, a line each: classification, effect, interval and p-value.
+fn judged_lines(indent: &str, judge: &JudgeResult, colour: Colour) -> String {
+    let width = judge.metrics.iter().map(|m| m.name.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (index, m) in judge.metrics.iter().enumerate() {
+        let branch = if index + 1 == judge.metrics.len() {
+            "└──"
+        } else {
+            "├──"
+        };
+        let class = format!("{:<6}", m.classification);
+        let class = match (m.failed, m.classification.as_str()) {
+            (true, _) => colour.paint("31", &class),
+            (false, "NoData") => colour.paint("33", &class),
+            _ => colour.paint("32", &class),
+        };
+        let mut line = format!("  {indent}{branch} {:<width$}  {class}", printable(&m.name));
+        let short = |v: f64| {
+            format!("{v:.3}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        };
+        if let Some(ratio) = m.ratio {
+            let what = if m.test == "sequential" { "rate ratio" } else { "ratio" };
+            line += &format!(" {what} {}", short(ratio));
+        }
+        if let Some(shift) = m.shift {
+            line += &format!(" shift {}", short(shift));
+        }
+        if let Some([low, high]) = m.interval.as_deref() {
+            line += &format!(" [{}, {}]", short(*low), short(*high));
+        }
+        if let Some(p) = m.p_value {
+            line += &format!(" p {}", short(p));
+        }
+        out += &line;
+        out += "\n";
     }
     out
 }

@@ -796,3 +796,40 @@ fn quoted_control_characters_cannot_move_the_cursor() {
     assert!(!text.contains(['\u{1b}', '\r', '\t']), "{text}");
     assert!(text.contains(r"bad\u{1b}[2J\rvalue\tend"), "{text}");
 }
+
+#[test]
+fn a_judge_shows_its_score_and_a_line_per_metric_within_80_columns() {
+    let mut release = rolling();
+    let status = release.status.as_mut().unwrap();
+    let metric = &mut status.analysis.as_mut().unwrap().metrics[1];
+    metric.name = "judge".into();
+    metric.judge = Some(
+        serde_json::from_value(serde_json::json!({
+            "score": 50.0, "verdict": "Fail", "metrics": [
+                { "name": "errors", "test": "sequential", "classification": "High", "failed": true,
+                  "ratio": 1.503, "interval": [1.1812, 1.9071], "samples": 3 },
+                { "name": "latency-p99", "test": "rank", "classification": "Pass",
+                  "ratio": 1.0, "shift": 0.0, "interval": [-0.03, 0.03], "pValue": 1.0, "samples": 4 },
+            ]
+        }))
+        .unwrap(),
+    );
+    let text = tree(&release, &[], Colour::Never, now());
+    assert!(text.contains("└── judge: fail Fail, score 50  (2 measured"), "{text}");
+    assert!(
+        text.contains("    ├── errors       High   rate ratio 1.503 [1.181, 1.907]\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    └── latency-p99  Pass   ratio 1 shift 0 [-0.03, 0.03] p 1\n"),
+        "{text}"
+    );
+    // The metric line above is as every metric's; the judged lines below it fit.
+    let judge_lines = text.lines().skip_while(|l| !l.contains("judge:")).skip(1).take(2);
+    for line in judge_lines {
+        assert!(
+            unicode_width::UnicodeWidthStr::width(line) <= 80,
+            "{line:?} is over 80 columns"
+        );
+    }
+}

@@ -220,7 +220,15 @@ async fn measure(
         Outcome::Value(value) => judged(metric, &value),
         Outcome::Error(error) => measurement(MeasurementPhase::Error, Some(error.0)),
         Outcome::Judged(phase, value) => measurement(phase, Some(value)),
-        Outcome::Scored { value, shown, phase } => scored(metric, &value, shown, phase),
+        Outcome::Scored {
+            value,
+            shown,
+            phase,
+            result,
+        } => {
+            status.judge = Some(*result);
+            scored(metric, &value, shown, phase)
+        }
     };
     status.job = None;
     // What a measurement in flight reports back (a Job's condition) is shown as is.

@@ -313,6 +313,77 @@ mod tests {
         assert_eq!(observed.name, "web-abc123");
     }
 
+    #[test]
+    fn a_baseline_runs_the_stable_template_apart_from_its_revision_and_reads_back() {
+        let release = release();
+        let stable = build(&release, "abc", 1, 3);
+        let rs = build_baseline(&release, &stable, "abc", 2).unwrap();
+        let with_role = |labels: &BTreeMap<String, String>| {
+            let mut labels = labels.clone();
+            labels.insert(ROLE_LABEL.into(), BASELINE_ROLE.into());
+            labels
+        };
+        let template = |rs: &ReplicaSet| rs.spec.as_ref().unwrap().template.clone().unwrap();
+        let pod_labels = |rs: &ReplicaSet| template(rs).metadata.unwrap().labels.unwrap();
+        let selector = |rs: &ReplicaSet| rs.spec.as_ref().unwrap().selector.match_labels.clone().unwrap();
+
+        assert_eq!(
+            pod_labels(&rs),
+            with_role(&pod_labels(&stable)),
+            "the stable pods' labels"
+        );
+        assert_eq!(template(&rs).spec, template(&stable).spec, "the stable pods");
+        assert_eq!(selector(&rs), with_role(&selector(&stable)));
+        assert!(
+            selector(&rs).iter().all(|(k, v)| pod_labels(&rs).get(k) == Some(v)),
+            "selects its own pods"
+        );
+        let spec = rs.spec.as_ref().unwrap();
+        assert_eq!((spec.replicas, spec.min_ready_seconds), (Some(2), Some(2)));
+
+        let labels = rs.metadata.labels.as_ref().unwrap();
+        assert!(!labels.contains_key(REVISION_LABEL), "{labels:?}");
+        assert_eq!(labels.get(BASELINE_OF_LABEL).map(String::as_str), Some("abc"));
+        assert_eq!(labels.get(ROLE_LABEL).map(String::as_str), Some(BASELINE_ROLE));
+        assert_eq!(labels.get(RELEASE_LABEL).map(String::as_str), Some("web"));
+        assert_eq!(observe(&rs), None, "never read back as a revision");
+        assert_eq!(
+            (rs.metadata.name.as_deref(), rs.metadata.namespace.as_deref()),
+            (Some("web-abc-baseline"), Some("shop"))
+        );
+        let owners = rs.metadata.owner_references.as_ref().unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(
+            (owners[0].kind.as_str(), owners[0].name.as_str(), owners[0].uid.as_str()),
+            ("Release", "web", "u-1")
+        );
+        assert_eq!(owners[0].controller, Some(true));
+
+        let baseline = BaselineState {
+            name: "web-abc-baseline".into(),
+            stable_revision: "abc".into(),
+            replicas: 2,
+            deleting: false,
+        };
+        assert_eq!(observe_baseline(&CachedReplicaSet::of(&rs)), Some(baseline.clone()));
+        let mut going = rs.clone();
+        going.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert_eq!(
+            observe_baseline(&CachedReplicaSet::of(&going)),
+            Some(BaselineState {
+                deleting: true,
+                ..baseline
+            })
+        );
+        assert_eq!(
+            observe_baseline(&CachedReplicaSet::of(&stable)),
+            None,
+            "a revision is no baseline"
+        );
+    }
+
     mod writes {
         use serde_json::{Value, json};
 

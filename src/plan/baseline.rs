@@ -50,6 +50,9 @@ impl Round<'_> {
     /// sized like the canary, or deleted. Runs last, so it sees the canary's
     /// size as this round leaves it.
     pub(super) fn steer_baseline(&mut self, observed: Option<&BaselineState>) {
+        if self.held_invalid() {
+            return;
+        }
         let wanted = self.baseline_wanted();
         match (wanted, observed) {
             (Some((stable, revision, replicas)), None) => self.actions.push(Action::CreateBaseline {
@@ -69,6 +72,20 @@ impl Round<'_> {
             (_, Some(b)) if !b.deleting => self.actions.push(Action::Delete { name: b.name.clone() }),
             _ => {}
         }
+    }
+
+    /// The round is held as InvalidSpec after validation passed: by a Service
+    /// or route that cannot be driven, or by an analysis that cannot run as
+    /// written (a missing template or Secret, looked for again shortly). Such
+    /// a round changes nothing, the baseline included: the analysis is not
+    /// over, it carries on from its measurements once fixed, and a baseline
+    /// removed and created again would be younger than the canary it is for.
+    fn held_invalid(&self) -> bool {
+        self.traffic.problem.is_some()
+            || [self.analysis, self.gate_analysis]
+                .into_iter()
+                .flatten()
+                .any(|a| matches!(a.verdict, Verdict::Invalid(_)))
     }
 
     /// (stable ReplicaSet, stable revision, replicas) while a running analysis
