@@ -167,6 +167,22 @@ async fn a_canary_with_half_again_the_baselines_errors_is_rolled_back_though_und
     assert_eq!(analysis.phase, AnalysisPhase::Failed);
     let fixed = analysis.metrics.iter().find(|m| m.name == "fixed-threshold").unwrap();
     assert_eq!(fixed.failed, 0, "the fixed threshold alone would pass it: {fixed:?}");
+    let result = judge_metric(&analysis)
+        .judge
+        .clone()
+        .expect("the judge's result in status");
+    assert_eq!(result.verdict, "Fail");
+    let errors = result.metrics.iter().find(|m| m.name == "errors").unwrap();
+    assert_eq!(
+        (errors.classification.as_str(), errors.failed),
+        ("High", true),
+        "{errors:?}"
+    );
+    let interval = errors.interval.clone().unwrap();
+    assert!(
+        interval[0] > 1.0 && interval[0] < 1.5 && interval[1] > 1.5,
+        "{interval:?}"
+    );
     let failing = judge_metric(&analysis).measurements.last().unwrap();
     assert_eq!(failing.phase, MeasurementPhase::Failed);
     println!("judge measurement: {}", failing.value.as_deref().unwrap_or_default());

@@ -200,6 +200,50 @@ mod tests {
         (0..60).map(|_| 100.0 * scale * rng.lognormal(0.3)).collect()
     }
 
+    /// 2,000 seeded A/A canaries judged as the judge judges a rank-test metric
+    /// (the interval excludes 0 and the ratio passes allowedIncrease, here 1:
+    /// any difference the test is sure of): how often the canary fails.
+    #[test]
+    fn aa_canaries_fail_the_fixed_test_at_most_alpha_as_the_judge_decides() {
+        const ALPHA: f64 = 0.05;
+        let allowed = Rule {
+            allowed_increase: 1.0,
+            allowed_decrease: 1.0,
+            confidence: 1.0 - ALPHA,
+            ..rule()
+        };
+        for (size, direction) in [
+            (10, Direction::Increase),
+            (30, Direction::Increase),
+            (30, Direction::Both),
+            (120, Direction::Both),
+        ] {
+            let rule = Rule {
+                direction,
+                ..allowed.clone()
+            };
+            let mut rng = Rng::new(31);
+            let mut sample = || (0..size).map(|_| 100.0 * rng.lognormal(0.5)).collect::<Vec<_>>();
+            let failed = (0..2000)
+                .filter(|_| {
+                    let (canary, baseline) = (sample(), sample());
+                    classify(&canary, &baseline, &rule).failed
+                })
+                .count();
+            let false_alarms = failed as f64 / 2000.0;
+            println!("A/A, {size} samples a side, {direction:?}, judged: false alarms {false_alarms:.4}");
+            // Increase fails on one side of a two-sided interval: about alpha/2.
+            // Both is a test of size alpha, which measures above alpha in
+            // about half of all seeds: allow the simulation's own error.
+            let simulation_error = (ALPHA * (1.0 - ALPHA) / 2000.0f64).sqrt();
+            let limit = match direction {
+                Direction::Both => ALPHA + 2.0 * simulation_error,
+                _ => ALPHA,
+            };
+            assert!(false_alarms <= limit, "{false_alarms}");
+        }
+    }
+
     #[test]
     fn metrics_are_classified_by_interval_ratio_and_direction() {
         let base = latencies(1, 1.0);

@@ -833,3 +833,12 @@ fn a_judge_shows_its_score_and_a_line_per_metric_within_80_columns() {
         );
     }
 }
+
+#[test]
+fn the_judge_guide_example_lints_clean() {
+    let guide = include_str!("../../docs/judge.md");
+    let start = guide.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + guide[start..].find("```").expect("the block ends");
+    let problems = crate::cli::lint::lint(&guide[start..end]).expect("YAML");
+    assert_eq!(problems, Vec::new(), "docs/judge.md's example");
+}
