@@ -931,4 +931,49 @@ mod tests {
             "{error}"
         );
     }
+
+    fn any_count() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(0.0),
+            0.0..1e6f64,
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(-1.0),
+            Just(1e300)
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever Prometheus answers, the judge gives a verdict: no panic,
+        /// a score in 0-100, a phase that follows the verdict, JSON for CEL.
+        #[test]
+        fn any_data_gets_a_verdict(
+            counts in proptest::collection::vec((any_count(), any_count(), any_count(), any_count()), 0..12),
+            canary in proptest::collection::vec(proptest::prelude::prop_oneof![-1e9f64..1e9, proptest::prelude::Just(f64::NAN)], 0..40),
+            baseline in proptest::collection::vec(proptest::prelude::prop_oneof![-1e9f64..1e9, proptest::prelude::Just(f64::NAN)], 0..40),
+            direction in proptest::sample::select(vec!["increase", "decrease", "both"]),
+            replace in proptest::bool::ANY,
+        ) {
+            let nan = if replace { "replace" } else { "remove" };
+            let spec = spec(json!({ "metrics": [
+                { "name": "errors", "direction": direction, "critical": true, "sequential": { "events": "e", "total": "t" } },
+                { "name": "latency", "direction": direction, "nanStrategy": nan, "mustHaveData": true, "query": "q" },
+            ] }));
+            let intervals = counts
+                .into_iter()
+                .map(|(a, b, c, d)| Interval { canary_events: a, canary_total: b, baseline_events: c, baseline_total: d })
+                .collect();
+            let judged = verdict(&spec, &[MetricData::Counts(intervals), MetricData::Samples { canary, baseline }]);
+            let score = judged.value["score"].as_f64().unwrap();
+            proptest::prop_assert!((0.0..=100.0).contains(&score), "{}", judged.shown);
+            let phase = match judged.result.verdict.as_str() {
+                "Pass" => MeasurementPhase::Successful,
+                "Fail" => MeasurementPhase::Failed,
+                _ => MeasurementPhase::Inconclusive,
+            };
+            proptest::prop_assert_eq!(judged.phase, phase);
+            proptest::prop_assert!(serde_json::to_string(&judged.result).is_ok());
+        }
+    }
 }
