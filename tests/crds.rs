@@ -733,6 +733,21 @@ fn cel_accepts_a_judge_and_names_each_judge_mistake() {
             judge_with(json!({ "passScore": 80, "marginalScore": 90 }), None),
             "marginalScore must not exceed passScore",
         ),
+        (
+            judge_with(json!({ "groups": null }), None),
+            "a metric names a group, but there are no groups",
+        ),
+        (
+            judge_with(json!({ "name": "errors" }), Some(1)),
+            "judge metric names must be unique",
+        ),
+        (
+            judge_with(
+                json!({ "groups": [{ "name": "errors", "weight": 1 }, { "name": "latency", "weight": 1 }, { "name": "errors", "weight": 2 }] }),
+                None,
+            ),
+            "group names must be unique",
+        ),
     ];
     for (provider, message) in bad {
         for (kind, object) in analysis_everywhere(json!([]), json!([metric(provider.clone())])) {
@@ -848,4 +863,29 @@ fn cel_rejects_arg_with_value_and_value_from() {
         );
         assert_rejected_as(kind, object, message);
     }
+}
+
+/// The API server answers a default of 95.0 as 95: a whole-number default
+/// written as a float would make the live CRD differ from serin's forever.
+#[test]
+fn whole_number_defaults_are_written_as_integers() {
+    fn walk(value: &Value, path: &str, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map {
+                    if key == "default" && item.is_f64() && item.as_f64().is_some_and(|f| f.fract() == 0.0) {
+                        found.push(format!("{path}/default: {item}"));
+                    }
+                    walk(item, &format!("{path}/{key}"), found);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, path, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    for crd in serin::api::crds() {
+        walk(&serde_json::to_value(&crd).unwrap(), "", &mut found);
+    }
+    assert_eq!(found, Vec::<String>::new());
 }

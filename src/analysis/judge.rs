@@ -76,17 +76,21 @@ impl Provider for JudgeProvider {
                 headers: &headers,
                 credentials: &credentials,
             };
-            Ok(match fetch(self, &server, env).await {
-                Ok(data) => {
-                    let judged = verdict(self, &data);
-                    Outcome::Scored {
-                        value: judged.value,
-                        shown: judged.shown,
-                        phase: judged.phase,
-                        result: Box::new(judged.result),
-                    }
-                }
-                Err(error) => Outcome::Error(error),
+            let data = match fetch(self, &server, env).await {
+                Ok(data) => data,
+                Err(error) => return Ok(Outcome::Error(error)),
+            };
+            // Hodges-Lehmann sorts up to 600 x 600 differences per metric: off
+            // the reconcile's thread, so other Releases' rounds go on.
+            let spec = self.clone();
+            Ok(match tokio::task::spawn_blocking(move || verdict(&spec, &data)).await {
+                Ok(judged) => Outcome::Scored {
+                    value: judged.value,
+                    shown: judged.shown,
+                    phase: judged.phase,
+                    result: Box::new(judged.result),
+                },
+                Err(error) => Outcome::Error(ProviderError(format!("the judge's computation failed: {error}"))),
             })
         })
     }
@@ -401,15 +405,18 @@ fn lookback(spec: &JudgeProvider) -> Result<Option<Duration>, String> {
 
 /// The times to sample, in Unix seconds: every `step` from the start of the
 /// analysis (or `lookback` before now) to now, at most
-/// [`JUDGE_SAMPLES_MAX`] of them, the most recent. Counts start one step in:
-/// each point counts the step before it. None before the first point.
+/// [`JUDGE_SAMPLES_MAX`] of them, the most recent. Counts start one step in
+/// (each point counts the step before it) and always cover the whole
+/// analysis, for the sequential test to stay anytime-valid, up to
+/// [`COUNTS_MAX`] steps. None before the first point.
 fn window(since: i64, now: i64, step: i64, lookback: Option<i64>, counts: bool) -> Option<(i64, i64)> {
     let first = since + if counts { step } else { 0 };
     let mut start = first;
-    if let Some(lookback) = lookback {
+    if let Some(lookback) = lookback.filter(|_| !counts) {
         start = start.max(now - lookback);
     }
-    start = start.max(now - (JUDGE_SAMPLES_MAX as i64 - 1) * step);
+    let most = if counts { COUNTS_MAX } else { JUDGE_SAMPLES_MAX as i64 };
+    start = start.max(now - (most - 1) * step);
     // Aligned to the analysis' own steps, so every count covers one whole step.
     let start = first + (start - first + step - 1).div_euclid(step) * step;
     let end = first + (now - first).div_euclid(step) * step;
@@ -469,17 +476,21 @@ enum Side {
     Baseline,
 }
 
-/// `{{judge.revision}}`, `{{judge.role}}` and `{{judge.step}}` for one side.
+/// The placeholders of one side. `role` is the value of the side's pods'
+/// `serin.dev/role` label (`baseline`, or none: ""), so `role="{{judge.role}}"`
+/// selects the side's series where Prometheus keeps pod labels, as PromQL's
+/// `role=""` matches a series without the label. `side` names the side.
 fn placeholders(env: &Env<'_>, side: Side, step: Duration) -> Args {
     let compared = &env.compared;
-    let (revision, role) = match side {
-        Side::Canary => (compared.canary_revision.as_str(), "canary"),
-        Side::Baseline if compared.baseline_pods => (compared.stable_revision.as_str(), api::BASELINE_ROLE),
-        Side::Baseline => (compared.stable_revision.as_str(), "stable"),
+    let (revision, role, name) = match side {
+        Side::Canary => (compared.canary_revision.as_str(), "", "canary"),
+        Side::Baseline if compared.baseline_pods => (compared.stable_revision.as_str(), api::BASELINE_ROLE, "baseline"),
+        Side::Baseline => (compared.stable_revision.as_str(), "", "baseline"),
     };
     Args::from([
         ("revision".into(), revision.into()),
         ("role".into(), role.into()),
+        ("side".into(), name.into()),
         ("step".into(), format!("{}s", step.as_secs())),
     ])
 }
@@ -502,19 +513,21 @@ fn summed(series: &[Series]) -> BTreeMap<i64, f64> {
     sums
 }
 
-/// The intervals with finite counts for all four queries.
+/// The intervals both sides have a total for, with finite counts. Events
+/// missing where the total is not count 0: an error counter that has never
+/// been incremented is often not exported at all.
 fn intervals(
     canary: &(BTreeMap<i64, f64>, BTreeMap<i64, f64>),
     baseline: &(BTreeMap<i64, f64>, BTreeMap<i64, f64>),
 ) -> Vec<Interval> {
     canary
-        .0
+        .1
         .iter()
-        .filter_map(|(time, events)| {
+        .filter_map(|(time, total)| {
             let interval = Interval {
-                canary_events: *events,
-                canary_total: *canary.1.get(time)?,
-                baseline_events: *baseline.0.get(time)?,
+                canary_events: canary.0.get(time).copied().unwrap_or(0.0),
+                canary_total: *total,
+                baseline_events: baseline.0.get(time).copied().unwrap_or(0.0),
                 baseline_total: *baseline.1.get(time)?,
             };
             let counts = [
@@ -529,6 +542,8 @@ fn intervals(
 }
 
 const DEFAULT_STEP: Duration = Duration::from_secs(30);
+/// Steps of counts per query, at most: under Prometheus's 11,000 points.
+const COUNTS_MAX: i64 = 10_000;
 
 #[cfg(test)]
 mod tests {
@@ -778,7 +793,12 @@ mod tests {
             ((1000, 1100, 30, None, false), Some((1000, 1090))),
             // lookback: the last 60 s, on the analysis' own steps
             ((1000, 1200, 30, Some(60), false), Some((1150, 1180))),
-            ((1000, 1200, 30, Some(60), true), Some((1150, 1180))),
+            // counts always cover the whole analysis
+            ((1000, 1200, 30, Some(60), true), Some((1030, 1180))),
+            (
+                (0, 1_000_000, 1, None, true),
+                Some((1_000_000 - COUNTS_MAX + 1, 1_000_000)),
+            ),
             // at most JUDGE_SAMPLES_MAX points, the most recent
             (
                 (0, 100_000, 1, None, false),
@@ -790,7 +810,8 @@ mod tests {
             assert_eq!(got, want, "{since} {now} {step} {lookback:?} {counts}");
             if let Some((start, end)) = got {
                 assert_eq!((start - since - if counts { step } else { 0 }) % step, 0);
-                assert!((end - start) / step < JUDGE_SAMPLES_MAX as i64);
+                let most = if counts { COUNTS_MAX } else { JUDGE_SAMPLES_MAX as i64 };
+                assert!((end - start) / step < most);
             }
         }
     }
@@ -895,7 +916,7 @@ mod tests {
         assert_eq!(decoded.len(), 6, "{decoded:#?}");
         let has = |needle: &str| decoded.iter().any(|t| t.contains(needle));
         assert!(
-            has("lat{rev=\"new1\",role=\"canary\"}&start=1000&end=1090&step=30s"),
+            has("lat{rev=\"new1\",role=\"\"}&start=1000&end=1090&step=30s"),
             "{decoded:#?}"
         );
         assert!(

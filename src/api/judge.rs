@@ -15,14 +15,21 @@ pub const JUDGE_GROUPS_MAX: u64 = 8;
 pub const JUDGE_SAMPLES_MAX: usize = 600;
 
 /// Queries are PromQL, run once per side. `{{judge.revision}}` becomes the
-/// side's pod template hash (the `serin.dev/revision` label), and
-/// `{{judge.role}}` its role: `canary`, or `baseline` with baseline pods,
-/// else `stable`. `{{judge.step}}` is `step`, for `increase(x[{{judge.step}}])`.
+/// side's pod template hash (the `serin.dev/revision` label), `{{judge.role}}`
+/// its pods' `serin.dev/role` label (`baseline` on baseline pods, else ""),
+/// `{{judge.side}}` the side (`canary` or `baseline`), and `{{judge.step}}`
+/// is `step`, for `increase(x[{{judge.step}}])`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.groups) || self.metrics.all(m, has(m.group) && self.groups.exists(g, g.name == m.group))")
         .message("with groups, every metric names one of them in group"),
+    validation = Rule::new("has(self.groups) || self.metrics.all(m, !has(m.group))")
+        .message("a metric names a group, but there are no groups"),
+    validation = Rule::new("self.metrics.all(m, self.metrics.exists_one(n, n.name == m.name))")
+        .message("judge metric names must be unique"),
+    validation = Rule::new("!has(self.groups) || self.groups.all(g, self.groups.exists_one(h, h.name == g.name))")
+        .message("group names must be unique"),
     validation = Rule::new("self.marginalScore <= self.passScore")
         .message("marginalScore must not exceed passScore"),
 )]
@@ -36,11 +43,13 @@ pub struct JudgeProvider {
     pub headers: Vec<Header>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<Authentication>,
-    /// Spacing of the samples, and the length of each interval of counts. Default 30s.
+    /// Spacing of the samples, and the length of each interval of counts, in
+    /// whole seconds. Default 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
-    /// Judge only the most recent `lookback` of the analysis, e.g. "10m".
-    /// Default: everything since the analysis started.
+    /// Judge rank-test metrics over only the most recent `lookback` of the
+    /// analysis, e.g. "10m". Default: everything since the analysis started.
+    /// Sequential metrics always count from the start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookback: Option<String>,
     /// Per metric, the chance of calling an unchanged canary a regression: the

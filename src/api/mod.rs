@@ -45,5 +45,7 @@ pub const ROLE_LABEL: &str = "serin.dev/role";
 pub const BASELINE_ROLE: &str = "baseline";
 /// Label on the baseline ReplicaSet naming the stable revision it runs.
 pub const BASELINE_OF_LABEL: &str = "serin.dev/baseline-of";
+/// Label on the baseline ReplicaSet naming the canary revision it stands beside.
+pub const BASELINE_FOR_LABEL: &str = "serin.dev/baseline-for";
 /// Annotation with a ReplicaSet's revision number, increasing per Release.
 pub const REVISION_NUMBER_ANNOTATION: &str = "serin.dev/revision-number";

@@ -274,10 +274,11 @@ async fn apply(
             Action::CreateBaseline {
                 stable,
                 revision,
+                canary,
                 replicas,
             } => {
                 if let Some(written) =
-                    replicaset::create_baseline(replica_sets, release, stable, revision, *replicas).await?
+                    replicaset::create_baseline(replica_sets, release, stable, revision, canary, *replicas).await?
                 {
                     ctx.expectations.wrote(key, written);
                 }

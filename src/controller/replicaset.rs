@@ -11,8 +11,8 @@ use super::Error;
 use super::expectations::Written;
 use super::trim::CachedReplicaSet;
 use crate::api::{
-    BASELINE_OF_LABEL, BASELINE_ROLE, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RELEASE_LABEL, REVISION_LABEL,
-    REVISION_NUMBER_ANNOTATION, ROLE_LABEL, Release,
+    BASELINE_FOR_LABEL, BASELINE_OF_LABEL, BASELINE_ROLE, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    RELEASE_LABEL, REVISION_LABEL, REVISION_NUMBER_ANNOTATION, ROLE_LABEL, Release,
 };
 use crate::plan::{self, BaselineState, RevisionState};
 
@@ -149,7 +149,13 @@ fn clipped(text: &str, max: usize) -> String {
 /// the stable pods' traffic, while the stable ReplicaSet never counts them
 /// (they have another controller). Its own labels carry no revision, so it is
 /// never read back as a revision. None when `stable` has no template.
-pub fn build_baseline(release: &Release, stable: &ReplicaSet, revision: &str, replicas: i32) -> Option<ReplicaSet> {
+pub fn build_baseline(
+    release: &Release,
+    stable: &ReplicaSet,
+    revision: &str,
+    canary: &str,
+    replicas: i32,
+) -> Option<ReplicaSet> {
     let spec = stable.spec.as_ref()?;
     let mut template = spec.template.clone()?;
     template
@@ -169,6 +175,7 @@ pub fn build_baseline(release: &Release, stable: &ReplicaSet, revision: &str, re
         (RELEASE_LABEL.to_string(), release_name.clone()),
         (ROLE_LABEL.to_string(), BASELINE_ROLE.to_string()),
         (BASELINE_OF_LABEL.to_string(), revision.to_string()),
+        (BASELINE_FOR_LABEL.to_string(), canary.to_string()),
     ]);
     Some(ReplicaSet {
         metadata: ObjectMeta {
@@ -197,6 +204,7 @@ pub(super) fn observe_baseline(rs: &CachedReplicaSet) -> Option<BaselineState> {
     Some(BaselineState {
         name: rs.metadata.name.clone()?,
         stable_revision: labels.get(BASELINE_OF_LABEL).cloned().unwrap_or_default(),
+        canary_revision: labels.get(BASELINE_FOR_LABEL).cloned().unwrap_or_default(),
         replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         deleting: rs.metadata.deletion_timestamp.is_some(),
     })
@@ -211,13 +219,11 @@ pub(super) async fn create_baseline(
     release: &Release,
     stable: &str,
     revision: &str,
+    canary: &str,
     replicas: i32,
 ) -> Result<Option<Written>, Error> {
-    let Some(rs) = api
-        .get_opt(stable)
-        .await?
-        .and_then(|s| build_baseline(release, &s, revision, replicas))
-    else {
+    let built = api.get_opt(stable).await?;
+    let Some(rs) = built.and_then(|s| build_baseline(release, &s, revision, canary, replicas)) else {
         return Ok(None);
     };
     let params = PostParams {
@@ -229,7 +235,11 @@ pub(super) async fn create_baseline(
             name: created.metadata.name.unwrap_or_default(),
             resource_version: created.metadata.resource_version.unwrap_or_default(),
         })),
-        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(None),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => {
+            // Ours, which the cache shows next; or someone else's by that name, which stays.
+            tracing::info!(name = ?rs.metadata.name, "a ReplicaSet by the baseline's name exists already");
+            Ok(None)
+        }
         Err(kube::Error::Api(status)) if is_refusal(status.code) => {
             tracing::warn!(message = %clipped(&status.message, REFUSAL_MAX), "the API server refuses the baseline ReplicaSet");
             Ok(None)
@@ -317,7 +327,7 @@ mod tests {
     fn a_baseline_runs_the_stable_template_apart_from_its_revision_and_reads_back() {
         let release = release();
         let stable = build(&release, "abc", 1, 3);
-        let rs = build_baseline(&release, &stable, "abc", 2).unwrap();
+        let rs = build_baseline(&release, &stable, "abc", "def", 2).unwrap();
         let with_role = |labels: &BTreeMap<String, String>| {
             let mut labels = labels.clone();
             labels.insert(ROLE_LABEL.into(), BASELINE_ROLE.into());
@@ -344,6 +354,7 @@ mod tests {
         let labels = rs.metadata.labels.as_ref().unwrap();
         assert!(!labels.contains_key(REVISION_LABEL), "{labels:?}");
         assert_eq!(labels.get(BASELINE_OF_LABEL).map(String::as_str), Some("abc"));
+        assert_eq!(labels.get(BASELINE_FOR_LABEL).map(String::as_str), Some("def"));
         assert_eq!(labels.get(ROLE_LABEL).map(String::as_str), Some(BASELINE_ROLE));
         assert_eq!(labels.get(RELEASE_LABEL).map(String::as_str), Some("web"));
         assert_eq!(observe(&rs), None, "never read back as a revision");
@@ -362,6 +373,7 @@ mod tests {
         let baseline = BaselineState {
             name: "web-abc-baseline".into(),
             stable_revision: "abc".into(),
+            canary_revision: "def".into(),
             replicas: 2,
             deleting: false,
         };

@@ -13,6 +13,9 @@ pub struct BaselineState {
     pub name: String,
     /// The stable revision whose template it runs (`serin.dev/baseline-of`).
     pub stable_revision: String,
+    /// The canary revision it stands beside (`serin.dev/baseline-for`): a
+    /// new canary restarts its analysis, and gets baseline pods of its age.
+    pub canary_revision: String,
     pub replicas: i32,
     /// Being deleted already.
     pub deleting: bool,
@@ -50,7 +53,9 @@ impl Round<'_> {
     /// sized like the canary, or deleted. Runs last, so it sees the canary's
     /// size as this round leaves it.
     pub(super) fn steer_baseline(&mut self, observed: Option<&BaselineState>) {
-        if self.held_invalid() {
+        // Nothing moves while paused: the analysis waits, and resumes
+        // with the baseline it had.
+        if self.held_invalid() || self.spec.paused {
             return;
         }
         let wanted = self.baseline_wanted();
@@ -58,17 +63,20 @@ impl Round<'_> {
             (Some((stable, revision, replicas)), None) => self.actions.push(Action::CreateBaseline {
                 stable,
                 revision,
+                canary: self.revision.clone(),
                 replicas,
             }),
-            (Some((_, revision, replicas)), Some(b)) if b.stable_revision == revision && !b.deleting => {
+            (Some((_, revision, replicas)), Some(b))
+                if b.stable_revision == revision && b.canary_revision == self.revision && !b.deleting =>
+            {
                 let resize = (b.replicas != replicas).then(|| Action::Scale {
                     name: b.name.clone(),
                     replicas,
                 });
                 self.actions.extend(resize);
             }
-            // Of another stable revision, or not wanted: it goes (and the
-            // right one is created once it has gone).
+            // Of another stable or canary revision, or not wanted: it goes
+            // (and the right one is created once it has gone).
             (_, Some(b)) if !b.deleting => self.actions.push(Action::Delete { name: b.name.clone() }),
             _ => {}
         }
@@ -94,7 +102,9 @@ impl Round<'_> {
         let running = |input: Option<&AnalysisInput>| {
             input.is_some_and(|a| a.verdict == Verdict::Running && baseline_pods(self.spec, a.slot))
         };
-        if !(running(self.analysis) || running(self.gate_analysis)) || self.aborted_now {
+        // A round that rolls back (the deadline, another analysis) ends this one too.
+        let rolled_back = self.status.failed_revision.as_deref() == Some(self.revision.as_str());
+        if !(running(self.analysis) || running(self.gate_analysis)) || self.aborted_now || rolled_back {
             return None;
         }
         let stable = self.stable()?;

@@ -167,10 +167,12 @@ pub enum Action {
         replicas: i32,
     },
     /// Create the baseline ReplicaSet: the template of `stable` (a
-    /// ReplicaSet, of `revision`), labelled as the baseline.
+    /// ReplicaSet, of `revision`), labelled as the baseline of the `canary`
+    /// revision.
     CreateBaseline {
         stable: String,
         revision: String,
+        canary: String,
         replicas: i32,
     },
     /// Trim revision history; remove the baseline.

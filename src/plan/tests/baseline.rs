@@ -95,20 +95,22 @@ fn at_gate(r: &mut Release, cluster: &mut Cluster) -> (String, String) {
     panic!("the gate analysis never fell due: {:#?}", r.status);
 }
 
-/// The baseline of `v1` as the cluster shows it.
-fn baseline_of(v1: &str, replicas: i32) -> BaselineState {
+/// The baseline of `v1`, for canary `v2`, as the cluster shows it.
+fn baseline_of(v1: &str, v2: &str, replicas: i32) -> BaselineState {
     BaselineState {
         name: baseline_name("web", v1),
         stable_revision: v1.into(),
+        canary_revision: v2.into(),
         replicas,
         deleting: false,
     }
 }
 
-fn create(v1: &str, replicas: i32) -> Action {
+fn create(v1: &str, v2: &str, replicas: i32) -> Action {
     Action::CreateBaseline {
         stable: format!("web-{v1}"),
         revision: v1.into(),
+        canary: v2.into(),
         replicas,
     }
 }
@@ -132,10 +134,10 @@ fn a_canary_analysis_step_runs_one_baseline_at_the_canary_size_until_its_verdict
         assert_eq!((cluster.replicas_of(&v1), cluster.replicas_of(&v2)), (2, 2));
 
         let first = round(&mut cluster, &mut r, Some(Verdict::Running));
-        assert_eq!(baseline_actions(&first), vec![create(&v1, 2)], "{verdict:?}");
+        assert_eq!(baseline_actions(&first), vec![create(&v1, &v2, 2)], "{verdict:?}");
         let second = round(&mut cluster, &mut r, Some(Verdict::Running));
         assert_eq!(baseline_actions(&second), vec![], "{verdict:?}: created once");
-        assert_eq!(cluster.baseline, Some(baseline_of(&v1, 2)));
+        assert_eq!(cluster.baseline, Some(baseline_of(&v1, &v2, 2)));
 
         let last = round(&mut cluster, &mut r, Some(verdict.clone()));
         assert_eq!(baseline_actions(&last), vec![delete(&v1)], "{verdict:?}");
@@ -168,17 +170,23 @@ fn an_analysis_without_baseline_pods_never_creates_a_baseline() {
 fn a_baseline_of_another_stable_revision_goes_and_one_being_deleted_is_left_alone() {
     let mut r = canary(true);
     let mut cluster = Cluster::new();
-    let (v1, _) = at_gate(&mut r, &mut cluster);
+    let (v1, v2) = at_gate(&mut r, &mut cluster);
     let deleting = |b: BaselineState| BaselineState { deleting: true, ..b };
     // (observed baseline, gate verdict, baseline actions planned)
     let cases = [
-        (baseline_of("old", 2), Some(Verdict::Running), vec![delete("old")]),
-        (deleting(baseline_of("old", 2)), Some(Verdict::Running), vec![]),
-        (deleting(baseline_of(&v1, 2)), Some(Verdict::Running), vec![]),
-        (deleting(baseline_of(&v1, 2)), Some(Verdict::Successful), vec![]),
-        (deleting(baseline_of(&v1, 2)), None, vec![]),
-        (baseline_of(&v1, 2), None, vec![delete(&v1)]),
-        (baseline_of(&v1, 2), Some(Verdict::Running), vec![]),
+        (baseline_of("old", &v2, 2), Some(Verdict::Running), vec![delete("old")]),
+        (deleting(baseline_of("old", &v2, 2)), Some(Verdict::Running), vec![]),
+        (deleting(baseline_of(&v1, &v2, 2)), Some(Verdict::Running), vec![]),
+        (deleting(baseline_of(&v1, &v2, 2)), Some(Verdict::Successful), vec![]),
+        (deleting(baseline_of(&v1, &v2, 2)), None, vec![]),
+        (baseline_of(&v1, &v2, 2), None, vec![delete(&v1)]),
+        (baseline_of(&v1, &v2, 2), Some(Verdict::Running), vec![]),
+        // One that stood beside an earlier canary: as old as that one.
+        (
+            baseline_of(&v1, "earlier", 2),
+            Some(Verdict::Running),
+            vec![delete(&v1)],
+        ),
     ];
     for (observed, verdict, want) in cases {
         cluster.baseline = Some(observed.clone());
@@ -188,11 +196,11 @@ fn a_baseline_of_another_stable_revision_goes_and_one_being_deleted_is_left_alon
         assert_eq!(baseline_actions(&plan), want, "{observed:?} at {verdict:?}");
     }
     // Once the other revision's baseline has gone, the right one is created.
-    cluster.baseline = Some(baseline_of("old", 2));
+    cluster.baseline = Some(baseline_of("old", &v2, 2));
     let plan = round(&mut cluster, &mut r, Some(Verdict::Running));
     assert_eq!(baseline_actions(&plan), vec![delete("old")]);
     let plan = round(&mut cluster, &mut r, Some(Verdict::Running));
-    assert_eq!(baseline_actions(&plan), vec![create(&v1, 2)]);
+    assert_eq!(baseline_actions(&plan), vec![create(&v1, &v2, 2)]);
 }
 
 #[test]
@@ -201,7 +209,7 @@ fn the_baseline_follows_the_canary_size_during_the_analysis() {
     let mut cluster = Cluster::new();
     let (v1, v2) = at_gate(&mut r, &mut cluster);
     round(&mut cluster, &mut r, Some(Verdict::Running));
-    assert_eq!(cluster.baseline, Some(baseline_of(&v1, 2)));
+    assert_eq!(cluster.baseline, Some(baseline_of(&v1, &v2, 2)));
     // (spec.replicas, the canary's size at 50%)
     for (replicas, canary) in [(8, 4), (2, 1), (5, 3)] {
         r.spec.replicas = replicas;
@@ -219,7 +227,7 @@ fn the_baseline_follows_the_canary_size_during_the_analysis() {
                 }]
             };
             assert_eq!(baseline_actions(&plan), want, "canary {before} -> {size}");
-            assert_eq!(cluster.baseline, Some(baseline_of(&v1, size)));
+            assert_eq!(cluster.baseline, Some(baseline_of(&v1, &v2, size)));
             resized |= !want.is_empty();
             if size == canary && plan.actions.is_empty() {
                 break;
@@ -240,10 +248,10 @@ fn a_blue_green_pre_promotion_analysis_runs_a_baseline_at_the_preview_size() {
         assert_eq!(cluster.replicas_of(&v2), 2, "the preview at its size");
 
         let first = round(&mut cluster, &mut r, Some(Verdict::Running));
-        assert_eq!(baseline_actions(&first), vec![create(&v1, 2)], "{verdict:?}");
+        assert_eq!(baseline_actions(&first), vec![create(&v1, &v2, 2)], "{verdict:?}");
         let second = round(&mut cluster, &mut r, Some(Verdict::Running));
         assert_eq!(baseline_actions(&second), vec![], "{verdict:?}");
-        assert_eq!(cluster.baseline, Some(baseline_of(&v1, 2)));
+        assert_eq!(cluster.baseline, Some(baseline_of(&v1, &v2, 2)));
 
         let last = round(&mut cluster, &mut r, Some(verdict.clone()));
         assert_eq!(baseline_actions(&last), vec![delete(&v1)], "{verdict:?}");
@@ -260,7 +268,7 @@ fn a_blue_green_pre_promotion_analysis_runs_a_baseline_at_the_preview_size() {
 fn an_invalid_round_plans_no_baseline_action() {
     let mut r = canary(true);
     let mut cluster = Cluster::new();
-    let (v1, _) = at_gate(&mut r, &mut cluster);
+    let (v1, v2) = at_gate(&mut r, &mut cluster);
     let not_found = Verdict::Invalid("AnalysisTemplate \"judge\" not found".into());
     type Break = fn(&mut Release, &mut Cluster);
     let cases: [(&str, Break, Verdict); 4] = [
@@ -282,7 +290,7 @@ fn an_invalid_round_plans_no_baseline_action() {
         ),
     ];
     for (name, break_it, verdict) in cases {
-        for observed in [None, Some(baseline_of(&v1, 2))] {
+        for observed in [None, Some(baseline_of(&v1, &v2, 2))] {
             let mut r = r.clone();
             let mut cluster = Cluster {
                 replica_sets: cluster.replica_sets.clone(),
@@ -332,9 +340,24 @@ proptest! {
             cluster.apply(&plan); // The cluster refuses a second baseline.
             prop_assert_eq!(cluster.baseline.is_some(), running, "{:?} after {:?}", cluster.baseline, verdict);
             if let Some(b) = &cluster.baseline {
-                prop_assert_eq!(b, &baseline_of(&v1, cluster.replicas_of(&v2)));
+                prop_assert_eq!(b, &baseline_of(&v1, &v2, cluster.replicas_of(&v2)));
             }
             cluster.settle(1);
         }
+    }
+}
+
+#[test]
+fn a_paused_release_keeps_its_baseline_as_it_is() {
+    let mut r = canary(true);
+    let mut cluster = Cluster::new();
+    let (v1, v2) = at_gate(&mut r, &mut cluster);
+    for observed in [None, Some(baseline_of(&v1, &v2, 2)), Some(baseline_of("old", &v2, 2))] {
+        cluster.baseline = observed.clone();
+        let mut paused = r.clone();
+        paused.spec.paused = true;
+        // Paused, no analysis is due: nothing measured, nothing to decide on.
+        let plan = cluster.plan_analysed(&mut paused, None, None);
+        assert_eq!(baseline_actions(&plan), vec![], "{observed:?}");
     }
 }

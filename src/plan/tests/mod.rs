@@ -156,6 +156,7 @@ impl Cluster {
                 Action::CreateBaseline {
                     stable,
                     revision,
+                    canary,
                     replicas,
                 } => {
                     assert!(self.replica_sets.iter().any(|rs| &rs.name == stable), "{stable} exists");
@@ -163,6 +164,7 @@ impl Cluster {
                     self.baseline = Some(BaselineState {
                         name: super::baseline_name("web", revision),
                         stable_revision: revision.clone(),
+                        canary_revision: canary.clone(),
                         replicas: *replicas,
                         deleting: false,
                     });
