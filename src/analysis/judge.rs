@@ -227,15 +227,7 @@ fn judge_counts(intervals: &[Interval], rule: &Rule, alpha: f64) -> MetricJudgem
     };
     let test = sequential_test::sequential(intervals, alpha, direction).filter(|t| t.intervals_used > 0);
     let Some(test) = test else {
-        return MetricJudgement {
-            classification: Classification::NoData,
-            failed: rule.must_have_data,
-            critical_failure: rule.must_have_data && rule.critical,
-            ratio: f64::NAN,
-            shift: None,
-            interval: None,
-            p_value: None,
-        };
+        return MetricJudgement::no_data(rule);
     };
     let ratio = test.rate_ratio;
     // NaN (a baseline without events) counts as above any limit.
@@ -244,27 +236,9 @@ fn judge_counts(intervals: &[Interval], rule: &Rule, alpha: f64) -> MetricJudgem
         Some(_) if judgement::below(ratio, rule.allowed_decrease) => Classification::Low,
         _ => Classification::Pass,
     };
-    let failed = matches!(
-        (classification, rule.direction),
-        (
-            Classification::High,
-            judgement::Direction::Increase | judgement::Direction::Both
-        ) | (
-            Classification::Low,
-            judgement::Direction::Decrease | judgement::Direction::Both
-        )
-    );
-    let critical_failure = rule.critical
-        && failed
-        && (classification == Classification::Low || judgement::above(ratio, rule.critical_increase));
     MetricJudgement {
-        classification,
-        failed,
-        critical_failure,
-        ratio,
-        shift: None,
         interval: rate_ratio_interval(intervals, 1.0 - alpha),
-        p_value: None,
+        ..MetricJudgement::classified(classification, ratio, rule)
     }
 }
 

@@ -78,15 +78,7 @@ pub fn classify(canary: &[f64], baseline: &[f64], rule: &Rule) -> MetricJudgemen
     let test = mann_whitney(&x, &y, Alternative::TwoSided);
     let shift = hodges_lehmann(&x, &y, rule.confidence);
     let (Some(test), Some(shift)) = (test, shift) else {
-        return MetricJudgement {
-            classification: Classification::NoData,
-            failed: rule.must_have_data,
-            critical_failure: rule.must_have_data && rule.critical,
-            ratio: f64::NAN,
-            shift: None,
-            interval: None,
-            p_value: None,
-        };
+        return MetricJudgement::no_data(rule);
     };
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let ratio = mean(&x) / mean(&y);
@@ -96,21 +88,48 @@ pub fn classify(canary: &[f64], baseline: &[f64], rule: &Rule) -> MetricJudgemen
         Some((_, high)) if high < 0.0 && below(ratio, rule.allowed_decrease) => Classification::Low,
         _ => Classification::Pass,
     };
-    let failed = matches!(
-        (classification, rule.direction),
-        (Classification::High, Direction::Increase | Direction::Both)
-            | (Classification::Low, Direction::Decrease | Direction::Both)
-    );
-    let critical_failure =
-        rule.critical && failed && (classification == Classification::Low || above(ratio, rule.critical_increase));
     MetricJudgement {
-        classification,
-        failed,
-        critical_failure,
-        ratio,
         shift: Some(shift.estimate),
         interval: shift.interval,
         p_value: Some(test.p_value),
+        ..MetricJudgement::classified(classification, ratio, rule)
+    }
+}
+
+impl MetricJudgement {
+    /// No data: a failure only when the metric must have data.
+    pub fn no_data(rule: &Rule) -> Self {
+        MetricJudgement {
+            classification: Classification::NoData,
+            failed: rule.must_have_data,
+            critical_failure: rule.must_have_data && rule.critical,
+            ratio: f64::NAN,
+            shift: None,
+            interval: None,
+            p_value: None,
+        }
+    }
+
+    /// A High, Low or Pass with its ratio: failed when the rule's direction
+    /// counts it, critical when the metric is and the failure is past
+    /// `critical_increase` (a failing Low always is).
+    pub fn classified(classification: Classification, ratio: f64, rule: &Rule) -> Self {
+        let failed = matches!(
+            (classification, rule.direction),
+            (Classification::High, Direction::Increase | Direction::Both)
+                | (Classification::Low, Direction::Decrease | Direction::Both)
+        );
+        let critical_failure =
+            rule.critical && failed && (classification == Classification::Low || above(ratio, rule.critical_increase));
+        MetricJudgement {
+            classification,
+            failed,
+            critical_failure,
+            ratio,
+            shift: None,
+            interval: None,
+            p_value: None,
+        }
     }
 }
 
