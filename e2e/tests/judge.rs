@@ -14,7 +14,7 @@ use serin::api::{AnalysisPhase, AnalysisStatus, AnalysisTemplate, MeasurementPha
 
 use crate::support::metrics::MetricsSource;
 use crate::support::operator::{is_ready, releases, setup, wait_condition};
-use crate::support::rollout::web_release;
+use crate::support::rollout::{create_services, web_release};
 use crate::support::{from_json, poll_until, wait_for};
 
 const BASELINE: &str = "serin.dev/role=baseline";
@@ -59,7 +59,7 @@ fn template() -> AnalysisTemplate {
     }))
 }
 
-fn release() -> Release {
+fn canary_release() -> Release {
     web_release(
         2,
         json!({ "canary": { "steps": [
@@ -77,11 +77,16 @@ async fn baselines(client: &Client, ns: &str) -> Vec<ReplicaSet> {
 /// Starts the rollout to v2 with the canary's error ratio at `canary_ratio`
 /// against the baseline's 1%; returns (v1, v2) once the baseline is up,
 /// having checked it is the stable template at the canary's size.
-async fn roll_with_baseline(client: &Client, ns: &str, source: &MetricsSource, canary_ratio: f64) -> (String, String) {
+async fn roll_with_baseline(
+    client: &Client,
+    ns: &str,
+    source: &MetricsSource,
+    release: Release,
+    canary_ratio: f64,
+) -> (String, String) {
     let api = releases(client, ns);
     let templates: Api<AnalysisTemplate> = Api::namespaced(client.clone(), ns);
     templates.create(&PostParams::default(), &template()).await.unwrap();
-    let release = release();
     api.create(&PostParams::default(), &release).await.unwrap();
     let v1 = ready_on_any(&api).await;
     assert!(
@@ -146,7 +151,7 @@ fn judge_metric(analysis: &AnalysisStatus) -> &serin::api::MetricStatus {
 async fn a_canary_with_half_again_the_baselines_errors_is_rolled_back_though_under_the_fixed_threshold() {
     let (client, ns, _controller) = setup("judge-worse").await;
     let source = MetricsSource::start(&ns.name).await;
-    let (_v1, v2) = roll_with_baseline(&client, &ns.name, &source, 0.015).await;
+    let (_v1, v2) = roll_with_baseline(&client, &ns.name, &source, canary_release(), 0.015).await;
     let api = releases(&client, &ns.name);
 
     let release = wait_condition(
@@ -198,23 +203,58 @@ async fn a_canary_with_half_again_the_baselines_errors_is_rolled_back_though_und
 async fn a_canary_like_its_baseline_passes_and_the_baseline_goes_with_the_analysis() {
     let (client, ns, _controller) = setup("judge-same").await;
     let source = MetricsSource::start(&ns.name).await;
-    let (_v1, v2) = roll_with_baseline(&client, &ns.name, &source, 0.01).await;
-    let api = releases(&client, &ns.name);
+    let (_v1, v2) = roll_with_baseline(&client, &ns.name, &source, canary_release(), 0.01).await;
+    let analysis = promoted_after_passing(&client, &ns.name, &v2, |s| s.canary.as_ref()?.step_analysis.clone()).await;
+    assert_passed(&analysis);
+}
 
-    // The step's analysis leaves status when the step moves on: keep the last one seen.
+#[tokio::test]
+async fn a_blue_green_preview_is_judged_against_baseline_pods_at_its_size_before_the_switch() {
+    let (client, ns, _controller) = setup("judge-bluegreen").await;
+    create_services(&client, &ns.name, &["web", "web-preview"]).await;
+    let source = MetricsSource::start(&ns.name).await;
+    let release = web_release(
+        2,
+        json!({ "blueGreen": {
+            "activeService": "web", "previewService": "web-preview", "previewReplicaCount": 1,
+            "scaleDownDelaySeconds": 2,
+            "prePromotionAnalysis": { "templates": [{ "templateName": "judge" }], "baselinePods": true },
+        } }),
+    );
+    let (_v1, v2) = roll_with_baseline(&client, &ns.name, &source, release, 0.01).await;
+    let analysis = promoted_after_passing(&client, &ns.name, &v2, |s| {
+        s.blue_green.as_ref()?.pre_promotion_analysis.clone()
+    })
+    .await;
+    assert_passed(&analysis);
+}
+
+/// Waits for `v2` to be Ready and stable, keeping the last analysis that
+/// `of` finds in status (it may leave status as the rollout moves on).
+async fn promoted_after_passing(
+    client: &Client,
+    ns: &str,
+    v2: &str,
+    of: impl Fn(&serin::api::ReleaseStatus) -> Option<AnalysisStatus>,
+) -> AnalysisStatus {
+    let api = releases(client, ns);
     let seen: std::sync::Mutex<Option<AnalysisStatus>> = Default::default();
     let completed = poll_until(Duration::from_secs(60), || async {
         let status = api.get("web").await.ok()?.status?;
-        if let Some(analysis) = status.canary.as_ref().and_then(|c| c.step_analysis.clone()) {
+        if let Some(analysis) = of(&status) {
             *seen.lock().unwrap() = Some(analysis);
         }
-        (is_ready(&status) && status.stable_revision.as_deref() == Some(v2.as_str())).then_some(())
+        (is_ready(&status) && status.stable_revision.as_deref() == Some(v2)).then_some(())
     })
     .await;
     let seen = seen.into_inner().unwrap();
     assert!(completed.is_some(), "v2 promoted; last analysis seen: {seen:#?}");
-    let analysis = seen.expect("the analysis was seen running");
-    let judge = judge_metric(&analysis);
+    baseline_gone(client, ns).await;
+    seen.expect("the analysis was seen running")
+}
+
+fn assert_passed(analysis: &AnalysisStatus) {
+    let judge = judge_metric(analysis);
     assert_eq!(judge.failed, 0, "{judge:?}");
     assert!(judge.successful >= 2, "{judge:?}");
     for measurement in &judge.measurements {
@@ -225,5 +265,4 @@ async fn a_canary_like_its_baseline_passes_and_the_baseline_goes_with_the_analys
             phase => assert_eq!(phase, MeasurementPhase::Inconclusive, "{value}"),
         }
     }
-    baseline_gone(&client, &ns.name).await;
 }
