@@ -7,7 +7,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use serin::api::{AnalysisPhase, AnalysisTemplate, Phase, Release};
 
-use crate::support::metrics::{ERROR_RATIO_QUERY, MetricsSource, prometheus_value};
+use crate::support::metrics::{ERROR_RATIO_QUERY, MetricsSource, prometheus_url, prometheus_value};
 use crate::support::operator::{releases, setup, wait_condition};
 use crate::support::{from_json, wait_for};
 
@@ -82,10 +82,6 @@ async fn roll_to_v2(api: &Api<Release>, release: &Release) -> String {
     .await;
     assert_eq!(v2, v2_revision(release), "tests predict the revision");
     v2
-}
-
-fn prometheus_url() -> String {
-    std::env::var("SERIN_PROMETHEUS_URL").expect("SERIN_PROMETHEUS_URL (run through make e2e)")
 }
 
 /// Waits until Prometheus has scraped `revision`'s series in `namespace` often

@@ -12,16 +12,12 @@ use kube::{Api, Client};
 use serde_json::json;
 use serin::api::{AnalysisPhase, AnalysisStatus, AnalysisTemplate, MeasurementPhase, Release};
 
-use crate::support::metrics::MetricsSource;
+use crate::support::metrics::{MetricsSource, prometheus_url};
 use crate::support::operator::{is_ready, releases, setup, wait_condition};
 use crate::support::rollout::{create_services, web_release};
 use crate::support::{from_json, poll_until, wait_for};
 
 const BASELINE: &str = "serin.dev/role=baseline";
-
-fn prometheus_url() -> String {
-    std::env::var("SERIN_PROMETHEUS_URL").expect("SERIN_PROMETHEUS_URL (run through make e2e)")
-}
 
 /// Series of one side: this namespace's, of the side's revision and role.
 const SIDE: &str = "namespace=\"{{args.release.namespace}}\",revision=\"{{judge.revision}}\",role=\"{{judge.role}}\"";

@@ -150,9 +150,14 @@ fn side_exposition(sides: &Sides, seconds: f64) -> String {
 /// The error ratio of the canary revision over the last 5 s, from one test's source.
 pub const ERROR_RATIO_QUERY: &str = "sum(rate(http_errors_total{namespace=\"{{args.release.namespace}}\",revision=\"{{args.revision.canary}}\"}[5s])) / sum(rate(http_requests_total{namespace=\"{{args.release.namespace}}\",revision=\"{{args.revision.canary}}\"}[5s]))";
 
+/// The test bed's Prometheus, as `make e2e` passes it.
+pub fn prometheus_url() -> String {
+    std::env::var("SERIN_PROMETHEUS_URL").expect("SERIN_PROMETHEUS_URL (run through make e2e)")
+}
+
 /// The first sample of an instant query to the test bed's Prometheus.
 pub async fn prometheus_value(query: &str) -> Option<f64> {
-    let url = std::env::var("SERIN_PROMETHEUS_URL").expect("SERIN_PROMETHEUS_URL (run through make e2e)");
+    let url = prometheus_url();
     let body: serde_json::Value = reqwest::Client::new()
         .get(format!("{url}/api/v1/query"))
         .query(&[("query", query)])
