@@ -257,10 +257,21 @@ fn rate_ratio_interval(intervals: &[Interval], confidence: f64) -> Option<(f64, 
         c += i.canary_total;
         b += i.baseline_total;
     }
-    if s <= 0.0 || c <= 0.0 || b <= 0.0 {
+    if s <= 0.0 || c <= 0.0 || b <= 0.0 || !s.is_finite() {
         return None;
     }
     let tail = (1.0 - confidence) / 2.0;
+    let ratio = |share: f64| share / (1.0 - share) * b / c;
+    if s > EXACT_INTERVAL_EVENTS_MAX {
+        // statrs' Beta quantile does not return for lopsided shapes past
+        // ~1e7 (Beta(1e7, 1)); Wilson's interval is as good at these counts.
+        let z = statrs::distribution::Normal::standard().inverse_cdf(1.0 - tail);
+        let p = a / s;
+        let scale = 1.0 + z * z / s;
+        let center = (p + z * z / (2.0 * s)) / scale;
+        let half = z * (p * (1.0 - p) / s + z * z / (4.0 * s * s)).sqrt() / scale;
+        return Some((ratio((center - half).max(0.0)), ratio((center + half).min(1.0))));
+    }
     let share_low = if a <= 0.0 {
         0.0
     } else {
@@ -271,7 +282,6 @@ fn rate_ratio_interval(intervals: &[Interval], confidence: f64) -> Option<(f64, 
     } else {
         Beta::new(a + 1.0, s - a).ok()?.inverse_cdf(1.0 - tail)
     };
-    let ratio = |share: f64| share / (1.0 - share) * b / c;
     Some((ratio(share_low), ratio(share_high)))
 }
 
@@ -516,6 +526,9 @@ fn intervals(
 }
 
 const DEFAULT_STEP: Duration = Duration::from_secs(30);
+/// Events pooled over both sides up to which the rate ratio's interval is
+/// Clopper-Pearson's; Wilson's above.
+const EXACT_INTERVAL_EVENTS_MAX: f64 = 1e6;
 /// Steps of counts per query, at most: under Prometheus's 11,000 points.
 const COUNTS_MAX: i64 = 10_000;
 
@@ -752,6 +765,27 @@ mod tests {
         ] }));
         let judged = verdict(&spec, &[counts(30, 0.03, 0.02)]);
         assert_eq!(judged.value["verdict"], "Pass", "{}", judged.shown);
+    }
+
+    #[test]
+    fn the_rate_ratio_interval_is_computed_at_any_count() {
+        let one = |canary_events: f64, baseline_events: f64| {
+            let interval = Interval {
+                canary_events,
+                canary_total: 1e9,
+                baseline_events,
+                baseline_total: 1e9,
+            };
+            rate_ratio_interval(&[interval], 0.95).unwrap()
+        };
+        // Past Clopper-Pearson's range: Wilson's, around the ratio.
+        let (low, high) = one(1.5e7, 1e7);
+        assert!(1.49 < low && low < 1.5 && 1.5 < high && high < 1.51, "{low} {high}");
+        // Lopsided shapes that statrs' Beta quantile never returns for.
+        let (low, _) = one(1e7, 0.0);
+        assert!(low > 1e3, "{low}");
+        let (low, high) = one(0.0, 1e7);
+        assert!(low == 0.0 && high < 1e-3, "{high}");
     }
 
     #[test]
