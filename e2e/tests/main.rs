@@ -7,6 +7,7 @@ mod canary;
 mod cost;
 mod fuzz;
 mod health;
+mod hooks;
 mod judge;
 mod plugin;
 mod process;

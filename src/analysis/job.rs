@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 
-use super::provider::{Env, Outcome, Provider};
+use super::provider::{Env, HookRun, Outcome, Provider};
 use super::template::{self, Args};
 use crate::api::{
-    self, FIELD_MANAGER, JobProvider, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MeasurementPhase, RELEASE_LABEL,
+    self, FIELD_MANAGER, HOOK_ATTEMPT_LABEL, HOOK_LABEL, JobProvider, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    MeasurementPhase, RELEASE_LABEL, REVISION_LABEL,
 };
 
 impl Provider for JobProvider {
@@ -32,7 +33,7 @@ impl Provider for JobProvider {
     }
 
     fn measure<'a>(&'a self, env: &'a Env<'a>) -> BoxFuture<'a, Result<Outcome, kube::Error>> {
-        Box::pin(async move { start(env, &self.spec).await.map(Outcome::Started) })
+        Box::pin(start(env, &self.spec))
     }
 
     fn read_back<'a>(&'a self, env: &'a Env<'a>, handle: &'a str) -> BoxFuture<'a, Result<Outcome, kube::Error>> {
@@ -41,19 +42,26 @@ impl Provider for JobProvider {
 }
 
 /// Starts a Job for one measurement, owned by the Release so it never outlives
-/// it. Returns its name; a Job of that name already there is this one (a retry).
-async fn start(env: &Env<'_>, spec: &k8s_openapi::api::batch::v1::JobSpec) -> Result<String, kube::Error> {
+/// it; started, its name is the handle. A Job of that name already there is
+/// this one (a retry of the call), unless a hook's other attempt left it.
+async fn start(env: &Env<'_>, spec: &k8s_openapi::api::batch::v1::JobSpec) -> Result<Outcome, kube::Error> {
     let release = env.release;
     let release_name = release.name_any();
-    let name = job_name(&release_name, env.key, env.number);
+    let name = job_name(&release_name, env.key, env.hook.as_ref(), env.number);
+    let mut labels = BTreeMap::from([
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+        (RELEASE_LABEL.to_string(), release_name.clone()),
+    ]);
+    if let Some(hook) = &env.hook {
+        labels.insert(HOOK_LABEL.into(), hook.kind.label().into());
+        labels.insert(REVISION_LABEL.into(), hook.revision.into());
+        labels.insert(HOOK_ATTEMPT_LABEL.into(), hook.attempt.to_string());
+    }
     let job = Job {
         metadata: kube::api::ObjectMeta {
             name: Some(name.clone()),
             namespace: release.namespace(),
-            labels: Some(BTreeMap::from([
-                (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
-                (RELEASE_LABEL.to_string(), release_name),
-            ])),
+            labels: Some(labels),
             owner_references: release.controller_owner_ref(&()).map(|r| vec![r]),
             ..Default::default()
         },
@@ -61,20 +69,61 @@ async fn start(env: &Env<'_>, spec: &k8s_openapi::api::batch::v1::JobSpec) -> Re
         status: None,
     };
     let api = Api::<Job>::namespaced(env.kube.clone(), &release.namespace().unwrap_or_default());
+    if let Some(hook) = &env.hook {
+        delete_other_revisions(&api, &release_name, hook.revision).await?;
+    }
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    match api.create(&params, &job).await {
-        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(name),
-        other => other.map(|_| name),
+    for _ in 0..2 {
+        match api.create(&params, &job).await {
+            Ok(_) => return Ok(Outcome::Started(name)),
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+            Err(other) => return Err(other),
+        }
+        let Some(hook) = &env.hook else {
+            return Ok(Outcome::Started(name));
+        };
+        let found = api.get_opt(&name).await?;
+        let attempt = found.as_ref().and_then(|j| j.labels().get(HOOK_ATTEMPT_LABEL).cloned());
+        if found.is_some() && attempt == Some(hook.attempt.to_string()) {
+            return Ok(Outcome::Started(name));
+        }
+        // A failed attempt's Job, kept for its logs: this attempt replaces it.
+        delete(&api, &name).await?;
+    }
+    Ok(Outcome::Running) // Still there: the next round starts it.
+}
+
+/// A hook's Jobs of other revisions: each revision keeps only its own.
+async fn delete_other_revisions(api: &Api<Job>, release: &str, revision: &str) -> Result<(), kube::Error> {
+    let selector = format!("{RELEASE_LABEL}={release},{HOOK_LABEL},{REVISION_LABEL}!={revision}");
+    let others = api.list_metadata(&ListParams::default().labels(&selector)).await?;
+    for job in others.items {
+        delete(api, &job.name_any()).await?;
+    }
+    Ok(())
+}
+
+async fn delete(api: &Api<Job>, name: &str) -> Result<(), kube::Error> {
+    match api.delete(name, &DeleteParams::background()).await {
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        other => other.map(|_| ()),
     }
 }
 
-/// `<release>-<metric>-<n>`, cut to the 63 characters a Job name may have.
-fn job_name(release: &str, metric: &str, number: i32) -> String {
-    let suffix = format!("-{number}");
-    let mut base: String = format!("{release}-{metric}").chars().take(63 - suffix.len()).collect();
+/// `<release>-<metric>-<n>`, or for a hook `<release>-<hook>-<metric>-<revision>-<n>`,
+/// cut to the 63 characters a Job name may have.
+fn job_name(release: &str, metric: &str, hook: Option<&HookRun>, number: i32) -> String {
+    let suffix = match hook {
+        Some(hook) => format!("-{}-{number}", hook.revision),
+        None => format!("-{number}"),
+    };
+    let mut base: String = format!("{release}-{metric}")
+        .chars()
+        .take(63usize.saturating_sub(suffix.len()))
+        .collect();
     while base.ends_with('-') {
         base.pop();
     }
@@ -107,24 +156,37 @@ async fn outcome(env: &Env<'_>, name: &str) -> Result<Outcome, kube::Error> {
         Some(reason) => format!("Job {}: {reason}", finished.type_),
         None => format!("Job {}", finished.type_),
     };
-    match api.delete(name, &DeleteParams::background()).await {
-        Err(kube::Error::Api(s)) if s.is_not_found() => {}
-        other => {
-            other?;
-        }
+    // A hook's Job stays, for its logs and so that a read after a restart
+    // finds it; another revision's hook or attempt removes it.
+    if env.hook.is_none() {
+        delete(&api, name).await?;
     }
     Ok(Outcome::Judged(phase, value))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::job_name;
+    use super::{HookRun, job_name};
 
     #[test]
     fn job_names_fit_63_characters() {
-        assert_eq!(job_name("web", "smoke", 1), "web-smoke-1");
-        let long = job_name(&"a".repeat(50), &"b".repeat(50), 12);
+        assert_eq!(job_name("web", "smoke", None, 1), "web-smoke-1");
+        let long = job_name(&"a".repeat(50), &"b".repeat(50), None, 12);
         assert_eq!(long.len(), 63);
         assert!(long.ends_with("-12"));
+    }
+
+    #[test]
+    fn a_hooks_job_is_named_by_its_revision() {
+        let hook = HookRun {
+            kind: crate::api::HookKind::PreRollout,
+            revision: "5d8f7c9b4a",
+            attempt: 1,
+        };
+        let name = job_name("web", "pre-rollout-migrate", Some(&hook), 1);
+        assert_eq!(name, "web-pre-rollout-migrate-5d8f7c9b4a-1");
+        let long = job_name(&"a".repeat(60), "pre-rollout-migrate", Some(&hook), 3);
+        assert_eq!(long.len(), 63);
+        assert!(long.ends_with("-5d8f7c9b4a-3"), "{long}");
     }
 }

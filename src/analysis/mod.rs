@@ -24,7 +24,7 @@ mod simulation;
 pub mod template;
 pub mod web;
 
-pub use provider::{Compared, Env, Outcome, Provider, SecretKey, SecretValues, Secrets};
+pub use provider::{Compared, Env, HookRun, Outcome, Provider, SecretKey, SecretValues, Secrets};
 
 use crate::api;
 

@@ -92,6 +92,19 @@ pub struct Env<'a> {
     pub now: Timestamp,
     /// What a comparison (the judge) compares.
     pub compared: &'a Compared,
+    /// Set for a lifecycle hook's measurement.
+    pub hook: Option<HookRun<'a>>,
+}
+
+/// A lifecycle hook's measurement: its Jobs are named by the revision, kept
+/// once finished (read back again after a restart, they must not run twice),
+/// and replaced only by another attempt's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookRun<'a> {
+    pub kind: api::HookKind,
+    pub revision: &'a str,
+    /// The hook's start, in Unix seconds: a retry starts a new attempt.
+    pub attempt: i64,
 }
 
 /// The two sides of a comparison: the canary (the current template's
@@ -218,6 +231,7 @@ pub(super) mod test_env {
                 secrets: &self.secrets,
                 now: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
                 compared: &self.compared,
+                hook: None,
             }
         }
     }

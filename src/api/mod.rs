@@ -4,6 +4,7 @@ mod bluegreen;
 pub mod canary;
 mod crd;
 mod credentials;
+mod hooks;
 mod int_or_percent;
 mod invalid;
 pub mod judge;
@@ -20,6 +21,7 @@ pub use canary::{
 };
 pub use crd::{crd_files, crds, crds_yaml};
 pub use credentials::{Authentication, Header, SecretKeyRef};
+pub use hooks::{Hook, HookKind, Hooks, HooksStatus};
 pub use int_or_percent::IntOrPercent;
 pub use int_or_percent::{MAX_UNAVAILABLE_MESSAGE, MAX_UNAVAILABLE_RULE};
 pub use invalid::Invalid;
@@ -49,3 +51,8 @@ pub const BASELINE_OF_LABEL: &str = "serin.dev/baseline-of";
 pub const BASELINE_FOR_LABEL: &str = "serin.dev/baseline-for";
 /// Annotation with a ReplicaSet's revision number, increasing per Release.
 pub const REVISION_NUMBER_ANNOTATION: &str = "serin.dev/revision-number";
+/// Label on a hook's Jobs: `pre-rollout` or `post-rollout`.
+pub const HOOK_LABEL: &str = "serin.dev/hook";
+/// Label on a hook's Jobs naming the attempt (the hook's start, in Unix
+/// seconds): a retry's Job never mistakes the failed attempt's for its own.
+pub const HOOK_ATTEMPT_LABEL: &str = "serin.dev/hook-attempt";

@@ -104,6 +104,10 @@ pub struct ReleaseSpec {
     pub paused: bool,
     /// How a new revision replaces the old one.
     pub strategy: Strategy,
+    /// Analyses run once per revision: before its first pod, and after it has
+    /// every pod and all traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<super::hooks::Hooks>,
 }
 
 fn default_replicas() -> i32 {
@@ -230,6 +234,9 @@ pub struct ReleaseStatus {
     /// Blue-green: the preview, the switch and their checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blue_green: Option<BlueGreenStatus>,
+    /// The hooks of the current revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<super::hooks::HooksStatus>,
     /// Requests from a person, written through the status subresource so GitOps
     /// tools never see the spec change. The controller acts on them and clears them:
     /// `kubectl patch release NAME --subresource=status --type=merge -p '{"status":{"control":{"retry":true}}}'`

@@ -158,6 +158,7 @@ fn controller_verdict(release: &Release, cluster: &Cluster) -> Option<String> {
         baseline: None,
         analysis,
         gate_analysis,
+        hook: None,
         traffic: Traffic::default(),
         refused: None,
         now,

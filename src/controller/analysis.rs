@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 
 use super::check::{self, Inputs, Rendered, Template, Which};
 use super::{Context, Error};
-use crate::analysis::{self, Compared, Env, Outcome, condition, run};
+use crate::analysis::{self, Compared, Env, HookRun, Outcome, condition, run};
 use crate::api::{
     AnalysisStatus, AnalysisTemplate, ClusterAnalysisTemplate, Measurement, MeasurementPhase, Metric, MetricStatus,
     Release,
@@ -32,7 +32,15 @@ pub async fn advance(
     let which = Which::Slot(request.slot);
     let inputs = fetch(ctx, release, which).await?;
     let metrics = match check::check(release, &inputs, which).first_problem() {
-        Ok(metrics) => metrics,
+        Ok(mut metrics) => {
+            if let AnalysisSlot::Hook(_) = request.slot {
+                // A hook runs once: a metric without a count is measured once.
+                for rendered in &mut metrics {
+                    rendered.metric.count.get_or_insert(1);
+                }
+            }
+            metrics
+        }
         Err(invalid) => {
             let verdict = Verdict::Invalid(invalid.to_string());
             return Ok(input(request.slot, analysis, verdict, None));
@@ -204,6 +212,14 @@ async fn measure(
         secrets: &resolved.credentials,
         now: taking.now,
         compared: taking.compared,
+        hook: match taking.slot {
+            AnalysisSlot::Hook(kind) => Some(HookRun {
+                kind,
+                revision: &taking.compared.canary_revision,
+                attempt: taking.compared.since.as_second(),
+            }),
+            _ => None,
+        },
     };
     let read_back = status.job.is_some();
     let outcome = match &status.job {
@@ -246,6 +262,7 @@ fn measurement_key(slot: AnalysisSlot, metric: &str) -> String {
         AnalysisSlot::Step(index) => format!("step{index}-{metric}"),
         AnalysisSlot::PrePromotion => format!("pre-{metric}"),
         AnalysisSlot::PostPromotion => format!("post-{metric}"),
+        AnalysisSlot::Hook(kind) => format!("{}-{metric}", kind.label()),
     }
 }
 

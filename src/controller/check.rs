@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use crate::analysis::SecretKey;
 use crate::analysis::resolve::{self, Builtins, Found};
-use crate::api::{Invalid, Release, RolloutAnalysis, TemplateRef};
+use crate::api::{HookKind, Invalid, Release, RolloutAnalysis, TemplateRef};
 use crate::plan::{self, AnalysisSlot};
 
 pub use crate::analysis::resolve::{Rendered, Template};
@@ -130,6 +130,14 @@ pub fn analyses(release: &Release) -> Vec<(AnalysisSlot, String, RolloutAnalysis
         if let Some(spec) = &blue_green.post_promotion_analysis {
             let origin = "spec.strategy.blueGreen.postPromotionAnalysis".to_string();
             found.push((AnalysisSlot::PostPromotion, origin, spec.to_rollout_analysis()));
+        }
+    }
+    if let Some(hooks) = &release.spec.hooks {
+        for kind in [HookKind::PreRollout, HookKind::PostRollout] {
+            if let Some(hook) = kind.spec(hooks) {
+                let origin = format!("spec.hooks.{}", kind.field());
+                found.push((AnalysisSlot::Hook(kind), origin, hook.to_rollout_analysis()));
+            }
         }
     }
     found

@@ -107,6 +107,7 @@ impl Fixture {
             baseline: None,
             analysis: None,
             gate_analysis: None,
+            hook: None,
             traffic: plan::Traffic::default(),
             refused: None,
             now: k8s_openapi::jiff::Timestamp::now(),

@@ -67,6 +67,7 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
         baseline,
         analysis: observation.analysis,
         gate_analysis: observation.gate_analysis,
+        hook: observation.hook,
         traffic: observation.traffic,
         refused: None,
         now,
@@ -185,17 +186,19 @@ fn owned_replica_sets(ctx: &Context, release: &Release) -> (Vec<plan::RevisionSt
 struct Observation {
     analysis: Option<plan::AnalysisInput>,
     gate_analysis: Option<plan::AnalysisInput>,
+    hook: Option<plan::AnalysisInput>,
     traffic: plan::Traffic,
     router: Option<Box<dyn TrafficRouter>>,
 }
 
 /// Observe: the analyses that are due, measured; the Services and the router's weight.
 async fn observe(ctx: &Context, release: &Release, now: Timestamp) -> Result<Observation, Error> {
-    let (mut analysis, mut gate_analysis) = (None, None);
+    let (mut analysis, mut gate_analysis, mut hook) = (None, None, None);
     for request in plan::analyses_due(release, now) {
         let input = analysis::advance(ctx, release, &request, now).await?;
         match request.slot {
             AnalysisSlot::Background => analysis = Some(input),
+            AnalysisSlot::Hook(_) => hook = Some(input),
             _ => gate_analysis = Some(input),
         }
     }
@@ -203,6 +206,7 @@ async fn observe(ctx: &Context, release: &Release, now: Timestamp) -> Result<Obs
     Ok(Observation {
         analysis,
         gate_analysis,
+        hook,
         traffic,
         router,
     })

@@ -6,7 +6,8 @@ use super::bluegreen::Stage;
 use super::canary;
 use super::revision::revision_of;
 use crate::api::{
-    AnalysisPhase, AnalysisStatus, BlueGreenStrategy, CanaryStrategy, Control, Release, ReleaseStatus, RolloutAnalysis,
+    AnalysisPhase, AnalysisStatus, BlueGreenStrategy, CanaryStrategy, Control, HookKind, Release, ReleaseStatus,
+    RolloutAnalysis,
 };
 
 /// Which of a Release's analyses a request is for.
@@ -20,6 +21,8 @@ pub enum AnalysisSlot {
     PrePromotion,
     /// Blue-green: checks after the switch.
     PostPromotion,
+    /// A lifecycle hook (`spec.hooks`).
+    Hook(HookKind),
 }
 
 /// An analysis to advance: what to measure, and the results so far.
@@ -40,9 +43,13 @@ pub fn analyses_due(release: &Release, now: Timestamp) -> Vec<AnalysisRequest> {
     let revision = revision_of(&release.spec.template);
     let control = status.control.clone().unwrap_or_default();
     let rolled_back = status.failed_revision.as_ref() == Some(&revision);
-    let in_flight = status.stable_revision.as_ref().is_some_and(|s| *s != revision);
-    if !in_flight || release.spec.paused || control.abort || (rolled_back && !control.retry) {
+    if release.spec.paused || control.abort || (rolled_back && !control.retry) {
         return Vec::new();
+    }
+    let mut due = hooks_due(release, status, &revision, control.retry);
+    let in_flight = status.stable_revision.as_ref().is_some_and(|s| *s != revision);
+    if !in_flight {
+        return due;
     }
     let carry = Carry {
         revision: &revision,
@@ -50,7 +57,6 @@ pub fn analyses_due(release: &Release, now: Timestamp) -> Vec<AnalysisRequest> {
         now,
     };
     let strategy = &release.spec.strategy;
-    let mut due = Vec::new();
     if let Some(spec) = strategy.rolling.as_ref().and_then(|r| r.analysis.as_ref()) {
         due.push(AnalysisRequest {
             slot: AnalysisSlot::Background,
@@ -65,6 +71,31 @@ pub fn analyses_due(release: &Release, now: Timestamp) -> Vec<AnalysisRequest> {
         due.extend(canary_due(release, strategy, status, &control, &carry));
     }
     due
+}
+
+/// The hooks the plan started for `revision` (recorded Running), to measure
+/// until they end. A retry waits for the plan to start them again.
+fn hooks_due(release: &Release, status: &ReleaseStatus, revision: &str, retry: bool) -> Vec<AnalysisRequest> {
+    let (Some(spec), Some(recorded)) = (&release.spec.hooks, &status.hooks) else {
+        return Vec::new();
+    };
+    if retry {
+        return Vec::new();
+    }
+    [HookKind::PreRollout, HookKind::PostRollout]
+        .into_iter()
+        .filter_map(|kind| {
+            let hook = kind.spec(spec)?;
+            let status = kind
+                .status(recorded)
+                .filter(|a| a.revision == revision && a.phase == AnalysisPhase::Running)?;
+            Some(AnalysisRequest {
+                slot: AnalysisSlot::Hook(kind),
+                spec: hook.to_rollout_analysis(),
+                status: status.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Where an analysis carries on from: what is recorded for this revision and

@@ -44,7 +44,7 @@ pub fn baseline_pods(spec: &ReleaseSpec, slot: AnalysisSlot) -> bool {
             .as_ref()
             .and_then(|b| b.pre_promotion_analysis.as_ref())
             .is_some_and(|a| a.baseline_pods),
-        AnalysisSlot::PostPromotion => false,
+        AnalysisSlot::PostPromotion | AnalysisSlot::Hook(_) => false,
     }
 }
 

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, PROGRESSING};
 use super::deadline::Deadline;
+use super::hooks::PostRollout;
 use super::judgement::Judgement;
 use super::reason::Reason;
 use super::round::Round;
@@ -101,8 +102,7 @@ struct NewPods {
 }
 
 impl Round<'_> {
-    pub(super) fn decide_blue_green(&mut self, strategy: &BlueGreenStrategy) {
-        let retry = self.begin();
+    pub(super) fn decide_blue_green(&mut self, strategy: &BlueGreenStrategy, retry: bool) {
         if self.blocked_by_traffic() {
             return;
         }
@@ -132,6 +132,15 @@ impl Round<'_> {
             return self.paused();
         }
         self.resume_blue_green();
+        let hold_point = stage == Stage::Switched && self.new_pods(strategy).full;
+        match self.post_rollout(hold_point) {
+            PostRollout::Failed(cause) => {
+                self.mark_failed(Reason::PostRolloutHookFailed, cause);
+                return self.blue_green_abort(strategy, &stable, Reason::PostRolloutHookFailed, false);
+            }
+            PostRollout::Decided => return,
+            PostRollout::Passed | PostRollout::Pending => {}
+        }
         self.blue_green_toward(strategy, &stable, stage);
     }
 
@@ -360,8 +369,12 @@ impl Round<'_> {
     /// Switched: the new revision is stable once the post-promotion analysis passes.
     fn after_switch(&mut self, strategy: &BlueGreenStrategy, stable: &str, state: &BlueGreenStatus, pods: NewPods) {
         let checked = strategy.post_promotion_analysis.is_none() || self.gate_passed(AnalysisSlot::PostPromotion);
-        if checked && pods.full {
+        let hook_pending = self.post_rollout_pending();
+        if checked && pods.full && !hook_pending {
             return self.blue_green_promoted(strategy, state);
+        }
+        if checked && pods.full {
+            return self.post_rollout_conditions();
         }
         let message = format!(
             "Revision {} is active; revision {stable} stands by until the post-promotion analysis passes",

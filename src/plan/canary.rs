@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::canary_traffic::{TrafficPlan, WeightInputs, next_weight};
 use super::conditions::{self, PROGRESSING};
 use super::deadline::Deadline;
+use super::hooks::PostRollout;
 use super::judgement::Judgement;
 use super::reason::Reason;
 use super::round::Round;
@@ -102,8 +103,7 @@ fn describe(step: &CanaryStep) -> String {
 }
 
 impl Round<'_> {
-    pub(super) fn decide_canary(&mut self, strategy: &CanaryStrategy, bounds: (i32, i32)) {
-        let retry = self.begin();
+    pub(super) fn decide_canary(&mut self, strategy: &CanaryStrategy, bounds: (i32, i32), retry: bool) {
         if self.blocked_by_traffic() {
             return;
         }
@@ -329,11 +329,32 @@ impl Round<'_> {
         let desired = self.desired();
         let promoting = index >= strategy.steps.len();
         let routed = strategy.traffic_routing.is_some();
-        let replicas = if routed {
+        // All traffic on the canary: the stable Service switched to it (with a
+        // router), or every pod of it available (the replica ratio).
+        let takes_all = if routed {
+            self.traffic.stable_service.as_ref() == Some(&self.revision) && self.traffic.canary_weight == Some(0)
+        } else {
+            true
+        };
+        let hold_point = promoting && self.canary_available(desired) && takes_all;
+        let post = self.post_rollout(hold_point);
+        match &post {
+            PostRollout::Failed(cause) => {
+                self.mark_failed(Reason::PostRolloutHookFailed, cause.clone());
+                return self.canary_abort(strategy, Reason::PostRolloutHookFailed);
+            }
+            PostRollout::Decided => return,
+            PostRollout::Passed | PostRollout::Pending => {}
+        }
+        let post_pending = post == PostRollout::Pending;
+        let mut replicas = if routed {
             self.routed_replicas(target.canary_pods)
         } else {
             self.ratio_replicas(bounds, target.canary_pods)
         };
+        if post_pending && !routed && bounds.0 > 0 {
+            self.hold_last_stable_pod(&mut replicas);
+        }
         let planned = |rs: &RevisionState| {
             replicas
                 .iter()
@@ -353,13 +374,14 @@ impl Round<'_> {
         }
 
         let promoted = switch_stable
+            && !post_pending
             && self.canary_available(desired)
             && if routed {
                 plan.canary_weight == Some(0)
             } else {
                 old_planned_empty
             };
-        let weight = if promoted {
+        let weight = if promoted || (post_pending && hold_point) {
             100
         } else if let Some(weight) = plan.canary_weight {
             weight
@@ -372,7 +394,34 @@ impl Round<'_> {
         if promoted {
             return self.canary_promoted(strategy);
         }
+        if post_pending && hold_point {
+            return self.post_rollout_conditions();
+        }
         self.canary_conditions(strategy, index, target);
+    }
+
+    /// Without a router: keeps one pod of the old revisions for the
+    /// postRollout hook when this round would take their last.
+    fn hold_last_stable_pod(&self, replicas: &mut [(Option<String>, i32)]) {
+        let old: Vec<_> = self.old.iter().map(|rs| (rs.name.as_str(), rs.replicas)).collect();
+        let planned_old = |name: &Option<String>| old.iter().find(|(n, _)| Some(*n) == name.as_deref()).copied();
+        if replicas
+            .iter()
+            .any(|(name, count)| planned_old(name).is_some() && *count > 0)
+        {
+            return;
+        }
+        let newest_running = old
+            .iter()
+            .rev()
+            .find(|(_, count)| *count > 0)
+            .map(|(n, _)| n.to_string());
+        if let Some(entry) = replicas
+            .iter_mut()
+            .find(|(name, _)| name.is_some() && *name == newest_running)
+        {
+            entry.1 = 1;
+        }
     }
 
     /// Where the Services and the route should be after this round; `switch_stable`:

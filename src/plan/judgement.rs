@@ -64,16 +64,32 @@ impl Round<'_> {
                     blue_green.post_promotion_analysis = Some(analysis);
                 }
             }
+            AnalysisSlot::Hook(_) => {} // kept by `hooks`
         }
     }
 
     /// Events for measurements that did not succeed, and for a passed analysis.
     pub(super) fn measurement_events(&mut self, analysis: &AnalysisInput) {
-        let before = self
-            .previous
-            .analysis
-            .as_ref()
-            .filter(|a| a.revision == analysis.status.revision);
+        let previous = self.previous.analysis.as_ref();
+        let before = self.measurement_events_since(analysis, previous);
+        let passed_before = before.is_some_and(|b| b.phase == AnalysisPhase::Successful);
+        if analysis.verdict == Verdict::Successful && !passed_before {
+            self.event(
+                false,
+                Reason::AnalysisSuccessful,
+                format!("Analysis of revision {} passed", self.revision),
+            );
+        }
+    }
+
+    /// Events for the measurements taken since `previous` (if it is of the
+    /// same revision) that did not succeed. Returns `previous` when it is.
+    pub(super) fn measurement_events_since<'p>(
+        &mut self,
+        analysis: &AnalysisInput,
+        previous: Option<&'p AnalysisStatus>,
+    ) -> Option<&'p AnalysisStatus> {
+        let before = previous.filter(|a| a.revision == analysis.status.revision);
         for metric in &analysis.status.metrics {
             let seen = before
                 .and_then(|b| b.metrics.iter().find(|m| m.name == metric.name))
@@ -87,14 +103,7 @@ impl Round<'_> {
                 self.event(true, Reason::AnalysisMeasurement, note);
             }
         }
-        let passed_before = before.is_some_and(|b| b.phase == AnalysisPhase::Successful);
-        if analysis.verdict == Verdict::Successful && !passed_before {
-            self.event(
-                false,
-                Reason::AnalysisSuccessful,
-                format!("Analysis of revision {} passed", self.revision),
-            );
-        }
+        before
     }
 
     /// An inconclusive analysis holds the rollout where it stands for a person.

@@ -10,6 +10,7 @@ mod canary;
 mod canary_traffic;
 pub mod conditions;
 mod deadline;
+mod hooks;
 mod judgement;
 mod reason;
 pub mod revision;
@@ -48,6 +49,7 @@ pub fn plan(observed: &Observed) -> Plan {
     round.analysis = observed.analysis.as_ref();
     round.gate_analysis = observed.gate_analysis.as_ref();
     round.traffic = &observed.traffic;
+    round.hook = observed.hook.as_ref();
     let valid = match &observed.refused {
         Some(refusal) => Err(Invalid::new(
             "spec.template",
@@ -61,9 +63,16 @@ pub fn plan(observed: &Observed) -> Plan {
             round.invalid(invalid.to_string());
             return round.finish();
         }
-        Ok(Validated::Rolling { bounds }) => round.decide_rolling(bounds),
-        Ok(Validated::Canary { strategy, bounds }) => round.decide_canary(strategy, bounds),
-        Ok(Validated::BlueGreen { strategy }) => round.decide_blue_green(strategy),
+        Ok(valid) => {
+            let retry = round.begin();
+            if !round.pre_rollout_holds() {
+                match valid {
+                    Validated::Rolling { bounds } => round.decide_rolling(bounds, retry),
+                    Validated::Canary { strategy, bounds } => round.decide_canary(strategy, bounds, retry),
+                    Validated::BlueGreen { strategy } => round.decide_blue_green(strategy, retry),
+                }
+            }
+        }
     }
     round.steer_baseline(observed.baseline.as_ref());
     round.finish()
@@ -97,6 +106,8 @@ pub struct Observed<'a> {
     /// The analysis that gates the next move, when [`analyses_due`] asked for
     /// one: a canary analysis step, or blue-green's pre- or post-promotion analysis.
     pub gate_analysis: Option<AnalysisInput>,
+    /// The lifecycle hook of the current revision, when [`analyses_due`] asked for one.
+    pub hook: Option<AnalysisInput>,
     /// The canary's Services and router, as observed; default for other strategies.
     pub traffic: Traffic,
     /// The API server refused the current revision's ReplicaSet, with this

@@ -41,6 +41,14 @@ pub enum Reason {
     AwaitingPromotion,
     /// Blue-green: switched; the old revision stands by for the post-promotion analysis.
     PostPromotionAnalysis,
+    /// The preRollout hook runs; the new revision has no pod yet.
+    PreRolloutHook,
+    /// The preRollout hook failed: rolled back with nothing scaled.
+    PreRolloutHookFailed,
+    /// The postRollout hook runs; the previous revision stands by.
+    PostRolloutHook,
+    /// The postRollout hook failed: rolled back to the previous revision.
+    PostRolloutHookFailed,
     // On Events only.
     /// The current revision was marked failed.
     RolledBack,
@@ -72,6 +80,8 @@ pub enum Reason {
     Switched,
     /// A Service now selects another revision.
     ServiceSwitched,
+    /// A hook passed.
+    HookSucceeded,
 }
 
 impl Reason {
@@ -95,6 +105,11 @@ impl Reason {
             Reason::Promoting => "Promoting",
             Reason::AwaitingPromotion => "AwaitingPromotion",
             Reason::PostPromotionAnalysis => "PostPromotionAnalysis",
+            Reason::PreRolloutHook => "PreRolloutHook",
+            Reason::PreRolloutHookFailed => "PreRolloutHookFailed",
+            Reason::PostRolloutHook => "PostRolloutHook",
+            Reason::PostRolloutHookFailed => "PostRolloutHookFailed",
+            Reason::HookSucceeded => "HookSucceeded",
             Reason::RolledBack => "RolledBack",
             Reason::Retried => "Retried",
             Reason::RolloutStarted => "RolloutStarted",
@@ -166,6 +181,11 @@ mod tests {
             (Promoting, "Promoting"),
             (AwaitingPromotion, "AwaitingPromotion"),
             (PostPromotionAnalysis, "PostPromotionAnalysis"),
+            (PreRolloutHook, "PreRolloutHook"),
+            (PreRolloutHookFailed, "PreRolloutHookFailed"),
+            (PostRolloutHook, "PostRolloutHook"),
+            (PostRolloutHookFailed, "PostRolloutHookFailed"),
+            (HookSucceeded, "HookSucceeded"),
             (RolledBack, "RolledBack"),
             (Retried, "Retried"),
             (RolloutStarted, "RolloutStarted"),
@@ -202,6 +222,11 @@ mod tests {
                 | Promoting
                 | AwaitingPromotion
                 | PostPromotionAnalysis
+                | PreRolloutHook
+                | PreRolloutHookFailed
+                | PostRolloutHook
+                | PostRolloutHookFailed
+                | HookSucceeded
                 | RolledBack
                 | Retried
                 | RolloutStarted
@@ -222,6 +247,6 @@ mod tests {
             assert_eq!(reason.to_string(), text);
             assert_eq!(String::from(reason), text);
         }
-        assert_eq!(pinned.len(), 32, "one row per variant");
+        assert_eq!(pinned.len(), 37, "one row per variant");
     }
 }

@@ -1,17 +1,13 @@
 //! Rolling back: marking the current revision failed, restoring the stable
 //! one, and saying why.
+use super::RevisionState;
 use super::conditions::{self, DEGRADED};
 use super::reason::Reason;
 use super::round::Round;
-use crate::api::{AnalysisPhase, Phase};
+use super::surge::{self, Pods, RollingInput};
+use crate::api::{AnalysisPhase, HookKind, Phase};
 
 impl Round<'_> {
-    /// Marks the current revision failed and starts restoring the stable one.
-    pub(super) fn start_roll_back(&mut self, why: Reason, cause: String) {
-        self.mark_failed(why, cause);
-        self.roll_back(why);
-    }
-
     /// Marks the current revision failed: it is not tried again until the
     /// template changes or a person retries.
     pub(super) fn mark_failed(&mut self, why: Reason, cause: String) {
@@ -28,16 +24,53 @@ impl Round<'_> {
         if self.aborted_now {
             return Reason::Aborted;
         }
+        if let Some(why) = self.failed_now {
+            return why;
+        }
         // Keep the reason recorded when the rollback started.
-        const ROLLBACK_REASONS: [Reason; 3] = [
+        const ROLLBACK_REASONS: [Reason; 5] = [
             Reason::ProgressDeadlineExceeded,
             Reason::AnalysisFailed,
             Reason::Aborted,
+            Reason::PreRolloutHookFailed,
+            Reason::PostRolloutHookFailed,
         ];
         conditions::get(&self.previous.conditions, DEGRADED)
             .filter(|c| c.status == "True")
             .and_then(|c| ROLLBACK_REASONS.into_iter().find(|r| *r == c.reason))
             .unwrap_or(Reason::ProgressDeadlineExceeded)
+    }
+
+    /// Rolling: back to the stable revision as a rolling update is, within
+    /// maxSurge and maxUnavailable; the failed revision's pods go first.
+    pub(super) fn roll_back_within(&mut self, why: Reason, (max_surge, max_unavailable): (i32, i32)) {
+        let Some(stable) = self.stable() else {
+            return self.roll_back(why);
+        };
+        if self.synced {
+            let others: Vec<_> = self
+                .new
+                .into_iter()
+                .chain(self.old.iter().copied().filter(|rs| *rs != stable))
+                .collect();
+            let pods = |rs: &RevisionState| Pods {
+                replicas: rs.replicas,
+                available: rs.available,
+            };
+            let output = surge::step(&RollingInput {
+                desired: self.desired(),
+                max_surge,
+                max_unavailable,
+                new: pods(stable),
+                old: others.iter().map(|rs| pods(rs)).collect(),
+                old_floor: 0,
+            });
+            self.scale(stable, output.new_replicas);
+            for (rs, replicas) in others.into_iter().zip(output.old_replicas) {
+                self.scale(rs, replicas);
+            }
+        }
+        self.rolled_back_conditions(why);
     }
 
     /// Restore the stable revision to full size first, then scale everything else to 0.
@@ -58,6 +91,12 @@ impl Round<'_> {
                 self.scale(rs, 0);
             }
         }
+        self.rolled_back_conditions(why);
+    }
+
+    fn rolled_back_conditions(&mut self, why: Reason) {
+        let desired = self.desired();
+        let stable_available = self.stable().is_some_and(|s| s.available >= desired);
         let to = self.status.stable_revision.clone().unwrap_or_default();
         let state = if stable_available {
             format!("revision {to} has all {desired} replicas available")
@@ -88,6 +127,19 @@ impl Round<'_> {
                 .and_then(|a| a.message.clone())
                 .unwrap_or_else(|| "analysis failed".into()),
             Reason::Aborted => "aborted by request".into(),
+            Reason::PreRolloutHookFailed | Reason::PostRolloutHookFailed => {
+                let kind = if why == Reason::PreRolloutHookFailed {
+                    HookKind::PreRollout
+                } else {
+                    HookKind::PostRollout
+                };
+                let message = self.hook_status(kind).and_then(|a| a.message.clone());
+                format!(
+                    "the {} hook failed: {}",
+                    kind.field(),
+                    message.unwrap_or_else(|| "no message".into())
+                )
+            }
             _ => format!(
                 "not available within progressDeadlineSeconds ({}s)",
                 self.spec.progress_deadline_seconds

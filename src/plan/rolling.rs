@@ -3,6 +3,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::deadline::Deadline;
+use super::hooks::PostRollout;
 use super::judgement::Judgement;
 use super::reason::Reason;
 use super::round::Round;
@@ -10,17 +11,29 @@ use super::surge::{self, Pods, RollingInput};
 use crate::api::Phase;
 
 impl Round<'_> {
-    pub(super) fn decide_rolling(&mut self, (max_surge, max_unavailable): (i32, i32)) {
-        let retry = self.begin();
+    pub(super) fn decide_rolling(&mut self, (max_surge, max_unavailable): (i32, i32), retry: bool) {
         if self.status.failed_revision.is_some() {
-            return self.roll_back(self.rollback_reason());
+            return self.roll_back_within(self.rollback_reason(), (max_surge, max_unavailable));
         }
         match self.judge_analyses() {
             Judgement::Go => {}
             Judgement::Held => return,
-            Judgement::Failed(cause) => return self.start_roll_back(Reason::AnalysisFailed, cause),
+            Judgement::Failed(cause) => {
+                self.mark_failed(Reason::AnalysisFailed, cause);
+                return self.roll_back_within(Reason::AnalysisFailed, (max_surge, max_unavailable));
+            }
         }
-        if self.complete() {
+        let post = self.post_rollout(self.synced && self.new_available() && self.analysis_passed());
+        match &post {
+            PostRollout::Failed(cause) => {
+                self.mark_failed(Reason::PostRolloutHookFailed, cause.clone());
+                return self.roll_back_within(Reason::PostRolloutHookFailed, (max_surge, max_unavailable));
+            }
+            PostRollout::Decided => return,
+            PostRollout::Passed | PostRollout::Pending => {}
+        }
+        let post_pending = post == PostRollout::Pending;
+        if self.complete() && !post_pending {
             return self.completed();
         }
         let rollout = self.status.stable_revision.as_ref() != Some(&self.revision);
@@ -39,12 +52,18 @@ impl Round<'_> {
         let pending = rollout && !self.new_available();
         let deadline = self.check_deadline(pending.then(|| self.now.duration_since(started).unsigned_abs()));
         if deadline == Deadline::Exceeded {
-            return self.roll_back(Reason::ProgressDeadlineExceeded);
+            return self.roll_back_within(Reason::ProgressDeadlineExceeded, (max_surge, max_unavailable));
         }
         if let Some(due) = self.analysis.and_then(|a| a.next_due) {
             self.requeue_at(due);
         }
-        self.roll(max_surge, max_unavailable);
+        // The previous revision keeps its last pod for the postRollout hook,
+        // within maxSurge: with maxSurge 0 the new revision needs its room.
+        let hold_last = post_pending && max_surge > 0;
+        self.roll(max_surge, max_unavailable, hold_last);
+        if post_pending && self.new_available() && self.analysis_passed() {
+            return self.post_rollout_conditions();
+        }
         self.rolling_conditions(deadline == Deadline::Stranded);
     }
 
@@ -78,8 +97,9 @@ impl Round<'_> {
         }
     }
 
-    /// One rolling step, within maxSurge and maxUnavailable.
-    pub(super) fn roll(&mut self, max_surge: i32, max_unavailable: i32) {
+    /// One rolling step, within maxSurge and maxUnavailable; `hold_last`
+    /// keeps one pod of the old revisions, if they still have one.
+    pub(super) fn roll(&mut self, max_surge: i32, max_unavailable: i32, hold_last: bool) {
         if self.previous.phase == Some(Phase::Paused) {
             self.event(
                 false,
@@ -114,11 +134,28 @@ impl Round<'_> {
                 .collect(),
             old_floor: 0,
         };
-        let output = surge::step(&input);
+        let mut output = surge::step(&input);
+        if hold_last {
+            hold_last_pod(&input.old, &mut output.old_replicas);
+        }
         self.scale_new(output.new_replicas);
         let old = self.old.clone();
         for (rs, replicas) in old.into_iter().zip(output.old_replicas) {
             self.scale(rs, replicas);
         }
+    }
+}
+
+/// Keeps one pod of the old ReplicaSets when a step would take their last:
+/// on the newest one that has a pod now.
+pub(super) fn hold_last_pod(old: &[Pods], planned: &mut [i32]) {
+    if planned.iter().any(|r| *r > 0) {
+        return;
+    }
+    let newest_running = old.iter().rposition(|rs| rs.replicas > 0);
+    if let Some(at) = newest_running
+        && let Some(replicas) = planned.get_mut(at)
+    {
+        *replicas = 1;
     }
 }

@@ -11,7 +11,7 @@ use super::reason::Reason;
 use super::revision::revision_of;
 use super::selector::selector_string;
 use super::{Action, AnalysisInput, Plan, RevisionState, Traffic, Transition, Verdict};
-use crate::api::{Phase, Release, ReleaseSpec, ReleaseStatus};
+use crate::api::{AnalysisPhase, AnalysisStatus, HooksStatus, Phase, Release, ReleaseSpec, ReleaseStatus};
 
 /// How soon an analysis, Service or route that refers to missing objects is looked at again.
 pub(super) const INVALID_RECHECK: Duration = Duration::from_secs(10);
@@ -35,8 +35,12 @@ pub(super) struct Round<'a> {
     pub(super) actions: Vec<Action>,
     pub(super) events: Vec<Transition>,
     pub(super) requeue_after: Option<Duration>,
+    /// The lifecycle hook measured in this round, if any.
+    pub(super) hook: Option<&'a AnalysisInput>,
     /// A person asked for an abort in this round.
     pub(super) aborted_now: bool,
+    /// Why the current revision was marked failed in this round (a hook).
+    pub(super) failed_now: Option<Reason>,
     /// The current revision became stable in this round.
     pub(super) promoted: bool,
     pub(super) keep_control: bool,
@@ -74,11 +78,13 @@ impl<'a> Round<'a> {
             analysis: None,
             gate_analysis: None,
             traffic: &NO_TRAFFIC,
+            hook: None,
             status,
             actions: Vec::new(),
             events: Vec::new(),
             requeue_after: None,
             aborted_now: false,
+            failed_now: None,
             promoted: false,
             keep_control: false,
         }
@@ -348,6 +354,7 @@ fn carried_status(
         available_replicas: replica_sets.iter().map(|rs| rs.available).sum(),
         selector: Some(selector_string(&spec.selector)),
         analysis: previous.analysis.clone(),
+        hooks: carried_hooks(previous, revision),
         ..Default::default()
     };
     if spec.strategy.canary.is_some() {
@@ -365,4 +372,19 @@ fn carried_status(
     } else {
         status
     }
+}
+
+/// The hooks recorded for `revision`; a retry starts those that did not pass afresh.
+fn carried_hooks(previous: &ReleaseStatus, revision: &str) -> Option<HooksStatus> {
+    let retry = previous.control.as_ref().is_some_and(|c| c.retry);
+    let keep = |a: &Option<AnalysisStatus>| {
+        a.clone()
+            .filter(|a| a.revision == revision && (!retry || a.phase == AnalysisPhase::Successful))
+    };
+    let hooks = previous.hooks.as_ref()?;
+    let carried = HooksStatus {
+        pre_rollout: keep(&hooks.pre_rollout),
+        post_rollout: keep(&hooks.post_rollout),
+    };
+    (carried != HooksStatus::default()).then_some(carried)
 }

@@ -2,6 +2,7 @@
 mod baseline;
 mod bluegreen;
 mod canary;
+mod hooks;
 
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ pub(super) fn release(replicas: i32, image: &str, strategy: serde_json::Value) -
     .unwrap()
 }
 
-fn rolling(surge: serde_json::Value, unavailable: serde_json::Value) -> serde_json::Value {
+pub(super) fn rolling(surge: serde_json::Value, unavailable: serde_json::Value) -> serde_json::Value {
     serde_json::json!({ "rolling": { "maxSurge": surge, "maxUnavailable": unavailable } })
 }
 
@@ -72,6 +73,7 @@ pub(super) fn revision(release: &Release) -> String {
 
 /// A cluster whose pods become available at a given rate; `healthy` revisions only.
 /// Services named "web" (stable) and "web-canary" (canary) follow Select actions.
+#[derive(Clone)]
 pub(super) struct Cluster {
     pub(super) replica_sets: Vec<RevisionState>,
     pub(super) now: Timestamp,
@@ -80,6 +82,8 @@ pub(super) struct Cluster {
     /// What the API server says when it refuses the current revision's ReplicaSet.
     pub(super) refused: Option<String>,
     pub(super) baseline: Option<BaselineState>,
+    /// The hook measurement the next plan sees.
+    pub(super) hook: Option<AnalysisInput>,
 }
 
 impl Cluster {
@@ -91,6 +95,7 @@ impl Cluster {
             traffic: Traffic::default(),
             refused: None,
             baseline: None,
+            hook: None,
         }
     }
 
@@ -114,6 +119,7 @@ impl Cluster {
             baseline: self.baseline.clone(),
             analysis,
             gate_analysis,
+            hook: self.hook.clone(),
             traffic: self.traffic.clone(),
             refused: self.refused.clone(),
             now: self.now,
