@@ -16,7 +16,7 @@ use crate::support::rollout::{
     LIMIT, create_services, ready_on, replicas, roll_to_v2, set_image, wait_replicas, web_release,
 };
 use crate::support::traffic::{CANARY, STABLE, TrafficRecorder};
-use crate::support::{from_json, poll_until, wait_for};
+use crate::support::{from_json, wait_for};
 
 /// An AnalysisTemplate of one Job metric (no count: a hook measures it once)
 /// whose pod fails when `crash`, and starts after `run_for` (kwok's ready delay).
@@ -136,27 +136,34 @@ async fn a_migration_runs_exactly_once_across_a_controller_kill() {
         job.status.as_ref().and_then(|s| s.completion_time.as_ref()).is_none(),
         "still running"
     );
+
+    // The hook-to-first-pod delay: from the Job's completion to v2's
+    // ReplicaSet, as watches deliver them.
+    let name = job.metadata.name.clone().unwrap();
+    let job_done = {
+        let name = name.clone();
+        first_seen(Api::<Job>::namespaced(client.clone(), &ns.name), move |j: &Job| {
+            j.metadata.name.as_deref() == Some(name.as_str())
+                && j.status.as_ref().is_some_and(|s| s.completion_time.is_some())
+        })
+    };
+    let v2_created = {
+        let v2 = v2.clone();
+        first_seen(
+            Api::<ReplicaSet>::namespaced(client.clone(), &ns.name),
+            move |rs: &ReplicaSet| rs.metadata.labels.as_ref().and_then(|l| l.get("serin.dev/revision")) == Some(&v2),
+        )
+    };
     controller.kill().await;
     let _restarted = ControllerProcess::start(&ns.name).await;
-
-    // The hook-to-first-pod delay: from the Job's completion to v2's ReplicaSet.
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns.name);
-    let name = job.metadata.name.clone().unwrap();
-    poll_until(LIMIT, || async {
-        let job = jobs.get(&name).await.ok()?;
-        job.status?.completion_time.map(|_| ())
-    })
-    .await
-    .expect("the migration Job completes");
-    let completed = Instant::now();
-    poll_until(LIMIT, || async {
-        (replica_sets_of(&client, &ns.name, &v2).await > 0).then_some(())
-    })
-    .await
-    .expect("v2's ReplicaSet after its migration");
+    let (completed, created) =
+        tokio::time::timeout(LIMIT, async { (job_done.await.unwrap(), v2_created.await.unwrap()) })
+            .await
+            .expect("the migration completes and v2 gets its ReplicaSet");
+    assert!(created >= completed, "v2's ReplicaSet only after its migration");
     println!(
-        "hook-to-first-pod: {} ms (Job complete, as a 50 ms poll sees it, to v2's ReplicaSet; after a controller kill -9)",
-        completed.elapsed().as_millis()
+        "hook-to-first-pod: {} ms (the migration Job's completion to v2's ReplicaSet, as watches see them; after a controller kill -9)",
+        (created - completed).as_millis()
     );
     ready_on(&api, &v2).await;
     let v2_jobs: Vec<_> = hook_jobs(&client, &ns.name)
@@ -243,4 +250,22 @@ async fn a_failing_smoke_test_after_a_blue_green_switch_ends_on_the_previous_rev
         states.iter().any(|w| w.services.get(STABLE) == Some(&Some(v2.clone()))),
         "switched to v2 before the smoke test failed"
     );
+}
+
+/// When a watch of `api` first delivers an object for which `found` holds.
+fn first_seen<K>(api: Api<K>, found: impl Fn(&K) -> bool + Send + 'static) -> tokio::task::JoinHandle<Instant>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    tokio::spawn(async move {
+        let mut objects = watcher(api, watcher::Config::default()).applied_objects().boxed();
+        while let Some(Ok(object)) = objects.next().await {
+            if found(&object) {
+                return Instant::now();
+            }
+        }
+        panic!("the watch ended");
+    })
 }
