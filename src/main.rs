@@ -71,6 +71,16 @@ struct ControllerArgs {
     /// the client's pace (below) is what bounds the load.
     #[arg(long, env = "SERIN_CONCURRENCY", default_value_t = 32)]
     concurrency: u16,
+    /// Watch the Secrets of these namespaces, for Releases whose
+    /// `configSnapshots.secrets` copies them: a change rolls out. Needs list
+    /// and watch on Secrets there (the chart's `configSnapshots.secrets`).
+    #[arg(
+        long,
+        env = "SERIN_SNAPSHOT_SECRETS_IN",
+        value_delimiter = ',',
+        value_name = "NAMESPACE"
+    )]
+    snapshot_secrets_in: Vec<String>,
     /// Requests per second the controller sends to the API server, on average
     /// (the Lease's renewals are not counted against it).
     #[arg(long, env = "SERIN_KUBE_API_QPS", default_value_t = 200.0)]
@@ -162,6 +172,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 metrics_addr: args.metrics_addr,
                 health_addr: args.health_addr,
                 lease,
+                snapshot_secrets_in: args.snapshot_secrets_in.clone(),
             };
             controller::run(clients, metrics, options).await?;
         }

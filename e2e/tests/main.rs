@@ -14,6 +14,7 @@ mod process;
 mod release;
 mod resilience;
 mod sharding;
+mod snapshots;
 mod support;
 mod terminal;
 mod testbed;

@@ -10,6 +10,7 @@ mod invalid;
 pub mod judge;
 mod release;
 pub mod schema;
+mod snapshots;
 pub mod validation;
 
 // Every analysis type is API, so a glob: a new provider's type needs no edit here.
@@ -32,6 +33,7 @@ pub use judge::{
 pub use release::{
     BlueGreenStatus, CanaryStatus, Control, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy,
 };
+pub use snapshots::ConfigSnapshots;
 
 /// Field manager of every write serin makes.
 pub const FIELD_MANAGER: &str = "serin";
@@ -51,6 +53,8 @@ pub const BASELINE_OF_LABEL: &str = "serin.dev/baseline-of";
 pub const BASELINE_FOR_LABEL: &str = "serin.dev/baseline-for";
 /// Annotation with a ReplicaSet's revision number, increasing per Release.
 pub const REVISION_NUMBER_ANNOTATION: &str = "serin.dev/revision-number";
+/// Label on a snapshot copy of a ConfigMap or Secret, naming the original.
+pub const SNAPSHOT_OF_LABEL: &str = "serin.dev/snapshot-of";
 /// Label on a hook's Jobs: `pre-rollout` or `post-rollout`.
 pub const HOOK_LABEL: &str = "serin.dev/hook";
 /// Label on a hook's Jobs naming the attempt (the hook's start, in Unix

@@ -108,6 +108,9 @@ pub struct ReleaseSpec {
     /// every pod and all traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<super::hooks::Hooks>,
+    /// Keep the ConfigMaps (and Secrets) the pods read with each revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_snapshots: Option<super::snapshots::ConfigSnapshots>,
 }
 
 fn default_replicas() -> i32 {

@@ -161,6 +161,7 @@ fn controller_verdict(release: &Release, cluster: &Cluster) -> Option<String> {
         hook: None,
         traffic: Traffic::default(),
         refused: None,
+        config_problem: None,
         now,
     });
     let degraded = plan.status.conditions.iter().find(|c| c.type_ == "Degraded")?;

@@ -110,6 +110,7 @@ impl Fixture {
             hook: None,
             traffic: plan::Traffic::default(),
             refused: None,
+            config_problem: None,
             now: k8s_openapi::jiff::Timestamp::now(),
         })
     }

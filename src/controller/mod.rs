@@ -14,6 +14,7 @@ pub mod replicaset;
 mod scope;
 pub mod selftest;
 pub mod shard;
+mod snapshots;
 mod steered;
 mod traffic;
 mod trim;
@@ -136,6 +137,9 @@ pub struct Options {
     pub health_addr: SocketAddr,
     /// None: no leader election (a single replica).
     pub lease: Option<LeaseConfig>,
+    /// Watch the Secrets of these namespaces, for Releases that snapshot them
+    /// (`configSnapshots.secrets`).
+    pub snapshot_secrets_in: Vec<String>,
 }
 
 /// Runs until SIGTERM or Ctrl-C (Ok), or until the Lease is lost (Err).
@@ -309,7 +313,13 @@ async fn lead(
             tracing::info!("caches synced; ready");
         }
     });
-    let steered = steered::watch(&context.client, namespaces, releases.clone()).await;
+    let steered = steered::watch(
+        &context.client,
+        namespaces,
+        releases.clone(),
+        &options.snapshot_secrets_in,
+    )
+    .await;
     let stopping = wait_for(shutdown.clone());
     let controller = Controller::for_stream(release_stream, releases)
         .owns_stream(rs_stream)

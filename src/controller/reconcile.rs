@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::expectations::{Cached, Caught, Key, PATIENCE, Written};
 use super::trim::{CachedRelease, CachedReplicaSet};
-use super::{Context, Error, analysis, replicaset, traffic};
+use super::{Context, Error, analysis, replicaset, snapshots, traffic};
 use crate::api::{FIELD_MANAGER, Release, ReleaseStatus};
 use crate::plan::{self, Action, AnalysisSlot, Observed};
 use crate::telemetry::Reconciled;
@@ -56,7 +56,13 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
         Decidable::On(release) => release,
         Decidable::Later(requeue) => return Ok(requeue),
     };
-    let release = &release;
+    // With config snapshots, the revision's template reads the copies.
+    let snapshots = snapshots::resolve(&ctx.client, &release).await?;
+    let release = &match snapshots.as_ref().filter(|s| s.problem.is_none()) {
+        Some(taken) => snapshots::reading_copies(&release, taken),
+        None => *release,
+    };
+    let (copies, config_problem) = snapshots.map_or((Vec::new(), None), |s| (s.copies, s.problem));
     let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Timestamp::now();
     let (owned, baseline) = owned_replica_sets(&ctx, release);
@@ -70,6 +76,7 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
         hook: observation.hook,
         traffic: observation.traffic,
         refused: None,
+        config_problem,
         now,
     };
     let plan = decide(&observed);
@@ -78,7 +85,7 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
     if !*ctx.leader.borrow() {
         return Err(Error::NotLeader);
     }
-    let plan = match create(&ctx, &replica_sets, &key, release, &plan).await? {
+    let plan = match create(&ctx, &replica_sets, &key, release, &plan, &copies).await? {
         Created::Refused(refusal) => {
             observed.refused = Some(refusal);
             decide(&observed)
@@ -241,6 +248,7 @@ async fn create(
     key: &Key,
     release: &Release,
     plan: &plan::Plan,
+    copies: &[snapshots::Copy],
 ) -> Result<Created, Error> {
     let Some(Action::Create {
         revision,
@@ -250,16 +258,22 @@ async fn create(
     else {
         return Ok(Created::NothingToCreate);
     };
-    Ok(
-        match replicaset::create(replica_sets, release, revision, *number, *replicas).await? {
-            replicaset::Creation::Created(written) => {
-                ctx.expectations.wrote(key, written);
-                Created::Done
-            }
-            replicaset::Creation::Exists => Created::Done,
-            replicaset::Creation::Refused(refusal) => Created::Refused(refusal),
-        },
-    )
+    // The copies first: the revision's pods read them from their start.
+    let namespace = release.namespace().unwrap_or_default();
+    snapshots::create(&ctx.client, &namespace, copies).await?;
+    let created = match replicaset::create(replica_sets, release, revision, *number, *replicas).await? {
+        replicaset::Creation::Created(written) => {
+            ctx.expectations.wrote(key, written);
+            Created::Done
+        }
+        replicaset::Creation::Exists => Created::Done,
+        replicaset::Creation::Refused(refusal) => return Ok(Created::Refused(refusal)),
+    };
+    if !copies.is_empty() {
+        let name = replicaset::name(release, revision);
+        snapshots::hand_over(&ctx.client, &namespace, copies, &name).await?;
+    }
+    Ok(created)
 }
 
 /// Apply: the actions in the plan's order, which puts route and Service changes

@@ -7,8 +7,9 @@
 //! No cache is kept: each event is mapped to the Releases that name the object
 //! and dropped, so memory does not grow with the cluster's Services.
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{DynamicObject, ListParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -16,6 +17,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use super::trim::CachedRelease;
 use super::{scope, trim};
 use crate::api::{RELEASE_LABEL, Release};
+use crate::plan::snapshot::{self, Source};
 use crate::traffic::{self, ObjectKind, Watched};
 
 /// What kind of object an event is about.
@@ -25,6 +27,9 @@ pub enum Steered {
     Service,
     /// A kind a traffic router reads or writes.
     Routed(ObjectKind),
+    /// A ConfigMap or Secret the pods read, with `spec.configSnapshots`: a
+    /// change rolls out a new revision.
+    Config(Source),
 }
 
 /// Whether `release` steers the `kind` object called `name` (in its namespace).
@@ -43,6 +48,9 @@ pub fn steers(release: &Release, kind: Steered, name: &str) -> bool {
             canary.chain(blue_green).flatten().any(|s| s == name)
         }
         Steered::Routed(kind) => traffic::steers(release, &kind, name),
+        Steered::Config(source) => release.spec.config_snapshots.as_ref().is_some_and(|opted| {
+            snapshot::references(&release.spec.template, opted).contains_key(&(source, name.into()))
+        }),
     }
 }
 
@@ -105,13 +113,15 @@ where
         .boxed()
 }
 
-/// Every steered-object watch, merged: Services, and each kind a router reads
-/// or writes, once, when the cluster serves it at start; in each watched
+/// Every steered-object watch, merged: Services, ConfigMaps (and the Secrets
+/// of `secrets_in`) for config snapshots, and each kind a router reads or
+/// writes, once, when the cluster serves it at start; in each watched
 /// namespace (`namespaces`; empty for all).
 pub async fn watch(
     client: &Client,
     namespaces: &[String],
     releases: Store<CachedRelease>,
+    secrets_in: &[String],
 ) -> impl Stream<Item = Result<ObjectRef<CachedRelease>, watcher::Error>> + Send + 'static {
     let mut all: Vec<Triggers> = scope::apis::<Service>(client, namespaces)
         .into_iter()
@@ -121,6 +131,29 @@ pub async fn watch(
             })
         })
         .collect();
+    // Metadata only: a change of data moves the resourceVersion, and the
+    // round reads the object itself.
+    all.extend(
+        scope::apis::<PartialObjectMeta<ConfigMap>>(client, namespaces)
+            .into_iter()
+            .map(|api| {
+                triggers(api, releases.clone(), |store, o: &PartialObjectMeta<ConfigMap>| {
+                    releases_steering(store, Steered::Config(Source::ConfigMap), o.namespace(), &o.name_any())
+                })
+            }),
+    );
+    // Secrets only where the controller may watch them: never all namespaces.
+    if !secrets_in.is_empty() {
+        all.extend(
+            scope::apis::<PartialObjectMeta<Secret>>(client, secrets_in)
+                .into_iter()
+                .map(|api| {
+                    triggers(api, releases.clone(), |store, o: &PartialObjectMeta<Secret>| {
+                        releases_steering(store, Steered::Config(Source::Secret), o.namespace(), &o.name_any())
+                    })
+                }),
+        );
+    }
     for watched in traffic::watched_kinds() {
         let resource = watched.kind.api_resource();
         let apis = scope::dynamic_apis(client, namespaces, &resource);

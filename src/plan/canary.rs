@@ -329,14 +329,7 @@ impl Round<'_> {
         let desired = self.desired();
         let promoting = index >= strategy.steps.len();
         let routed = strategy.traffic_routing.is_some();
-        // All traffic on the canary: the stable Service switched to it (with a
-        // router), or every pod of it available (the replica ratio).
-        let takes_all = if routed {
-            self.traffic.stable_service.as_ref() == Some(&self.revision) && self.traffic.canary_weight == Some(0)
-        } else {
-            true
-        };
-        let hold_point = promoting && self.canary_available(desired) && takes_all;
+        let hold_point = promoting && self.takes_all_traffic(routed);
         let post = self.post_rollout(hold_point);
         match &post {
             PostRollout::Failed(cause) => {
@@ -398,6 +391,14 @@ impl Round<'_> {
             return self.post_rollout_conditions();
         }
         self.canary_conditions(strategy, index, target);
+    }
+
+    /// Every canary pod available and all traffic on them: the stable
+    /// Service switched to the canary (with a router), or by the replica ratio.
+    fn takes_all_traffic(&self, routed: bool) -> bool {
+        let switched =
+            self.traffic.stable_service.as_ref() == Some(&self.revision) && self.traffic.canary_weight == Some(0);
+        self.canary_available(self.desired()) && (!routed || switched)
     }
 
     /// Without a router: keeps one pod of the old revisions for the

@@ -18,6 +18,7 @@ mod rollback;
 mod rolling;
 mod round;
 mod selector;
+pub mod snapshot;
 mod steering;
 pub mod surge;
 #[cfg(test)]
@@ -50,12 +51,13 @@ pub fn plan(observed: &Observed) -> Plan {
     round.gate_analysis = observed.gate_analysis.as_ref();
     round.traffic = &observed.traffic;
     round.hook = observed.hook.as_ref();
-    let valid = match &observed.refused {
-        Some(refusal) => Err(Invalid::new(
+    let valid = match (&observed.refused, &observed.config_problem) {
+        (Some(refusal), _) => Err(Invalid::new(
             "spec.template",
             format!("the API server refuses its ReplicaSet: {refusal}"),
         )),
-        None => validated(&release.spec),
+        (None, Some(problem)) => Err(problem.clone()),
+        (None, None) => validated(&release.spec),
     };
     match valid {
         Err(invalid) => {
@@ -113,6 +115,9 @@ pub struct Observed<'a> {
     /// The API server refused the current revision's ReplicaSet, with this
     /// message (a pod template the CRD schema let through).
     pub refused: Option<String>,
+    /// Why the config the template reads cannot be snapshotted (a ConfigMap
+    /// that is not there).
+    pub config_problem: Option<Invalid>,
     pub now: Timestamp,
 }
 

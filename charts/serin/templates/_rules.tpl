@@ -22,6 +22,12 @@ Secrets (see secret-reader.yaml), no leases (see leader-election.yaml).
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, delete]
+# Config snapshots (spec.configSnapshots.configMaps): the ConfigMaps the pods
+# read are watched (metadata) and read, and copied into immutable ConfigMaps
+# whose owners are updated to the ReplicaSets that use them.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, update]
 # Traffic: Service selectors (blue-green, canary), HTTPRoute weights, canary
 # Ingresses; watched so that an outside edit is put back at once.
 - apiGroups: [""]

@@ -122,6 +122,7 @@ impl Cluster {
             hook: self.hook.clone(),
             traffic: self.traffic.clone(),
             refused: self.refused.clone(),
+            config_problem: None,
             now: self.now,
         };
         let plan = plan(&observed);
