@@ -68,6 +68,6 @@ kill -TERM "$pid"
 wait "$pid" || die "the controller did not stop cleanly on SIGTERM"
 log "Lease taken and released as $SA"
 
-log "rolling, canary and blue-green scenarios with the controller as the ServiceAccount"
+log "rolling, canary, blue-green, hook and config-snapshot scenarios with the controller as the ServiceAccount"
 SERIN_E2E_CONTROLLER_KUBECONFIG=$kubeconfig \
-  cargo test --features e2e --test e2e -- --test-threads=4 release:: canary:: bluegreen::
+  cargo test --features e2e --test e2e -- --test-threads=4 release:: canary:: bluegreen:: hooks:: snapshots::

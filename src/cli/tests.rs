@@ -851,3 +851,12 @@ fn the_hooks_guide_example_lints_clean() {
     let problems = crate::cli::lint::lint(&guide[start..end]).expect("YAML");
     assert_eq!(problems, Vec::new(), "docs/hooks.md's example");
 }
+
+#[test]
+fn the_config_snapshots_guide_example_lints_clean() {
+    let guide = include_str!("../../docs/config-snapshots.md");
+    let start = guide.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + guide[start..].find("```").expect("the block ends");
+    let problems = crate::cli::lint::lint(&guide[start..end]).expect("YAML");
+    assert_eq!(problems, Vec::new(), "docs/config-snapshots.md's example");
+}
