@@ -18,3 +18,4 @@ mod snapshots;
 mod support;
 mod terminal;
 mod testbed;
+mod workload;

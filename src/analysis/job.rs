@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
+use sha2::{Digest, Sha256};
 
 use super::provider::{Env, HookRun, Outcome, Provider};
 use super::template::{self, Args};
@@ -57,6 +58,12 @@ async fn start(env: &Env<'_>, spec: &k8s_openapi::api::batch::v1::JobSpec) -> Re
         labels.insert(REVISION_LABEL.into(), hook.revision.into());
         labels.insert(HOOK_ATTEMPT_LABEL.into(), hook.attempt.to_string());
     }
+    let mut spec = spec.clone();
+    if env.hook.is_some() {
+        // serin keeps a hook's Job (it is read back after a restart) and
+        // removes it with the next revision's.
+        spec.ttl_seconds_after_finished = None;
+    }
     let job = Job {
         metadata: kube::api::ObjectMeta {
             name: Some(name.clone()),
@@ -65,7 +72,7 @@ async fn start(env: &Env<'_>, spec: &k8s_openapi::api::batch::v1::JobSpec) -> Re
             owner_references: release.controller_owner_ref(&()).map(|r| vec![r]),
             ..Default::default()
         },
-        spec: Some(spec.clone()),
+        spec: Some(spec),
         status: None,
     };
     let api = Api::<Job>::namespaced(env.kube.clone(), &release.namespace().unwrap_or_default());
@@ -120,14 +127,24 @@ fn job_name(release: &str, metric: &str, hook: Option<&HookRun>, number: i32) ->
         Some(hook) => format!("-{}-{number}", hook.revision),
         None => format!("-{number}"),
     };
-    let mut base: String = format!("{release}-{metric}")
-        .chars()
-        .take(63usize.saturating_sub(suffix.len()))
-        .collect();
+    let full = format!("{release}-{metric}").to_lowercase();
+    let room = 63usize.saturating_sub(suffix.len());
+    let mut base: String = if full.len() <= room {
+        full
+    } else {
+        // Cut, with a hash of the whole: two long names cut alike stay apart.
+        let digest = Sha256::digest(full.as_bytes());
+        let hash: String = digest[..3].iter().map(|b| format!("{b:02x}")).collect();
+        let mut cut: String = full.chars().take(room.saturating_sub(hash.len() + 1)).collect();
+        while cut.ends_with('-') {
+            cut.pop();
+        }
+        format!("{cut}-{hash}")
+    };
     while base.ends_with('-') {
         base.pop();
     }
-    format!("{}{suffix}", base.to_lowercase())
+    format!("{base}{suffix}")
 }
 
 /// Reads a measurement Job: Successful when complete, Failed when failed; the Job
@@ -135,10 +152,13 @@ fn job_name(release: &str, metric: &str, hook: Option<&HookRun>, number: i32) ->
 async fn outcome(env: &Env<'_>, name: &str) -> Result<Outcome, kube::Error> {
     let api = Api::<Job>::namespaced(env.kube.clone(), &env.release.namespace().unwrap_or_default());
     let Some(job) = api.get_opt(name).await? else {
-        return Ok(Outcome::Judged(
-            MeasurementPhase::Error,
-            format!("Job {name} disappeared"),
-        ));
+        // An analysis measures again; a hook never runs twice (a migration
+        // may have run): it fails, and a retry starts a new attempt.
+        let phase = match env.hook {
+            Some(_) => MeasurementPhase::Failed,
+            None => MeasurementPhase::Error,
+        };
+        return Ok(Outcome::Judged(phase, format!("Job {name} disappeared")));
     };
     let conditions = job.status.and_then(|s| s.conditions).unwrap_or_default();
     let finished = conditions
@@ -188,5 +208,10 @@ mod tests {
         let long = job_name(&"a".repeat(60), "pre-rollout-migrate", Some(&hook), 3);
         assert_eq!(long.len(), 63);
         assert!(long.ends_with("-5d8f7c9b4a-3"), "{long}");
+        let release = "payments-api-production-eu";
+        let checkout = job_name(release, "post-rollout-smoke-test-checkout", Some(&hook), 1);
+        let search = job_name(release, "post-rollout-smoke-test-search", Some(&hook), 1);
+        assert_ne!(checkout, search, "names cut alike stay apart");
+        assert!(checkout.len() <= 63 && search.len() <= 63);
     }
 }

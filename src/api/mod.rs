@@ -12,6 +12,7 @@ mod release;
 pub mod schema;
 mod snapshots;
 pub mod validation;
+mod workload;
 
 // Every analysis type is API, so a glob: a new provider's type needs no edit here.
 pub use analysis::*;
@@ -34,6 +35,7 @@ pub use release::{
     BlueGreenStatus, CanaryStatus, Control, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy,
 };
 pub use snapshots::ConfigSnapshots;
+pub use workload::{ScaleDown, WorkloadRef};
 
 /// Field manager of every write serin makes.
 pub const FIELD_MANAGER: &str = "serin";

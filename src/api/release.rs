@@ -68,11 +68,13 @@ use super::schema::{stripped_label_selector, stripped_pod_template};
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new(
-        "!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, \
+        "!has(self.template) || !has(self.selector.matchLabels) || self.selector.matchLabels.all(k, \
          has(self.template.metadata) && has(self.template.metadata.labels) && \
          k in self.template.metadata.labels && \
          self.template.metadata.labels[k] == self.selector.matchLabels[k])"
     ).message("spec.selector.matchLabels must match spec.template.metadata.labels"),
+    validation = Rule::new("has(self.template) != has(self.workloadRef)")
+        .message("spec must set exactly one of template or workloadRef"),
     validation = Rule::new("self.progressDeadlineSeconds > self.minReadySeconds")
         .message("spec.progressDeadlineSeconds must be greater than spec.minReadySeconds"),
 )]
@@ -84,9 +86,13 @@ pub struct ReleaseSpec {
     /// Selects the pods of every revision. Must match the template's labels.
     #[schemars(schema_with = "stripped_label_selector")]
     pub selector: LabelSelector,
-    /// The pods to run. A change here starts a new revision.
+    /// The pods to run. A change here starts a new revision. Not with workloadRef.
+    #[serde(default, skip_serializing_if = "is_unset")]
     #[schemars(schema_with = "stripped_pod_template")]
     pub template: PodTemplateSpec,
+    /// Take the pod template from this Deployment instead of `template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_ref: Option<super::workload::WorkloadRef>,
     /// Seconds a new pod must be Ready before it counts as available.
     #[serde(default)]
     #[schemars(range(min = 0))]
@@ -111,6 +117,10 @@ pub struct ReleaseSpec {
     /// Keep the ConfigMaps (and Secrets) the pods read with each revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_snapshots: Option<super::snapshots::ConfigSnapshots>,
+}
+
+fn is_unset(template: &PodTemplateSpec) -> bool {
+    *template == PodTemplateSpec::default()
 }
 
 fn default_replicas() -> i32 {

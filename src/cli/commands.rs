@@ -141,6 +141,12 @@ async fn revisions(client: &Client, release: &Release) -> Result<Vec<crate::plan
 /// Restores the template of a recorded revision: by number, or the one before the current.
 pub async fn undo(client: &Client, api: &Api<Release>, name: &str, to: Option<i64>) -> Result<String, CliError> {
     let release = fetch(api, name).await?;
+    if let Some(workload) = &release.spec.workload_ref {
+        return Err(CliError::Usage(format!(
+            "release {name} takes its template from Deployment {0}: roll that back (kubectl rollout undo deployment/{0}), and serin rolls the Release out",
+            workload.name
+        )));
+    }
     let namespace = release.metadata.namespace.clone().unwrap_or_default();
     let current = release.status.as_ref().and_then(|s| s.current_revision.clone());
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);

@@ -161,7 +161,8 @@ fn controller_verdict(release: &Release, cluster: &Cluster) -> Option<String> {
         hook: None,
         traffic: Traffic::default(),
         refused: None,
-        config_problem: None,
+        template_problem: None,
+        workload: None,
         now,
     });
     let degraded = plan.status.conditions.iter().find(|c| c.type_ == "Degraded")?;

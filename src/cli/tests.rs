@@ -658,7 +658,7 @@ mod lint {
             ),
             (
                 with(rolling(), "/spec/template", Value::Null),
-                "spec.template: Required value",
+                "spec must set exactly one of template or workloadRef",
             ),
             (
                 with(rolling(), "/spec/replicas", json!("three")),
@@ -859,4 +859,13 @@ fn the_config_snapshots_guide_example_lints_clean() {
     let end = start + guide[start..].find("```").expect("the block ends");
     let problems = crate::cli::lint::lint(&guide[start..end]).expect("YAML");
     assert_eq!(problems, Vec::new(), "docs/config-snapshots.md's example");
+}
+
+#[test]
+fn the_workload_ref_guide_example_lints_clean() {
+    let guide = include_str!("../../docs/workload-ref.md");
+    let start = guide.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + guide[start..].find("```").expect("the block ends");
+    let problems = crate::cli::lint::lint(&guide[start..end]).expect("YAML");
+    assert_eq!(problems, Vec::new(), "docs/workload-ref.md's example");
 }

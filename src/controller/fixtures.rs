@@ -110,7 +110,8 @@ impl Fixture {
             hook: None,
             traffic: plan::Traffic::default(),
             refused: None,
-            config_problem: None,
+            template_problem: None,
+            workload: None,
             now: k8s_openapi::jiff::Timestamp::now(),
         })
     }

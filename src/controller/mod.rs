@@ -18,6 +18,7 @@ mod snapshots;
 mod steered;
 mod traffic;
 mod trim;
+mod workload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

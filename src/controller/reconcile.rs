@@ -13,8 +13,8 @@ use tracing::Instrument;
 
 use super::expectations::{Cached, Caught, Key, PATIENCE, Written};
 use super::trim::{CachedRelease, CachedReplicaSet};
-use super::{Context, Error, analysis, replicaset, snapshots, traffic};
-use crate::api::{FIELD_MANAGER, Release, ReleaseStatus};
+use super::{Context, Error, analysis, replicaset, snapshots, traffic, workload};
+use crate::api::{FIELD_MANAGER, HookKind, Release, ReleaseStatus};
 use crate::plan::{self, Action, AnalysisSlot, Observed};
 use crate::telemetry::Reconciled;
 use crate::traffic::TrafficRouter;
@@ -56,17 +56,38 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
         Decidable::On(release) => release,
         Decidable::Later(requeue) => return Ok(requeue),
     };
-    // With config snapshots, the revision's template reads the copies.
+    // With workloadRef, the template is the Deployment's; with config
+    // snapshots, the revision's template reads the copies.
+    let (release, workload, adoption_problem) = match workload::observe(&ctx.client, &release).await? {
+        workload::Workload::None => (*release, None, None),
+        workload::Workload::Found(adopted, state) => (*adopted, Some(state), None),
+        workload::Workload::Problem(invalid) => (*release, None, Some(invalid)),
+    };
     let snapshots = snapshots::resolve(&ctx.client, &release).await?;
     let release = &match snapshots.as_ref().filter(|s| s.problem.is_none()) {
         Some(taken) => snapshots::reading_copies(&release, taken),
-        None => *release,
+        None => release,
     };
-    let (copies, config_problem) = snapshots.map_or((Vec::new(), None), |s| (s.copies, s.problem));
+    let (copies, snapshot_problem) = snapshots.map_or((Vec::new(), None), |s| (s.copies, s.problem));
+    // The copies exist before anything reads them; every round, so that one
+    // deleted by hand comes back before a pod of the revision needs it.
+    let namespace_copies = release.namespace().unwrap_or_default();
+    let refused = match (&snapshot_problem, copies.is_empty()) {
+        (None, false) => snapshots::ensure(&ctx.client, &namespace_copies, &copies).await?,
+        _ => None,
+    };
+    let template_problem = adoption_problem.or(snapshot_problem).or(refused);
     let replica_sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Timestamp::now();
     let (owned, baseline) = owned_replica_sets(&ctx, release);
-    let observation = observe(&ctx, release, now).await?;
+    let measure = if template_problem.is_some() {
+        Measure::Nothing // The revision is not known: its analyses wait.
+    } else if pre_rollout_pending(release, &owned) {
+        Measure::PreRolloutHook // No analysis of a revision with no pod yet.
+    } else {
+        Measure::Due
+    };
+    let observation = observe(&ctx, release, now, measure).await?;
     let mut observed = Observed {
         release,
         replica_sets: &owned,
@@ -76,7 +97,8 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
         hook: observation.hook,
         traffic: observation.traffic,
         refused: None,
-        config_problem,
+        template_problem,
+        workload,
         now,
     };
     let plan = decide(&observed);
@@ -85,7 +107,7 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
     if !*ctx.leader.borrow() {
         return Err(Error::NotLeader);
     }
-    let plan = match create(&ctx, &replica_sets, &key, release, &plan, &copies).await? {
+    let plan = match create(&ctx, &replica_sets, &key, release, &plan).await? {
         Created::Refused(refusal) => {
             observed.refused = Some(refusal);
             decide(&observed)
@@ -94,6 +116,14 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
     };
     let router = observation.router;
     apply(&ctx, &replica_sets, &key, release, &plan, router.as_deref()).await?;
+    if !copies.is_empty() && plan.status.current_revision.is_some() {
+        // The current revision's ReplicaSet owns its copies: trimming it
+        // (and no other user) deletes them. Every round, as a crash or a
+        // conflict may have left one with the Release only.
+        let revision = plan.status.current_revision.clone().unwrap_or_default();
+        let name = replicaset::name(release, &revision);
+        snapshots::hand_over(&ctx.client, &namespace_copies, &copies, &name).await?;
+    }
     publish_events(&ctx, release, &plan).await;
     write_status(&ctx, &releases, &key, release, &plan).await?;
     record_metrics(&ctx, release, &plan, now);
@@ -198,10 +228,32 @@ struct Observation {
     router: Option<Box<dyn TrafficRouter>>,
 }
 
+/// Which of the analyses that are due a round measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    Due,
+    PreRolloutHook,
+    Nothing,
+}
+
+/// The current revision has a preRollout hook and no ReplicaSet yet.
+fn pre_rollout_pending(release: &Release, owned: &[plan::RevisionState]) -> bool {
+    let hooked = release.spec.hooks.as_ref().is_some_and(|h| h.pre_rollout.is_some());
+    let revision = plan::revision::revision_of(&release.spec.template);
+    hooked && !owned.iter().any(|rs| rs.revision == revision)
+}
+
 /// Observe: the analyses that are due, measured; the Services and the router's weight.
-async fn observe(ctx: &Context, release: &Release, now: Timestamp) -> Result<Observation, Error> {
+async fn observe(ctx: &Context, release: &Release, now: Timestamp, measure: Measure) -> Result<Observation, Error> {
     let (mut analysis, mut gate_analysis, mut hook) = (None, None, None);
-    for request in plan::analyses_due(release, now) {
+    let due = plan::analyses_due(release, now)
+        .into_iter()
+        .filter(|request| match measure {
+            Measure::Due => true,
+            Measure::PreRolloutHook => request.slot == AnalysisSlot::Hook(HookKind::PreRollout),
+            Measure::Nothing => false,
+        });
+    for request in due {
         let input = analysis::advance(ctx, release, &request, now).await?;
         match request.slot {
             AnalysisSlot::Background => analysis = Some(input),
@@ -248,7 +300,6 @@ async fn create(
     key: &Key,
     release: &Release,
     plan: &plan::Plan,
-    copies: &[snapshots::Copy],
 ) -> Result<Created, Error> {
     let Some(Action::Create {
         revision,
@@ -258,22 +309,16 @@ async fn create(
     else {
         return Ok(Created::NothingToCreate);
     };
-    // The copies first: the revision's pods read them from their start.
-    let namespace = release.namespace().unwrap_or_default();
-    snapshots::create(&ctx.client, &namespace, copies).await?;
-    let created = match replicaset::create(replica_sets, release, revision, *number, *replicas).await? {
-        replicaset::Creation::Created(written) => {
-            ctx.expectations.wrote(key, written);
-            Created::Done
-        }
-        replicaset::Creation::Exists => Created::Done,
-        replicaset::Creation::Refused(refusal) => return Ok(Created::Refused(refusal)),
-    };
-    if !copies.is_empty() {
-        let name = replicaset::name(release, revision);
-        snapshots::hand_over(&ctx.client, &namespace, copies, &name).await?;
-    }
-    Ok(created)
+    Ok(
+        match replicaset::create(replica_sets, release, revision, *number, *replicas).await? {
+            replicaset::Creation::Created(written) => {
+                ctx.expectations.wrote(key, written);
+                Created::Done
+            }
+            replicaset::Creation::Exists => Created::Done,
+            replicaset::Creation::Refused(refusal) => Created::Refused(refusal),
+        },
+    )
 }
 
 /// Apply: the actions in the plan's order, which puts route and Service changes
@@ -303,6 +348,7 @@ async fn apply(
             }
             Action::Select { service, revision } => traffic::select(ctx, release, service, revision).await?,
             Action::SetWeight { canary } => traffic::set_weight(router, *canary).await?,
+            Action::ScaleWorkload { replicas } => workload::scale(&ctx.client, release, *replicas).await?,
             Action::Scale { name, replicas } => {
                 let written = replicaset::scale(replica_sets, name, *replicas).await?;
                 ctx.expectations.wrote(key, written);

@@ -169,8 +169,9 @@ fn copy_of(original: Copy, release: &Release) -> Copy {
         labels: Some(BTreeMap::from([
             (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
             (RELEASE_LABEL.to_string(), release.name_any()),
-            (SNAPSHOT_OF_LABEL.to_string(), name.to_string()),
+            (SNAPSHOT_OF_LABEL.to_string(), snapshot::label_value(name)),
         ])),
+        annotations: Some(BTreeMap::from([(SNAPSHOT_OF_LABEL.to_string(), name.to_string())])),
         owner_references: release_owner(release).map(|o| vec![o]),
         ..ObjectMeta::default()
     };
@@ -183,7 +184,8 @@ fn copy_of(original: Copy, release: &Release) -> Copy {
             for (k, v) in c.binary_data.iter().flatten() {
                 content.insert(format!("binaryData/{k}"), v.0.clone());
             }
-            let hash = snapshot::content_hash(&content, "ConfigMap");
+            // The Release in the hash too: a copy is one Release's, never shared.
+            let hash = snapshot::content_hash(&content, &format!("ConfigMap/{}", release.name_any()));
             Copy::ConfigMap(ConfigMap {
                 metadata: meta(&c.name_any(), &hash),
                 data: c.data,
@@ -194,7 +196,11 @@ fn copy_of(original: Copy, release: &Release) -> Copy {
         Copy::Secret(s) => {
             let content: BTreeMap<String, Vec<u8>> =
                 s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
-            let kind = format!("Secret/{}", s.type_.as_deref().unwrap_or("Opaque"));
+            let kind = format!(
+                "Secret/{}/{}",
+                s.type_.as_deref().unwrap_or("Opaque"),
+                release.name_any()
+            );
             let hash = snapshot::content_hash(&content, &kind);
             Copy::Secret(Secret {
                 metadata: meta(&s.name_any(), &hash),
@@ -215,32 +221,42 @@ fn release_owner(release: &Release) -> Option<OwnerReference> {
     Some(owner)
 }
 
-/// Creates the copies; one that exists already is the same content.
-pub async fn create(client: &Client, namespace: &str, copies: &[Copy]) -> Result<(), Error> {
+/// Makes sure each copy exists, creating those that do not. Some(problem)
+/// when the API server refuses one (serin may not create Secrets there, say):
+/// the round holds the Release InvalidSpec instead of failing again and again.
+pub async fn ensure(client: &Client, namespace: &str, copies: &[Copy]) -> Result<Option<Invalid>, Error> {
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
     };
-    for copy in copies {
-        if copy.pinned() {
-            continue;
-        }
+    for copy in copies.iter().filter(|c| !c.pinned()) {
         let created = match copy {
-            Copy::ConfigMap(c) => Api::<ConfigMap>::namespaced(client.clone(), namespace)
-                .create(&params, c)
-                .await
-                .map(|_| ()),
-            Copy::Secret(s) => Api::<Secret>::namespaced(client.clone(), namespace)
-                .create(&params, s)
-                .await
-                .map(|_| ()),
+            Copy::ConfigMap(c) => {
+                let api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
+                if api.get_opt(&copy.name()).await?.is_some() {
+                    continue;
+                }
+                api.create(&params, c).await.map(|_| ())
+            }
+            Copy::Secret(s) => {
+                let api = Api::<Secret>::namespaced(client.clone(), namespace);
+                if api.get_opt(&copy.name()).await?.is_some() {
+                    continue;
+                }
+                api.create(&params, s).await.map(|_| ())
+            }
         };
         match created {
+            Ok(()) => {}
             Err(kube::Error::Api(status)) if status.is_already_exists() => {}
-            other => other?,
+            Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => {
+                let message = format!("the copy {} cannot be created: {}", copy.name(), status.message);
+                return Ok(Some(Invalid::new("spec.configSnapshots", message)));
+            }
+            Err(other) => return Err(other.into()),
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Hands each copy to the ReplicaSet `rs` (which uses it): it is owned by
@@ -269,7 +285,8 @@ pub async fn hand_over(client: &Client, namespace: &str, copies: &[Copy], rs: &s
 }
 
 /// Adds `owner` to the object's owners and drops the Release among them
-/// (the only owner that is not a ReplicaSet). A conflict is retried with the round.
+/// (the only owner that is not a ReplicaSet). A conflict fails the round,
+/// and the next one, which hands the copies over again, retries it.
 async fn owned_by<K>(client: &Client, namespace: &str, name: &str, owner: &OwnerReference) -> Result<(), Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>

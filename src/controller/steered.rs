@@ -7,6 +7,7 @@
 //! No cache is kept: each event is mapped to the Releases that name the object
 //! and dropped, so memory does not grow with the cluster's Services.
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{DynamicObject, ListParams};
 use kube::core::PartialObjectMeta;
@@ -30,6 +31,8 @@ pub enum Steered {
     /// A ConfigMap or Secret the pods read, with `spec.configSnapshots`: a
     /// change rolls out a new revision.
     Config(Source),
+    /// The Deployment of `spec.workloadRef`: its template and its pods.
+    Workload,
 }
 
 /// Whether `release` steers the `kind` object called `name` (in its namespace).
@@ -48,6 +51,7 @@ pub fn steers(release: &Release, kind: Steered, name: &str) -> bool {
             canary.chain(blue_green).flatten().any(|s| s == name)
         }
         Steered::Routed(kind) => traffic::steers(release, &kind, name),
+        Steered::Workload => release.spec.workload_ref.as_ref().is_some_and(|w| w.name == name),
         Steered::Config(source) => release.spec.config_snapshots.as_ref().is_some_and(|opted| {
             snapshot::references(&release.spec.template, opted).contains_key(&(source, name.into()))
         }),
@@ -139,6 +143,15 @@ pub async fn watch(
             .map(|api| {
                 triggers(api, releases.clone(), |store, o: &PartialObjectMeta<ConfigMap>| {
                     releases_steering(store, Steered::Config(Source::ConfigMap), o.namespace(), &o.name_any())
+                })
+            }),
+    );
+    all.extend(
+        scope::apis::<PartialObjectMeta<Deployment>>(client, namespaces)
+            .into_iter()
+            .map(|api| {
+                triggers(api, releases.clone(), |store, o: &PartialObjectMeta<Deployment>| {
+                    releases_steering(store, Steered::Workload, o.namespace(), &o.name_any())
                 })
             }),
     );

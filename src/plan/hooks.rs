@@ -33,8 +33,16 @@ impl Round<'_> {
     /// or failed with nothing to roll back to), with the conditions set.
     pub(super) fn pre_rollout_holds(&mut self) -> bool {
         let kind = HookKind::PreRollout;
-        if self.hook_spec(kind).is_none() || self.new.is_some() {
-            // A revision whose ReplicaSet exists ran its hook, or predates it.
+        if self.hook_spec(kind).is_none() {
+            return false;
+        }
+        if self.new.is_some() {
+            // A revision whose ReplicaSet exists ran its hook, or predates
+            // it. A result read back after a crash between the ReplicaSet
+            // and the status write is still recorded.
+            if let Some(input) = self.hook.filter(|h| h.slot == AnalysisSlot::Hook(kind)) {
+                self.record_hook(kind, input.status.clone());
+            }
             return false;
         }
         if self.status.failed_revision.is_some() {

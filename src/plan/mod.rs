@@ -3,6 +3,7 @@
 //! The controller observes a Release and its ReplicaSets, calls [`plan`], and
 //! executes the returned actions; every rollout decision is made here, where a
 //! unit test reaches it in microseconds.
+mod adoption;
 mod analyses;
 mod baseline;
 mod bluegreen;
@@ -36,7 +37,7 @@ pub use crate::api::Invalid;
 pub use analyses::{AnalysisRequest, AnalysisSlot, analyses_due};
 pub use baseline::{BaselineState, baseline_name, baseline_pods};
 pub use reason::Reason;
-pub use selector::selector_string;
+pub use selector::{matches as selector_matches, selector_string};
 pub use validate::validate;
 
 use round::Round;
@@ -46,12 +47,18 @@ use validate::{Validated, validated};
 pub fn plan(observed: &Observed) -> Plan {
     let release = observed.release;
     let previous = release.status.clone().unwrap_or_default();
-    let mut round = Round::new(release, observed.replica_sets, &previous, observed.now);
+    // Without the template (its Deployment or a ConfigMap it reads is not
+    // there) the revision is the one recorded: what status keeps for it stays.
+    let recorded = observed
+        .template_problem
+        .as_ref()
+        .and(previous.current_revision.clone());
+    let mut round = Round::new(release, observed.replica_sets, &previous, observed.now, recorded);
     round.analysis = observed.analysis.as_ref();
     round.gate_analysis = observed.gate_analysis.as_ref();
     round.traffic = &observed.traffic;
     round.hook = observed.hook.as_ref();
-    let valid = match (&observed.refused, &observed.config_problem) {
+    let valid = match (&observed.refused, &observed.template_problem) {
         (Some(refusal), _) => Err(Invalid::new(
             "spec.template",
             format!("the API server refuses its ReplicaSet: {refusal}"),
@@ -67,11 +74,26 @@ pub fn plan(observed: &Observed) -> Plan {
         }
         Ok(valid) => {
             let retry = round.begin();
-            if !round.pre_rollout_holds() {
+            let adoption_bounds = match &valid {
+                Validated::Rolling { bounds } | Validated::Canary { bounds, .. } => *bounds,
+                Validated::BlueGreen { .. } => {
+                    surge::bounds(&crate::api::RollingStrategy::default(), release.spec.replicas).unwrap_or((1, 0))
+                }
+            };
+            // The first revision's preRollout hook comes before any pod, adopted ones too.
+            let held = round.pre_rollout_holds()
+                || observed
+                    .workload
+                    .as_ref()
+                    .is_some_and(|w| round.adopt_progressively(w, adoption_bounds));
+            if !held {
                 match valid {
                     Validated::Rolling { bounds } => round.decide_rolling(bounds, retry),
                     Validated::Canary { strategy, bounds } => round.decide_canary(strategy, bounds, retry),
                     Validated::BlueGreen { strategy } => round.decide_blue_green(strategy, retry),
+                }
+                if let Some(workload) = &observed.workload {
+                    round.keep_workload_down(workload);
                 }
             }
         }
@@ -115,10 +137,23 @@ pub struct Observed<'a> {
     /// The API server refused the current revision's ReplicaSet, with this
     /// message (a pod template the CRD schema let through).
     pub refused: Option<String>,
-    /// Why the config the template reads cannot be snapshotted (a ConfigMap
-    /// that is not there).
-    pub config_problem: Option<Invalid>,
+    /// Why the pod template cannot be had: a Deployment (workloadRef) or a
+    /// ConfigMap to snapshot that is not there.
+    pub template_problem: Option<Invalid>,
+    /// The Deployment of `spec.workloadRef`, as observed.
+    pub workload: Option<WorkloadState>,
     pub now: Timestamp,
+}
+
+/// The Deployment a Release adopts (`spec.workloadRef`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadState {
+    pub name: String,
+    /// spec.replicas
+    pub replicas: i32,
+    pub available: i32,
+    /// The Deployment controller has observed the latest spec.
+    pub synced: bool,
 }
 
 /// What a canary's or blue-green's Services and traffic router show now.
@@ -203,6 +238,10 @@ pub enum Action {
     /// Send `canary` percent of traffic to the canary Service, the rest to the stable one.
     SetWeight {
         canary: i32,
+    },
+    /// Scale the Deployment of `spec.workloadRef` (never with `scaleDown: never`).
+    ScaleWorkload {
+        replicas: i32,
     },
 }
 

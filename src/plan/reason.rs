@@ -49,6 +49,8 @@ pub enum Reason {
     PostRolloutHook,
     /// The postRollout hook failed: rolled back to the previous revision.
     PostRolloutHookFailed,
+    /// workloadRef with scaleDown progressively: the Deployment's pods are replaced.
+    Adopting,
     // On Events only.
     /// The current revision was marked failed.
     RolledBack,
@@ -110,6 +112,7 @@ impl Reason {
             Reason::PostRolloutHook => "PostRolloutHook",
             Reason::PostRolloutHookFailed => "PostRolloutHookFailed",
             Reason::HookSucceeded => "HookSucceeded",
+            Reason::Adopting => "Adopting",
             Reason::RolledBack => "RolledBack",
             Reason::Retried => "Retried",
             Reason::RolloutStarted => "RolloutStarted",
@@ -186,6 +189,7 @@ mod tests {
             (PostRolloutHook, "PostRolloutHook"),
             (PostRolloutHookFailed, "PostRolloutHookFailed"),
             (HookSucceeded, "HookSucceeded"),
+            (Adopting, "Adopting"),
             (RolledBack, "RolledBack"),
             (Retried, "Retried"),
             (RolloutStarted, "RolloutStarted"),
@@ -227,6 +231,7 @@ mod tests {
                 | PostRolloutHook
                 | PostRolloutHookFailed
                 | HookSucceeded
+                | Adopting
                 | RolledBack
                 | Retried
                 | RolloutStarted
@@ -247,6 +252,6 @@ mod tests {
             assert_eq!(reason.to_string(), text);
             assert_eq!(String::from(reason), text);
         }
-        assert_eq!(pinned.len(), 37, "one row per variant");
+        assert_eq!(pinned.len(), 38, "one row per variant");
     }
 }

@@ -54,14 +54,16 @@ static NO_TRAFFIC: Traffic = Traffic {
 };
 
 impl<'a> Round<'a> {
+    /// `revision`: the current template's, or None for [`revision_of`] it.
     pub(super) fn new(
         release: &'a Release,
         replica_sets: &'a [RevisionState],
         previous: &'a ReleaseStatus,
         now: Timestamp,
+        revision: Option<String>,
     ) -> Self {
         let spec = &release.spec;
-        let revision = revision_of(&spec.template);
+        let revision = revision.unwrap_or_else(|| revision_of(&spec.template));
         let new = replica_sets.iter().find(|rs| rs.revision == revision);
         let mut old: Vec<_> = replica_sets.iter().filter(|rs| rs.revision != revision).collect();
         old.sort_by_key(|rs| (rs.number, rs.name.clone()));
@@ -352,7 +354,7 @@ fn carried_status(
         updated_replicas: new.map_or(0, |rs| rs.status_replicas),
         ready_replicas: replica_sets.iter().map(|rs| rs.ready).sum(),
         available_replicas: replica_sets.iter().map(|rs| rs.available).sum(),
-        selector: Some(selector_string(&spec.selector)),
+        selector: Some(status_selector(spec)),
         analysis: previous.analysis.clone(),
         hooks: carried_hooks(previous, revision),
         ..Default::default()
@@ -387,4 +389,16 @@ fn carried_hooks(previous: &ReleaseStatus, revision: &str) -> Option<HooksStatus
         post_rollout: keep(&hooks.post_rollout),
     };
     (carried != HooksStatus::default()).then_some(carried)
+}
+
+/// The selector of the Release's pods, for HPAs and `kubectl scale`. An
+/// adopted Deployment's pods match `spec.selector` too; only the Release's
+/// carry `serin.dev/revision`.
+fn status_selector(spec: &ReleaseSpec) -> String {
+    let selector = selector_string(&spec.selector);
+    match &spec.workload_ref {
+        Some(_) if selector.is_empty() => crate::api::REVISION_LABEL.to_string(),
+        Some(_) => format!("{selector},{}", crate::api::REVISION_LABEL),
+        None => selector,
+    }
 }

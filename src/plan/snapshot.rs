@@ -109,6 +109,21 @@ pub fn copy_name(name: &str, hash: &str) -> String {
     format!("{base}-{hash}")
 }
 
+/// The `serin.dev/snapshot-of` label's value for an original named `name`:
+/// the name, or for one longer than a label value may be, its start and a
+/// hash (the annotation of the same key keeps the whole name).
+pub fn label_value(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_string();
+    }
+    let hash = content_hash(&BTreeMap::new(), name);
+    let mut start: String = name.chars().take(63 - hash.len() - 1).collect();
+    while start.ends_with(['-', '.']) {
+        start.pop();
+    }
+    format!("{start}-{hash}")
+}
+
 /// `template` reading the copies named in `copies` instead of the originals.
 pub fn rewrite(template: &PodTemplateSpec, copies: &BTreeMap<SourceRef, String>) -> PodTemplateSpec {
     let mut template = template.clone();
@@ -243,6 +258,15 @@ mod tests {
             template(),
             "no copies: unchanged"
         );
+    }
+
+    #[test]
+    fn label_values_fit_63_characters() {
+        assert_eq!(label_value("web-config"), "web-config");
+        let long = "a".repeat(100);
+        let value = label_value(&long);
+        assert_eq!(value.len(), 63);
+        assert_ne!(value, label_value(&"a".repeat(101)), "two long names stay apart");
     }
 
     #[test]

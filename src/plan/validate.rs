@@ -64,6 +64,9 @@ fn validate_selector(spec: &ReleaseSpec) -> Result<(), Invalid> {
             "must not be empty; it must select the labels of spec.template",
         ));
     }
+    if spec.workload_ref.is_some() && spec.template == Default::default() {
+        return Ok(()); // The Deployment's template, checked when it is read.
+    }
     let labels = spec
         .template
         .metadata

@@ -18,6 +18,14 @@ Secrets (see secret-reader.yaml), no leases (see leader-election.yaml).
 - apiGroups: [apps]
   resources: [replicasets/scale]
   verbs: [get, patch, update]
+# Deployments a Release adopts (spec.workloadRef): read and watched for their
+# template; scaled through /scale unless scaleDown is never.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch]
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [get, patch, update]
 # Analysis runs of kind Job.
 - apiGroups: [batch]
   resources: [jobs]

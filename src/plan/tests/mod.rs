@@ -1,4 +1,5 @@
 //! Scenario tests of whole planning rounds, against a simulated cluster.
+mod adoption;
 mod baseline;
 mod bluegreen;
 mod canary;
@@ -84,6 +85,8 @@ pub(super) struct Cluster {
     pub(super) baseline: Option<BaselineState>,
     /// The hook measurement the next plan sees.
     pub(super) hook: Option<AnalysisInput>,
+    /// An adopted Deployment (`spec.workloadRef`).
+    pub(super) workload: Option<crate::plan::WorkloadState>,
 }
 
 impl Cluster {
@@ -96,6 +99,7 @@ impl Cluster {
             refused: None,
             baseline: None,
             hook: None,
+            workload: None,
         }
     }
 
@@ -122,7 +126,8 @@ impl Cluster {
             hook: self.hook.clone(),
             traffic: self.traffic.clone(),
             refused: self.refused.clone(),
-            config_problem: None,
+            template_problem: None,
+            workload: self.workload.clone(),
             now: self.now,
         };
         let plan = plan(&observed);
@@ -199,6 +204,11 @@ impl Cluster {
                     other => panic!("no Service {other}"),
                 },
                 Action::SetWeight { canary } => self.traffic.canary_weight = Some(*canary),
+                Action::ScaleWorkload { replicas } => {
+                    let workload = self.workload.as_mut().expect("a Deployment to scale");
+                    workload.replicas = *replicas;
+                    workload.available = workload.available.min(*replicas);
+                }
             }
         }
     }
@@ -206,6 +216,9 @@ impl Cluster {
     /// Time passes: pods start, and healthy ones become available.
     pub(super) fn settle(&mut self, seconds: i64) {
         self.now = self.now.checked_add(SignedDuration::from_secs(seconds)).unwrap();
+        if let Some(workload) = self.workload.as_mut() {
+            workload.available = workload.replicas;
+        }
         for rs in &mut self.replica_sets {
             rs.status_replicas = rs.replicas;
             if !self.unhealthy.contains(&rs.revision) {
