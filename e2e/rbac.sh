@@ -70,4 +70,4 @@ log "Lease taken and released as $SA"
 
 log "rolling, canary, blue-green, hook and config-snapshot scenarios with the controller as the ServiceAccount"
 SERIN_E2E_CONTROLLER_KUBECONFIG=$kubeconfig \
-  cargo test --features e2e --test e2e -- --test-threads=4 release:: canary:: bluegreen:: hooks:: snapshots::
+  cargo test --features e2e --test e2e -- --test-threads=4 release:: canary:: bluegreen:: hooks:: snapshots::a_configmap workload::

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -185,4 +185,61 @@ async fn a_configmap_edit_rolls_out_each_revision_keeps_its_copy_and_undo_brings
         (copies(&client, &ns.name).await == first_copies).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn secrets_are_snapshotted_where_the_controller_watches_them() {
+    let client = crate::support::client().await;
+    crate::support::operator::install_crds(&client).await;
+    let ns = crate::support::TestNamespace::new(&client, "snapshots-secret").await;
+    let flag = format!("--snapshot-secrets-in={}", ns.name);
+    let _controller = crate::support::operator::ControllerProcess::start_with(&ns.name, "", &[&flag]).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let secret: Secret = from_json(json!({ "metadata": { "name": "db" }, "stringData": { "password": "one" } }));
+    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    let mut release = release();
+    release.spec.config_snapshots = Some(from_json(json!({ "configMaps": false, "secrets": true })));
+    let spec = release.spec.template.spec.as_mut().unwrap();
+    spec.volumes = None;
+    spec.containers[0].volume_mounts = None;
+    spec.containers[0].env = None;
+    spec.containers[0].env_from = Some(vec![from_json(json!({ "secretRef": { "name": "db" } }))]);
+    let api = releases(&client, &ns.name);
+    api.create(&PostParams::default(), &release).await.unwrap();
+    let ready = wait_condition(&api, "web", "Ready", "True", None, LIMIT).await;
+    let v1 = ready.status.unwrap().current_revision.unwrap();
+    let copy_of = |revision: String| {
+        let client = client.clone();
+        let ns = ns.name.clone();
+        async move {
+            let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+            let rs = sets.get(&format!("web-{revision}")).await.ok()?;
+            let spec = rs.spec?.template?.spec?;
+            let name = spec.containers[0].env_from.as_ref()?[0]
+                .secret_ref
+                .as_ref()?
+                .name
+                .clone();
+            let copy = Api::<Secret>::namespaced(client, &ns).get(&name).await.ok()?;
+            let password = copy.data?.get("password")?.0.clone();
+            Some((name, copy.immutable, String::from_utf8(password).ok()?))
+        }
+    };
+    let (name, immutable, password) = copy_of(v1.clone()).await.expect("v1 reads a copy of the Secret");
+    assert_ne!(name, "db");
+    assert_eq!((immutable, password.as_str()), (Some(true), "one"));
+
+    let patch = json!({ "stringData": { "password": "two" } });
+    secrets
+        .patch("db", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let v2 = wait_for("a new revision for the edited Secret", LIMIT, || async {
+        let status = api.get("web").await.ok()?.status?;
+        status.current_revision.filter(|r| *r != v1)
+    })
+    .await;
+    ready_on(&api, &v2).await;
+    let (_, _, password) = copy_of(v2).await.expect("v2 reads a copy of the Secret");
+    assert_eq!(password, "two");
 }
