@@ -136,6 +136,14 @@ pub fn tree(release: &Release, replica_sets: &[RevisionState], colour: Colour, n
                 .as_ref()
                 .and_then(|b| b.post_promotion_analysis.as_ref()),
         ),
+        (
+            "preRollout hook",
+            status.hooks.as_ref().and_then(|h| h.pre_rollout.as_ref()),
+        ),
+        (
+            "postRollout hook",
+            status.hooks.as_ref().and_then(|h| h.post_rollout.as_ref()),
+        ),
     ];
     for (title, analysis) in analyses {
         if let Some(analysis) = analysis {

@@ -869,3 +869,20 @@ fn the_workload_ref_guide_example_lints_clean() {
     let problems = crate::cli::lint::lint(&guide[start..end]).expect("YAML");
     assert_eq!(problems, Vec::new(), "docs/workload-ref.md's example");
 }
+
+#[test]
+fn hooks_show_under_the_revisions() {
+    let mut release = rolling();
+    let status = release.status.as_mut().unwrap();
+    let mut hook = status.analysis.clone().unwrap();
+    hook.metrics.truncate(1);
+    hook.metrics[0].name = "migrate".into();
+    status.hooks = Some(crate::api::HooksStatus {
+        pre_rollout: Some(hook),
+        post_rollout: None,
+    });
+    let text = tree(&release, &[], Colour::Never, now());
+    let at = text.find("preRollout hook").expect("a preRollout line");
+    assert!(text[at..].contains("migrate"), "{text}");
+    assert!(!text.contains("postRollout hook"), "{text}");
+}
