@@ -47,6 +47,12 @@ expect no delete services -n default
 expect no update releases.serin.dev -n default
 expect yes patch releases.serin.dev --subresource=status -n default
 expect yes patch replicasets.apps --subresource=scale -n default
+# Config snapshots copy ConfigMaps; Secrets only with configSnapshots.secrets.
+expect yes create configmaps -n default
+expect no create secrets -n default
+# workloadRef: Deployments are read and scaled, never edited.
+expect yes patch deployments.apps --subresource=scale -n default
+expect no patch deployments.apps -n default
 expect yes get leases.coordination.k8s.io/serin-controller -n "$NAMESPACE"
 expect no get leases.coordination.k8s.io -n default
 
