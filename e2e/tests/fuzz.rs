@@ -338,6 +338,35 @@ fn targets(base: Base) -> Vec<(&'static str, Vec<Value>)> {
                 json!({ "blueGreen": { "activeService": ACTIVE } }),
             ],
         ),
+        (
+            "/spec/hooks",
+            vec![
+                json!({}),
+                json!("migrate"),
+                json!({ "preRollout": { "templates": [] } }),
+                json!({ "preRollout": { "templates": [{ "templateName": "missing" }] } }),
+                json!({ "postRollout": { "templates": [{ "templateName": "" }] } }),
+                json!({ "preRollout": { "templates": [{ "templateName": "m" }], "args": [{ "name": "" }] } }),
+            ],
+        ),
+        (
+            "/spec/configSnapshots",
+            vec![
+                json!({}),
+                json!({ "configMaps": true }),
+                json!({ "configMaps": "yes" }),
+                json!({ "secrets": true, "configMaps": true }),
+            ],
+        ),
+        (
+            "/spec/workloadRef",
+            vec![
+                json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": "missing" }),
+                json!({ "apiVersion": "v1", "kind": "Pod", "name": "web" }),
+                json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "scaleDown": "sometimes" }),
+                json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": "" }),
+            ],
+        ),
     ];
     match base {
         Base::Rolling => {

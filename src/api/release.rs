@@ -74,7 +74,8 @@ use super::schema::{stripped_label_selector, stripped_pod_template};
          self.template.metadata.labels[k] == self.selector.matchLabels[k])"
     ).message("spec.selector.matchLabels must match spec.template.metadata.labels"),
     validation = Rule::new("has(self.template) != has(self.workloadRef)")
-        .message("spec must set exactly one of template or workloadRef"),
+        .message("set exactly one of spec.template and spec.workloadRef")
+        .field_path(".workloadRef"),
     validation = Rule::new("self.progressDeadlineSeconds > self.minReadySeconds")
         .message("spec.progressDeadlineSeconds must be greater than spec.minReadySeconds"),
 )]

@@ -658,7 +658,7 @@ mod lint {
             ),
             (
                 with(rolling(), "/spec/template", Value::Null),
-                "spec must set exactly one of template or workloadRef",
+                "set exactly one of spec.template and spec.workloadRef",
             ),
             (
                 with(rolling(), "/spec/replicas", json!("three")),
