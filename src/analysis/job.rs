@@ -136,12 +136,12 @@ fn job_name(release: &str, metric: &str, hook: Option<&HookRun>, number: i32) ->
         let digest = Sha256::digest(full.as_bytes());
         let hash: String = digest[..3].iter().map(|b| format!("{b:02x}")).collect();
         let mut cut: String = full.chars().take(room.saturating_sub(hash.len() + 1)).collect();
-        while cut.ends_with('-') {
+        while cut.ends_with(['-', '.']) {
             cut.pop();
         }
         format!("{cut}-{hash}")
     };
-    while base.ends_with('-') {
+    while base.ends_with(['-', '.']) {
         base.pop();
     }
     format!("{base}{suffix}")

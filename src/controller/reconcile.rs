@@ -73,7 +73,13 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
     // deleted by hand comes back before a pod of the revision needs it.
     let namespace_copies = release.namespace().unwrap_or_default();
     let refused = match (&snapshot_problem, copies.is_empty()) {
-        (None, false) => snapshots::ensure(&ctx.client, &namespace_copies, &copies).await?,
+        (None, false) => {
+            // Making copies is a write: only while holding the Lease.
+            if !*ctx.leader.borrow() {
+                return Err(Error::NotLeader);
+            }
+            snapshots::ensure(&ctx.client, &namespace_copies, &copies).await?
+        }
         _ => None,
     };
     let template_problem = adoption_problem.or(snapshot_problem).or(refused);
@@ -116,7 +122,7 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
     };
     let router = observation.router;
     apply(&ctx, &replica_sets, &key, release, &plan, router.as_deref()).await?;
-    if !copies.is_empty() && plan.status.current_revision.is_some() {
+    if !copies.is_empty() && observed.template_problem.is_none() && plan.status.current_revision.is_some() {
         // The current revision's ReplicaSet owns its copies: trimming it
         // (and no other user) deletes them. Every round, as a crash or a
         // conflict may have left one with the Release only.

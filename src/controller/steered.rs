@@ -53,7 +53,10 @@ pub fn steers(release: &Release, kind: Steered, name: &str) -> bool {
         Steered::Routed(kind) => traffic::steers(release, &kind, name),
         Steered::Workload => release.spec.workload_ref.as_ref().is_some_and(|w| w.name == name),
         Steered::Config(source) => release.spec.config_snapshots.as_ref().is_some_and(|opted| {
-            snapshot::references(&release.spec.template, opted).contains_key(&(source, name.into()))
+            // With workloadRef the template is the Deployment's, which is not
+            // kept here: any ConfigMap (or Secret) of the namespace may be its.
+            release.spec.workload_ref.is_some()
+                || snapshot::references(&release.spec.template, opted).contains_key(&(source, name.into()))
         }),
     }
 }
@@ -68,7 +71,8 @@ fn releases_steering(
     releases
         .state()
         .iter()
-        .filter(|r| r.namespace() == namespace && r.spec_mentions(name))
+        .filter(|r| r.namespace() == namespace)
+        .filter(|r| r.spec_mentions(name) || (matches!(kind, Steered::Config(_)) && r.spec_mentions("workloadRef")))
         .filter(|r| r.release().is_ok_and(|release| steers(&release, kind, name)))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()

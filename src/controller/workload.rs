@@ -59,10 +59,12 @@ pub async fn observe(client: &Client, release: &Release) -> Result<Workload, Err
     let state = WorkloadState {
         name: reference.name.clone(),
         replicas,
+        pods: replicas.max(status.replicas.unwrap_or(0)),
         available: status.available_replicas.unwrap_or(0),
-        // Its pods have caught up with its scale: a step counts on them.
+        // Its counts are of its latest spec, and it is not rolling out a
+        // template of its own (which would take pods away on its own terms).
         synced: status.observed_generation >= deployment.metadata.generation
-            && status.replicas.unwrap_or(0) == replicas,
+            && status.updated_replicas.unwrap_or(0) >= status.replicas.unwrap_or(0),
     };
     let mut adopted = release.clone();
     adopted.spec.template = spec.template.clone();

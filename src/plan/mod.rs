@@ -70,9 +70,14 @@ pub fn plan(observed: &Observed) -> Plan {
         Err(invalid) => {
             // Nothing is scaled for a spec that cannot run: the baseline waits too.
             round.invalid(invalid.to_string());
+            if observed.template_problem.is_some() && previous.current_revision.is_none() {
+                round.status.current_revision = None; // No template: no revision to name.
+            }
             return round.finish();
         }
         Ok(valid) => {
+            // While adopting, no revision of the Release is stable yet.
+            round.adopting = round.adopting(observed.workload.as_ref());
             let retry = round.begin();
             let adoption_bounds = match &valid {
                 Validated::Rolling { bounds } | Validated::Canary { bounds, .. } => *bounds,
@@ -151,6 +156,8 @@ pub struct WorkloadState {
     pub name: String,
     /// spec.replicas
     pub replicas: i32,
+    /// Its pods now, surge pods of its own rollout included (at least `replicas`).
+    pub pods: i32,
     pub available: i32,
     /// The Deployment controller has observed the latest spec.
     pub synced: bool,

@@ -41,6 +41,8 @@ pub(super) struct Round<'a> {
     pub(super) aborted_now: bool,
     /// Why the current revision was marked failed in this round (a hook).
     pub(super) failed_now: Option<Reason>,
+    /// Adopting a Deployment (`workloadRef`, progressively): no stable revision yet.
+    pub(super) adopting: bool,
     /// The current revision became stable in this round.
     pub(super) promoted: bool,
     pub(super) keep_control: bool,
@@ -87,6 +89,7 @@ impl<'a> Round<'a> {
             requeue_after: None,
             aborted_now: false,
             failed_now: None,
+            adopting: false,
             promoted: false,
             keep_control: false,
         }
@@ -124,7 +127,7 @@ impl<'a> Round<'a> {
     /// lost, act on retry and abort requests, and note a new rollout. Returns
     /// whether this round retries.
     pub(super) fn begin(&mut self) -> bool {
-        if self.status.stable_revision.is_none() {
+        if self.status.stable_revision.is_none() && !self.adopting {
             // Status lost or never written: the newest running old revision is stable.
             self.status.stable_revision = self
                 .old

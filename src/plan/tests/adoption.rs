@@ -20,6 +20,7 @@ fn cluster_with_deployment(replicas: i32) -> Cluster {
     cluster.workload = Some(WorkloadState {
         name: "web".into(),
         replicas,
+        pods: replicas,
         available: replicas,
         synced: true,
     });
@@ -133,4 +134,69 @@ fn an_adopted_deployment_scaled_back_up_by_a_resync_goes_back_to_zero() {
             .any(|a| matches!(a, Action::ScaleWorkload { replicas } if *replicas > 0))
     );
     assert_eq!(cluster.replicas_of(&revision(&r)), 6);
+}
+
+#[test]
+fn a_template_change_mid_adoption_stays_within_the_bounds() {
+    let mut r = adopting("progressively", serde_json::json!({ "rolling": {} }));
+    let mut cluster = cluster_with_deployment(6);
+    for _ in 0..2 {
+        let plan = cluster.plan(&mut r);
+        cluster.apply(&plan);
+        cluster.settle(1);
+    }
+    assert!(deployment(&cluster) > 0 && deployment(&cluster) < 6, "midway");
+    r.spec.template.spec.as_mut().unwrap().containers[0].image = Some("web:2".into());
+    run_checked(&mut cluster, &mut r, 8, 5);
+    let status = r.status.as_ref().unwrap();
+    assert_eq!(status.phase, Some(Phase::Healthy), "{:?}", status.message);
+    assert_eq!(status.stable_revision.as_ref(), Some(&revision(&r)));
+    assert_eq!((deployment(&cluster), cluster.total()), (0, 6));
+}
+
+#[test]
+fn an_adoption_past_its_deadline_gives_the_deployment_its_pods_back() {
+    let mut r = adopting("progressively", serde_json::json!({ "rolling": {} }));
+    let mut cluster = cluster_with_deployment(6);
+    cluster.unhealthy.push(revision(&r));
+    for _ in 0..80 {
+        let plan = cluster.plan(&mut r);
+        cluster.apply(&plan);
+        cluster.settle(1);
+    }
+    let status = r.status.as_ref().unwrap();
+    assert_eq!(status.phase, Some(Phase::Degraded), "{:?}", status.message);
+    assert_eq!(status.failed_revision.as_ref(), Some(&revision(&r)));
+    assert!(
+        status.message.as_deref().unwrap().contains("Deployment web"),
+        "{:?}",
+        status.message
+    );
+    assert_eq!(
+        (deployment(&cluster), cluster.total()),
+        (6, 0),
+        "the Deployment serves again"
+    );
+}
+
+#[test]
+fn a_paused_adoption_leaves_the_deployment_where_it_is() {
+    let mut r = adopting("progressively", serde_json::json!({ "rolling": {} }));
+    let mut cluster = cluster_with_deployment(6);
+    let plan = cluster.plan(&mut r);
+    cluster.apply(&plan);
+    cluster.settle(1);
+    r.spec.paused = true;
+    let before = deployment(&cluster);
+    for _ in 0..10 {
+        let plan = cluster.plan(&mut r);
+        assert!(
+            !plan.actions.iter().any(|a| matches!(a, Action::ScaleWorkload { .. })),
+            "{:?}",
+            plan.actions
+        );
+        cluster.apply(&plan);
+        cluster.settle(1);
+    }
+    assert_eq!(deployment(&cluster), before);
 }

@@ -207,6 +207,7 @@ impl Cluster {
                 Action::ScaleWorkload { replicas } => {
                     let workload = self.workload.as_mut().expect("a Deployment to scale");
                     workload.replicas = *replicas;
+                    workload.pods = *replicas;
                     workload.available = workload.available.min(*replicas);
                 }
             }
