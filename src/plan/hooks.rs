@@ -85,12 +85,7 @@ impl Round<'_> {
     /// has not scaled away.
     pub(super) fn post_rollout(&mut self, at_hold_point: bool) -> PostRollout {
         let kind = HookKind::PostRollout;
-        let previous = self
-            .status
-            .stable_revision
-            .as_ref()
-            .is_some_and(|s| *s != self.revision);
-        if self.hook_spec(kind).is_none() || !previous {
+        if self.hook_spec(kind).is_none() || !self.has_previous() {
             return PostRollout::Passed;
         }
         let recorded = self.hook_status(kind).map(|a| a.phase);
@@ -112,16 +107,20 @@ impl Round<'_> {
     /// it has not passed for the current one.
     pub(super) fn post_rollout_pending(&self) -> bool {
         let kind = HookKind::PostRollout;
-        let previous = self
-            .status
-            .stable_revision
-            .as_ref()
-            .is_some_and(|s| *s != self.revision);
         self.hook_spec(kind).is_some()
-            && previous
+            && self.has_previous()
             && self
                 .hook_status(kind)
                 .is_none_or(|a| a.phase != AnalysisPhase::Successful)
+    }
+
+    /// A stable revision other than the current one: where a failed
+    /// postRollout hook goes back to.
+    fn has_previous(&self) -> bool {
+        self.status
+            .stable_revision
+            .as_ref()
+            .is_some_and(|s| *s != self.revision)
     }
 
     /// The conditions of a round held for the postRollout hook.
