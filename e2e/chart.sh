@@ -51,7 +51,7 @@ CASES=(
   "default|"
   "namespaced|--set watchNamespaces={serin-chart-apps} --set secretNamespaces={serin-chart-apps}"
   "sharded|--set shards=2 --set watchNamespaces={serin-chart-apps,serin-chart-payments}"
-  "extras|--set secretNamespaces={serin-chart-apps,serin-chart-payments} --set networkPolicy.enabled=true --set networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.name=monitoring --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set image.pullPolicy=Always --set resources.limits.cpu=1 --set crds.applyOnStart=true"
+  "extras|--set secretNamespaces={serin-chart-apps,serin-chart-payments} --set configSnapshots.secrets=true --set networkPolicy.enabled=true --set networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.name=monitoring --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set image.pullPolicy=Always --set resources.limits.cpu=1 --set crds.applyOnStart=true"
 )
 # Linted and checked, but not dry-run: the local cluster has no Prometheus
 # Operator CRDs, so the server would reject the ServiceMonitor.
@@ -175,7 +175,18 @@ cmd_shapes() {
   grep -q -- '- --shards=3$' <<< "$rendered" || die "shards=3: helm test does not check the three Leases"
   # The metrics Service selects every shard's pods (no shard label).
   grep -A8 '^kind: Service$' <<< "$rendered" | grep -q 'serin.dev/shard' && die "the metrics Service selects one shard"
-  log "chart shapes: a Role per watched namespace; shards=3 renders 3 Deployments, 3 PodDisruptionBudgets, 3 Leases"
+  # Secret snapshots: watch and create on Secrets only where secretNamespaces binds them.
+  rendered=$(render)
+  grep -A4 'resources: \[secrets\]' <<< "$rendered" | grep -q 'verbs: \[get\]$' ||
+    die "without configSnapshots.secrets the secret-reader may do more than get"
+  grep -q -- '--snapshot-secrets-in' <<< "$rendered" && die "without configSnapshots.secrets the controller watches Secrets"
+  rendered=$(render --set configSnapshots.secrets=true --set 'secretNamespaces={apps}')
+  grep -A4 'resources: \[secrets\]' <<< "$rendered" | grep -q 'verbs: \[get, list, watch, create, update\]$' ||
+    die "configSnapshots.secrets does not let the secret-reader watch and copy Secrets"
+  grep -q -- '- --snapshot-secrets-in=apps$' <<< "$rendered" || die "configSnapshots.secrets does not watch the Secrets of apps"
+  [ "$(grep -c 'kind: ClusterRoleBinding' <<< "$(render --set configSnapshots.secrets=true)")" = "$(grep -c 'kind: ClusterRoleBinding' <<< "$(render)")" ] ||
+    die "configSnapshots.secrets binds something cluster-wide"
+  log "chart shapes: a Role per watched namespace; shards=3 renders 3 Deployments, 3 PodDisruptionBudgets, 3 Leases; Secret snapshots only in secretNamespaces"
 }
 
 # run_checkov FRAMEWORK FILE...: fails on a failed check, and on a run that
