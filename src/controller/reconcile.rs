@@ -88,7 +88,7 @@ pub async fn reconcile(cached: Arc<CachedRelease>, ctx: Arc<Context>) -> Result<
     let (owned, baseline) = owned_replica_sets(&ctx, release);
     let measure = if template_problem.is_some() {
         Measure::Nothing // The revision is not known: its analyses wait.
-    } else if pre_rollout_pending(release, &owned) {
+    } else if plan::pre_rollout_pending(release, &owned) {
         Measure::PreRolloutHook // No analysis of a revision with no pod yet.
     } else {
         Measure::Due
@@ -240,13 +240,6 @@ enum Measure {
     Due,
     PreRolloutHook,
     Nothing,
-}
-
-/// The current revision has a preRollout hook and no ReplicaSet yet.
-fn pre_rollout_pending(release: &Release, owned: &[plan::RevisionState]) -> bool {
-    let hooked = release.spec.hooks.as_ref().is_some_and(|h| h.pre_rollout.is_some());
-    let revision = plan::revision::revision_of(&release.spec.template);
-    hooked && !owned.iter().any(|rs| rs.revision == revision)
 }
 
 /// Observe: the analyses that are due, measured; the Services and the router's weight.

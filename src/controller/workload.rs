@@ -39,21 +39,6 @@ pub async fn observe(client: &Client, release: &Release) -> Result<Workload, Err
             format!("Deployment {:?} has no spec", reference.name),
         )));
     };
-    let labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    if !crate::plan::selector_matches(&release.spec.selector, &labels) {
-        return Ok(Workload::Problem(Invalid::new(
-            "spec.selector",
-            format!(
-                "does not select the pods of Deployment {:?}: its template's labels must match",
-                reference.name
-            ),
-        )));
-    }
     let status = deployment.status.clone().unwrap_or_default();
     let replicas = spec.replicas.unwrap_or(1);
     let state = WorkloadState {

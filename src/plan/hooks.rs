@@ -11,9 +11,18 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::reason::Reason;
+use super::revision::revision_of;
 use super::round::{INVALID_RECHECK, Round};
-use super::{AnalysisInput, AnalysisSlot, Verdict};
-use crate::api::{AnalysisPhase, AnalysisStatus, HookKind, HooksStatus, Phase};
+use super::{AnalysisInput, AnalysisSlot, RevisionState, Verdict};
+use crate::api::{AnalysisPhase, AnalysisStatus, HookKind, HooksStatus, Phase, Release};
+
+/// The current revision has a preRollout hook and no ReplicaSet yet: only
+/// that hook is measured (no analysis of a revision without pods).
+pub fn pre_rollout_pending(release: &Release, replica_sets: &[RevisionState]) -> bool {
+    let hooked = release.spec.hooks.as_ref().is_some_and(|h| h.pre_rollout.is_some());
+    let revision = revision_of(&release.spec.template);
+    hooked && !replica_sets.iter().any(|rs| rs.revision == revision)
+}
 
 /// What the postRollout hook means for a strategy's round.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -36,8 +36,9 @@ use crate::api::{AnalysisPhase, AnalysisStatus, Release, ReleaseStatus};
 pub use crate::api::Invalid;
 pub use analyses::{AnalysisRequest, AnalysisSlot, analyses_due};
 pub use baseline::{BaselineState, baseline_name, baseline_pods};
+pub use hooks::pre_rollout_pending;
 pub use reason::Reason;
-pub use selector::{matches as selector_matches, selector_string};
+pub use selector::selector_string;
 pub use validate::validate;
 
 use round::Round;

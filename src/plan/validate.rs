@@ -65,7 +65,7 @@ fn validate_selector(spec: &ReleaseSpec) -> Result<(), Invalid> {
         ));
     }
     if spec.workload_ref.is_some() && spec.template == Default::default() {
-        return Ok(()); // The Deployment's template, checked when it is read.
+        return Ok(()); // The Deployment's template, checked once the controller reads it.
     }
     let labels = spec
         .template
@@ -74,10 +74,15 @@ fn validate_selector(spec: &ReleaseSpec) -> Result<(), Invalid> {
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     if !matches(selector, &labels) {
-        return Err(Invalid::new(
-            "spec.selector",
-            "does not match spec.template.metadata.labels",
-        ));
+        let message = match &spec.workload_ref {
+            // The template is the Deployment's (the controller put it in).
+            Some(workload) => format!(
+                "does not select the pods of Deployment {:?}: its template's labels must match",
+                workload.name
+            ),
+            None => "does not match spec.template.metadata.labels".into(),
+        };
+        return Err(Invalid::new("spec.selector", message));
     }
     Ok(())
 }

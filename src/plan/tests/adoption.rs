@@ -200,3 +200,22 @@ fn a_paused_adoption_leaves_the_deployment_where_it_is() {
     }
     assert_eq!(deployment(&cluster), before);
 }
+
+#[test]
+fn a_deployment_the_selector_does_not_select_is_invalid_and_nothing_moves() {
+    let mut r = adopting("progressively", serde_json::json!({ "rolling": {} }));
+    // The Deployment's template, as the controller puts it in.
+    r.spec.template.metadata.as_mut().unwrap().labels = Some([("app".to_string(), "other".to_string())].into());
+    let mut cluster = cluster_with_deployment(6);
+    let plan = cluster.plan(&mut r);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    let status = r.status.as_ref().unwrap();
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    let message = status.message.as_deref().unwrap();
+    assert!(
+        message.contains("spec.selector") && message.contains("Deployment \"web\""),
+        "{message}"
+    );
+    cluster.apply(&plan);
+    assert_eq!(deployment(&cluster), 6);
+}

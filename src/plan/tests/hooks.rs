@@ -329,3 +329,17 @@ fn a_post_rollout_hook_does_not_run_for_the_first_revision() {
     }
     assert_eq!(r.status.as_ref().unwrap().phase, Some(Phase::Healthy));
 }
+
+#[test]
+fn only_a_revision_without_a_replica_set_waits_on_its_pre_rollout_hook() {
+    use crate::plan::pre_rollout_pending;
+    let mut r = with_hooks(release(2, "web:1", super::rolling(1.into(), 0.into())), true, false);
+    let mut cluster = Cluster::new();
+    assert!(pre_rollout_pending(&r, &cluster.replica_sets));
+    healthy_v1(&mut r, &mut cluster);
+    assert!(!pre_rollout_pending(&r, &cluster.replica_sets), "its ReplicaSet exists");
+    set_image(&mut r, "web:2");
+    assert!(pre_rollout_pending(&r, &cluster.replica_sets), "a new revision");
+    let unhooked = release(2, "web:2", super::rolling(1.into(), 0.into()));
+    assert!(!pre_rollout_pending(&unhooked, &[]), "no hook");
+}
