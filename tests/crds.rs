@@ -438,7 +438,7 @@ fn cel_rejects_bad_canaries() {
     let cases = [
         (
             json!({ "steps": [{ "setWeight": 10, "pause": {} }] }),
-            "a canary step sets exactly one of setWeight, pause, analysis or setCanaryScale",
+            "a canary step sets exactly one of setWeight, pause, analysis, setCanaryScale, setHeaderRoute or setMirrorRoute",
         ),
         (json!({ "steps": [{}] }), "a canary step sets exactly one of"),
         (
@@ -464,6 +464,33 @@ fn cel_rejects_bad_canaries() {
         (
             json!({ "steps": [{ "setCanaryScale": { "matchTrafficWeight": false } }] }),
             "setCanaryScale sets exactly one of",
+        ),
+        (
+            json!({ "trafficRouting": null, "steps": [{ "setHeaderRoute": { "name": "t" } }] }),
+            "setHeaderRoute and setMirrorRoute need spec.strategy.canary.trafficRouting",
+        ),
+        (
+            json!({ "trafficRouting": { "gatewayAPI": null, "nginx": { "ingress": "web" } },
+                    "steps": [{ "setMirrorRoute": { "name": "m", "percentage": 5 } }] }),
+            "setMirrorRoute is not supported by trafficRouting.nginx",
+        ),
+        (
+            json!({ "steps": [{ "setHeaderRoute": { "name": "t", "match": [{ "headerName": "x" }] } }] }),
+            "headerName and headerValue go together",
+        ),
+        (
+            json!({ "steps": [{ "setHeaderRoute": { "name": "t", "match": [{ "headerName": "x", "cookieName": "c",
+                    "headerValue": { "exact": "1" } }] } }] }),
+            "a route match names exactly one of headerName, cookieName or queryParamName",
+        ),
+        (
+            json!({ "steps": [{ "setHeaderRoute": { "name": "t", "match": [{ "queryParamName": "q",
+                    "queryParamValue": { "exact": "1", "regex": "1" } }] } }] }),
+            "a value match sets exactly one of exact, prefix or regex",
+        ),
+        (
+            json!({ "trafficRouting": { "gatewayAPI": { "httpRoutes": [] } } }),
+            "trafficRouting.gatewayAPI names at least one of httpRoutes or grpcRoutes",
         ),
     ];
     for (patch, message) in cases {

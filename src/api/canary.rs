@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::analysis::{Arg, RolloutAnalysis, TemplateRef};
 use super::int_or_percent::{IntOrPercent, MAX_UNAVAILABLE_MESSAGE, MAX_UNAVAILABLE_RULE};
+use super::routes::{SetHeaderRoute, SetMirrorRoute};
 use super::schema::exactly_one_of;
 
 /// The most steps a canary may have. Bounded so the apiserver can estimate the
@@ -23,6 +24,10 @@ pub const HTTP_ROUTES_MAX: u64 = 8;
         .message("spec.strategy.canary.stableService and canaryService must be different Services"),
     validation = Rule::new("has(self.trafficRouting) || !has(self.steps) || self.steps.all(s, !has(s.setCanaryScale))")
         .message("setCanaryScale needs spec.strategy.canary.trafficRouting: without a router the weight is the replica ratio"),
+    validation = Rule::new("has(self.trafficRouting) || !has(self.steps) || self.steps.all(s, !has(s.setHeaderRoute) && !has(s.setMirrorRoute))")
+        .message("setHeaderRoute and setMirrorRoute need spec.strategy.canary.trafficRouting"),
+    validation = Rule::new("!has(self.trafficRouting) || !has(self.trafficRouting.nginx) || !has(self.steps) || self.steps.all(s, !has(s.setMirrorRoute))")
+        .message("setMirrorRoute is not supported by trafficRouting.nginx: ingress-nginx's canary Ingress cannot mirror"),
     validation = Rule::new(MAX_UNAVAILABLE_RULE).message(MAX_UNAVAILABLE_MESSAGE).field_path(".maxUnavailable"),
 )]
 pub struct CanaryStrategy {
@@ -60,12 +65,21 @@ fn default_scale_down_delay_seconds() -> i32 {
     30
 }
 
+/// The JSON name of each field of `CanaryStep`. A test checks it against the struct.
+const STEP_FIELDS: [&str; 6] = [
+    "setWeight",
+    "pause",
+    "analysis",
+    "setCanaryScale",
+    "setHeaderRoute",
+    "setMirrorRoute",
+];
+
 /// One step: exactly one field is set.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("[has(self.setWeight), has(self.pause), has(self.analysis), has(self.setCanaryScale)].filter(x, x).size() == 1")
-        .message("a canary step sets exactly one of setWeight, pause, analysis or setCanaryScale"),
+    validation = exactly_one_of(&STEP_FIELDS, "a canary step sets"),
 )]
 pub struct CanaryStep {
     /// Percent of traffic for the canary.
@@ -81,6 +95,12 @@ pub struct CanaryStep {
     /// Run the canary at a scale other than its traffic weight (needs trafficRouting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_canary_scale: Option<SetCanaryScale>,
+    /// Send requests that match to the canary, whatever the weight (needs trafficRouting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_header_route: Option<SetHeaderRoute>,
+    /// Mirror a share of requests to the canary (needs trafficRouting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_mirror_route: Option<SetMirrorRoute>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -181,12 +201,21 @@ pub struct TrafficRouting {
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(has(self.httpRoutes) && size(self.httpRoutes) > 0) || (has(self.grpcRoutes) && size(self.grpcRoutes) > 0)")
+        .message("trafficRouting.gatewayAPI names at least one of httpRoutes or grpcRoutes"),
+)]
 pub struct GatewayApiRouting {
-    #[schemars(length(min = 1, max = HTTP_ROUTES_MAX))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = HTTP_ROUTES_MAX))]
     pub http_routes: Vec<HttpRouteRef>,
+    /// GRPCRoutes, driven as HTTPRoutes are: weights, header and mirror routes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = HTTP_ROUTES_MAX))]
+    pub grpc_routes: Vec<HttpRouteRef>,
 }
 
-/// An HTTPRoute in the Release's namespace.
+/// An HTTPRoute (or GRPCRoute) in the Release's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRouteRef {
@@ -219,5 +248,12 @@ mod tests {
             fields,
             "ROUTER_FIELDS lists TrafficRouting's fields"
         );
+    }
+
+    #[test]
+    fn the_one_step_rule_names_every_step_field() {
+        let mut fields = STEP_FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(super::super::schema::property_names::<CanaryStep>(), fields);
     }
 }

@@ -9,6 +9,7 @@ mod int_or_percent;
 mod invalid;
 pub mod judge;
 mod release;
+mod routes;
 pub mod schema;
 mod snapshots;
 pub mod validation;
@@ -34,6 +35,7 @@ pub use judge::{
 pub use release::{
     BlueGreenStatus, CanaryStatus, Control, Phase, Release, ReleaseSpec, ReleaseStatus, RollingStrategy, Strategy,
 };
+pub use routes::{RouteMatch, SetHeaderRoute, SetMirrorRoute, StringMatch, regex_escape};
 pub use snapshots::ConfigSnapshots;
 pub use workload::{ScaleDown, WorkloadRef};
 

@@ -706,7 +706,7 @@ mod lint {
             // Issue 5: canaries.
             (
                 canary(json!({ "steps": [{ "setWeight": 10, "pause": {} }] })),
-                "exactly one of setWeight, pause, analysis or setCanaryScale",
+                "exactly one of setWeight, pause, analysis, setCanaryScale, setHeaderRoute or setMirrorRoute",
             ),
             (
                 canary(json!({ "steps": [{ "setWeight": 120 }] })),

@@ -347,6 +347,7 @@ async fn apply(
             }
             Action::Select { service, revision } => traffic::select(ctx, release, service, revision).await?,
             Action::SetWeight { canary } => traffic::set_weight(router, *canary).await?,
+            Action::SetRoutes { steps } => traffic::set_routes(router, steps).await?,
             Action::ScaleWorkload { replicas } => workload::scale(&ctx.client, release, *replicas).await?,
             Action::Scale { name, replicas } => {
                 let written = replicaset::scale(replica_sets, name, *replicas).await?;

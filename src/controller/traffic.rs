@@ -59,8 +59,8 @@ pub async fn observe(ctx: &Context, release: &Release) -> Result<(Traffic, Optio
     }
     let router = traffic::router(&ctx.client, release);
     if let (Some(router), None) = (&router, &problem) {
-        match router.canary_weight().await {
-            Ok(weight) => observed.canary_weight = weight,
+        match router.shown().await {
+            Ok(shown) => (observed.canary_weight, observed.routes) = (shown.canary_weight, shown.routes),
             Err(RouterError::Misconfigured(message)) => problem = Some(message),
             Err(error @ RouterError::Kube(_)) => return Err(Error::Traffic(error)),
         }
@@ -106,6 +106,14 @@ pub async fn set_weight(router: Option<&dyn TrafficRouter>, canary: i32) -> Resu
         return Ok(()); // The replica ratio carries the weight.
     };
     router.set_weight(canary).await.map_err(Error::Traffic)
+}
+
+/// Puts the header and mirror routes of `steps` in place, and no others.
+pub async fn set_routes(router: Option<&dyn TrafficRouter>, steps: &[usize]) -> Result<(), Error> {
+    let Some(router) = router else {
+        return Ok(()); // Route steps need a router; the schema says so.
+    };
+    router.set_routes(steps).await.map_err(Error::Traffic)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use super::hooks::PostRollout;
 use super::judgement::Judgement;
 use super::reason::Reason;
 use super::round::Round;
+use super::routes::{self, active_routes};
 use super::{Invalid, RevisionState, Verdict};
 use crate::api::validation::duration;
 use crate::api::{CanaryStatus, CanaryStep, CanaryStrategy, Phase, Release, SetCanaryScale};
@@ -26,6 +27,7 @@ pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), Invalid> {
                 .map_err(|e| Invalid::new(format!("spec.strategy.canary.steps[{index}].pause.duration"), e))?;
         }
     }
+    routes::validate(strategy)?;
     let starting = strategy.analysis.as_ref().and_then(|a| a.starting_step).unwrap_or(0);
     if usize::try_from(starting).unwrap_or(0) > strategy.steps.len() {
         return Err(Invalid::new(
@@ -97,6 +99,10 @@ fn describe(step: &CanaryStep) -> String {
         }
     } else if step.analysis.is_some() {
         "analysis".into()
+    } else if let Some(header) = &step.set_header_route {
+        format!("setHeaderRoute {}", header.name)
+    } else if let Some(mirror) = &step.set_mirror_route {
+        format!("setMirrorRoute {}", mirror.name)
     } else {
         "setCanaryScale".into()
     }
@@ -268,6 +274,14 @@ impl Round<'_> {
         if step.set_weight.is_some() || step.set_canary_scale.is_some() {
             return self.reached(strategy, target(&strategy.steps, index, self.desired()));
         }
+        if step.route_name().is_some() {
+            // In place, and onto canary pods when the step runs any.
+            let target = target(&strategy.steps, index, self.desired());
+            let selects = target.canary_pods == 0 || self.traffic.canary_service.as_ref() == Some(&self.revision);
+            return self.reached(strategy, target)
+                && selects
+                && self.traffic.routes.as_deref() == Some(&active_routes(&strategy.steps, index)[..]);
+        }
         if let Some(pause) = &step.pause {
             let Some(wait) = pause.duration.as_deref().and_then(|d| duration(d).ok()) else {
                 return false; // Until promoted.
@@ -360,7 +374,8 @@ impl Round<'_> {
         let switch_stable = promoting
             && self.new.is_some_and(|c| c.synced)
             && (canary_available >= desired || (!routed && canary_available > 0 && planned_stable == 0));
-        let plan = self.canary_traffic(routed, promoting, switch_stable, target, may_raise);
+        let routes = active_routes(&strategy.steps, index);
+        let plan = self.canary_traffic(routed, promoting, switch_stable, target, may_raise, routes);
         let selected = self.steer(strategy, &plan);
         for (name, count) in replicas {
             self.scale_guarded(name.as_deref(), count, &selected);
@@ -434,6 +449,7 @@ impl Round<'_> {
         switch_stable: bool,
         target: Target,
         may_raise: bool,
+        routes: Vec<usize>,
     ) -> TrafficPlan {
         let stable_revision = self.status.stable_revision.clone().unwrap_or_default();
         let canary = self.new;
@@ -463,6 +479,7 @@ impl Round<'_> {
             stable_service,
             canary_service,
             canary_weight: routed.then(|| next_weight(&weight)),
+            routes: routed.then_some(routes),
         }
     }
 
@@ -508,6 +525,7 @@ impl Round<'_> {
             stable_service: stable.clone(),
             canary_service: stable,
             canary_weight: strategy.traffic_routing.as_ref().map(|_| 0),
+            routes: strategy.traffic_routing.as_ref().map(|_| Vec::new()),
         };
         self.steer(strategy, &plan);
         self.status.canary_weight = Some(0);
@@ -559,6 +577,7 @@ impl Round<'_> {
             stable_service: self.revision.clone(),
             canary_service: self.revision.clone(),
             canary_weight: strategy.traffic_routing.as_ref().map(|_| 0),
+            routes: strategy.traffic_routing.as_ref().map(|_| Vec::new()),
         };
         let selected = self.steer(strategy, &plan);
         self.settle_on_current(&selected, scale_down_at.as_ref(), Reason::CanaryStep);

@@ -61,6 +61,8 @@ pub(super) struct TrafficPlan {
     pub(super) canary_service: String,
     /// None without a router.
     pub(super) canary_weight: Option<i32>,
+    /// The steps whose header and mirror routes are in force; None without a router.
+    pub(super) routes: Option<Vec<usize>>,
 }
 
 impl Round<'_> {
@@ -141,6 +143,12 @@ impl Round<'_> {
         let traffic = self.traffic;
         let observed = traffic.canary_weight;
         let actions_before = self.actions.len();
+        // Routes come off before the Services move and go on after, as weights do.
+        let routes = plan.routes.as_ref().filter(|r| traffic.routes.as_ref() != Some(*r));
+        let removing = routes.filter(|r| r.iter().all(|s| traffic.routes.as_ref().is_some_and(|o| o.contains(s))));
+        if let Some(steps) = removing {
+            self.actions.push(Action::SetRoutes { steps: steps.clone() });
+        }
         if let Some(canary) = plan.canary_weight.filter(|w| observed.is_none_or(|o| *w < o)) {
             self.actions.push(Action::SetWeight { canary });
         }
@@ -160,6 +168,9 @@ impl Round<'_> {
         ]);
         if let Some(canary) = plan.canary_weight.filter(|w| observed.is_some_and(|o| *w > o)) {
             self.actions.push(Action::SetWeight { canary });
+        }
+        if let Some(steps) = routes.filter(|_| removing.is_none()) {
+            self.actions.push(Action::SetRoutes { steps: steps.clone() });
         }
         if let Some(weight) = plan.canary_weight
             && plan.canary_weight != observed

@@ -18,6 +18,7 @@ pub mod revision;
 mod rollback;
 mod rolling;
 mod round;
+pub mod routes;
 mod selector;
 pub mod snapshot;
 mod steering;
@@ -175,6 +176,10 @@ pub struct Traffic {
     /// Percent the router sends to the canary Service. None without a router,
     /// or when its objects are not set up yet.
     pub canary_weight: Option<i32>,
+    /// The steps whose header and mirror routes the router shows (see
+    /// [`routes::active_routes`]), ascending, each as its step sets it. None
+    /// without a router, or when a route drifted and must be written again.
+    pub routes: Option<Vec<usize>>,
     /// Why the Services or routes cannot be driven; nothing is switched until fixed.
     pub problem: Option<String>,
 }
@@ -246,6 +251,10 @@ pub enum Action {
     /// Send `canary` percent of traffic to the canary Service, the rest to the stable one.
     SetWeight {
         canary: i32,
+    },
+    /// Put in place the header and mirror routes of these steps, and no others.
+    SetRoutes {
+        steps: Vec<usize>,
     },
     /// Scale the Deployment of `spec.workloadRef` (never with `scaleDown: never`).
     ScaleWorkload {

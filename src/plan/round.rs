@@ -52,6 +52,7 @@ static NO_TRAFFIC: Traffic = Traffic {
     stable_service: None,
     canary_service: None,
     canary_weight: None,
+    routes: None,
     problem: None,
 };
 

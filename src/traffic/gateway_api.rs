@@ -1,35 +1,54 @@
 //! Gateway API: the canary weight is the share of the canary Service's backendRef
-//! in the HTTPRoute rules that route to both the stable and canary Services.
+//! in the HTTPRoute (or GRPCRoute) rules that route to both the stable and
+//! canary Services. Header and mirror routes are rules serin adds in front of
+//! those, named `serin-step<N>-<route>` after the step that set them; serin
+//! drops any rule of that form that no step in force writes.
 use futures::future::BoxFuture;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::Status;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use super::{ObjectKind, Router, RouterError, Services, TrafficRouter, Watched};
+use super::{ObjectKind, Router, RouterError, Services, Shown, TrafficRouter, Watched};
 use crate::api::FIELD_MANAGER;
-use crate::api::{GatewayApiRouting, HttpRouteRef, Release};
+use crate::api::{CanaryStep, GatewayApiRouting, HttpRouteRef, Release, RouteMatch, StringMatch, regex_escape};
 
 const GROUP: &str = "gateway.networking.k8s.io";
 const VERSION: &str = "v1";
-const KIND: &str = "HTTPRoute";
 
 pub const HTTP_ROUTE: ObjectKind = ObjectKind {
     group: GROUP,
     version: VERSION,
-    kind: KIND,
+    kind: "HTTPRoute",
     plural: "httproutes",
 };
 
-/// `trafficRouting.gatewayAPI`: the user's HTTPRoutes, patched in place.
+pub const GRPC_ROUTE: ObjectKind = ObjectKind {
+    group: GROUP,
+    version: VERSION,
+    kind: "GRPCRoute",
+    plural: "grpcroutes",
+};
+
+/// `trafficRouting.gatewayAPI`: the user's HTTPRoutes and GRPCRoutes, patched in place.
 pub const ROUTER: Router = Router {
-    watches: &[Watched {
-        kind: HTTP_ROUTE,
-        labelled: false,
-    }],
+    watches: &[
+        Watched {
+            kind: HTTP_ROUTE,
+            labelled: false,
+        },
+        Watched {
+            kind: GRPC_ROUTE,
+            labelled: false,
+        },
+    ],
     steers: |routing| {
-        let routes = routing.gateway_api.iter().flat_map(|g| &g.http_routes);
-        routes.map(|r| (HTTP_ROUTE, r.name.as_str())).collect()
+        routing
+            .gateway_api
+            .iter()
+            .flat_map(driven)
+            .map(|(k, r)| (k, r.name.as_str()))
+            .collect()
     },
     build: |client, release, services, routing| {
         let routing = routing.gateway_api.as_ref()?;
@@ -37,61 +56,94 @@ pub const ROUTER: Router = Router {
     },
 };
 
+/// Every route the routing names, with its kind.
+fn driven(routing: &GatewayApiRouting) -> impl Iterator<Item = (ObjectKind, &HttpRouteRef)> {
+    let http = routing.http_routes.iter().map(|r| (HTTP_ROUTE, r));
+    http.chain(routing.grpc_routes.iter().map(|r| (GRPC_ROUTE, r)))
+}
+
 /// The largest backendRef weight Gateway API accepts.
 const WEIGHT_MAX: i64 = 1_000_000;
 
-/// Drives the weights of the stable and canary backendRefs of HTTPRoutes.
+/// Drives the weights of the stable and canary backendRefs of HTTPRoutes and
+/// GRPCRoutes, and the rules of header and mirror routes.
 pub struct GatewayApi {
-    api: Api<DynamicObject>,
+    client: Client,
     namespace: String,
     services: Services,
-    routes: Vec<HttpRouteRef>,
+    routes: Vec<(ObjectKind, HttpRouteRef)>,
+    steps: Vec<CanaryStep>,
 }
+
+/// What one route object shows: the canary weight and the routes' steps.
+type InPlace = Option<(i32, Vec<usize>)>;
 
 impl GatewayApi {
     pub fn new(client: &Client, release: &Release, services: Services, routing: &GatewayApiRouting) -> Self {
-        let namespace = release.namespace().unwrap_or_default();
+        let steps = release.spec.strategy.canary.as_ref().map(|c| c.steps.clone());
         Self {
-            api: Api::namespaced_with(client.clone(), &namespace, &HTTP_ROUTE.api_resource()),
-            namespace,
+            client: client.clone(),
+            namespace: release.namespace().unwrap_or_default(),
             services,
-            routes: routing.http_routes.clone(),
+            routes: driven(routing).map(|(k, r)| (k, r.clone())).collect(),
+            steps: steps.unwrap_or_default(),
         }
     }
 
+    fn api(&self, kind: &ObjectKind) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &kind.api_resource())
+    }
+
     /// The route as JSON, metadata included (names for messages, resourceVersion for patches).
-    async fn get(&self, name: &str) -> Result<Value, RouterError> {
-        match self.api.get(name).await {
+    async fn get(&self, kind: &ObjectKind, name: &str) -> Result<Value, RouterError> {
+        match self.api(kind).get(name).await {
             Ok(route) => Ok(serde_json::to_value(&route).map_err(kube::Error::SerdeError)?),
             Err(kube::Error::Api(status)) if status.is_not_found() => Err(RouterError::Misconfigured(
-                not_found_message(&status, name, &self.namespace),
+                not_found_message(&status, kind, name, &self.namespace),
             )),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn read_weight(&self) -> Result<Option<i32>, RouterError> {
-        let mut weights = Vec::with_capacity(self.routes.len());
-        for route_ref in &self.routes {
-            let route = self.get(&route_ref.name).await?;
-            let weight =
-                route_weight(&route, route_ref.rule.as_deref(), &self.services).map_err(RouterError::Misconfigured)?;
-            weights.push(weight);
+    fn route<'a>(&'a self, kind: &ObjectKind, route_ref: &'a HttpRouteRef) -> Route<'a> {
+        Route {
+            kind: *kind,
+            rule: route_ref.rule.as_deref(),
+            services: &self.services,
+            steps: &self.steps,
         }
-        Ok(agreed(&weights))
     }
 
-    async fn write_weight(&self, canary: i32) -> Result<(), RouterError> {
+    async fn read(&self) -> Result<Vec<InPlace>, RouterError> {
+        let mut shown = Vec::with_capacity(self.routes.len());
+        for (kind, route_ref) in &self.routes {
+            let object = self.get(kind, &route_ref.name).await?;
+            shown.push(
+                self.route(kind, route_ref)
+                    .in_place(&object)
+                    .map_err(RouterError::Misconfigured)?,
+            );
+        }
+        Ok(shown)
+    }
+
+    /// Writes `canary` (None: keep each route's) and the routes of `steps`
+    /// (None: keep those in place) into every route.
+    async fn write(&self, canary: Option<i32>, steps: Option<&[usize]>) -> Result<(), RouterError> {
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
-        for route_ref in &self.routes {
-            let route = self.get(&route_ref.name).await?;
-            let patch = rules_patch(&route, route_ref.rule.as_deref(), &self.services, canary)
+        for (kind, route_ref) in &self.routes {
+            let object = self.get(kind, &route_ref.name).await?;
+            let patch = self
+                .route(kind, route_ref)
+                .rules_patch(&object, canary, steps)
                 .map_err(RouterError::Misconfigured)?;
             if let Some(patch) = patch {
-                self.api.patch(&route_ref.name, &params, &Patch::Merge(&patch)).await?;
+                self.api(kind)
+                    .patch(&route_ref.name, &params, &Patch::Merge(&patch))
+                    .await?;
             }
         }
         Ok(())
@@ -99,59 +151,244 @@ impl GatewayApi {
 }
 
 impl TrafficRouter for GatewayApi {
-    fn canary_weight(&self) -> BoxFuture<'_, Result<Option<i32>, RouterError>> {
-        Box::pin(self.read_weight())
+    fn shown(&self) -> BoxFuture<'_, Result<Shown, RouterError>> {
+        Box::pin(async move {
+            let shown = self.read().await?;
+            let weights: Vec<Option<i32>> = shown.iter().map(|s| s.as_ref().map(|(w, _)| *w)).collect();
+            let routes: Vec<Option<Vec<usize>>> = shown.into_iter().map(|s| s.map(|(_, r)| r)).collect();
+            Ok(Shown {
+                canary_weight: agreed(&weights),
+                routes: agreed(&routes),
+            })
+        })
     }
 
     fn set_weight(&self, canary: i32) -> BoxFuture<'_, Result<(), RouterError>> {
-        Box::pin(self.write_weight(canary))
+        Box::pin(self.write(Some(canary), None))
+    }
+
+    fn set_routes<'a>(&'a self, steps: &'a [usize]) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(self.write(None, Some(steps)))
+    }
+}
+
+/// One route as serin drives it.
+struct Route<'a> {
+    kind: ObjectKind,
+    rule: Option<&'a str>,
+    services: &'a Services,
+    steps: &'a [CanaryStep],
+}
+
+/// The prefix of the rules serin adds: `serin-step<N>-`, N counting steps from 1.
+const SERIN_RULE: &str = "serin-step";
+
+/// The step a rule serin added stands for, by its name.
+fn serin_step(rule: &Value) -> Option<usize> {
+    let rest = rule.get("name")?.as_str()?.strip_prefix(SERIN_RULE)?;
+    let (number, _) = rest.split_once('-')?;
+    number.parse::<usize>().ok()?.checked_sub(1)
+}
+
+impl Route<'_> {
+    /// The route with only the user's rules: the ones serin did not add.
+    fn user_view(&self, route: &Value) -> Value {
+        let mut view = route.clone();
+        if let Some(rules) = view.pointer_mut("/spec/rules").and_then(Value::as_array_mut) {
+            rules.retain(|r| serin_step(r).is_none());
+        }
+        view
+    }
+
+    /// The weight and routes' steps the route shows, or None when writing them
+    /// would change it (rules disagree, a weight off scale, a route serin added
+    /// edited or naming no step that sets one).
+    fn in_place(&self, route: &Value) -> Result<InPlace, String> {
+        let view = self.user_view(route);
+        let weight = canary_weight_in(&view, self.rule, self.services, self.kind.kind)?;
+        let mut steps: Vec<usize> = rules(route).iter().filter_map(serin_step).collect();
+        steps.dedup();
+        let want = self.rendered(route, weight, &steps)?;
+        Ok((route.pointer("/spec/rules") == Some(&want)).then_some((weight, steps)))
+    }
+
+    /// The merge patch writing `canary` and `steps` (None: as shown now), or
+    /// None when the route already has them. It carries the resourceVersion
+    /// read so a concurrent edit fails with a Conflict instead of being
+    /// overwritten: `spec.rules` is an atomic list, so the whole list is replaced.
+    fn rules_patch(
+        &self,
+        route: &Value,
+        canary: Option<i32>,
+        steps: Option<&[usize]>,
+    ) -> Result<Option<Value>, String> {
+        let view = self.user_view(route);
+        let canary = match canary {
+            Some(c) => c,
+            None => canary_weight_in(&view, self.rule, self.services, self.kind.kind)?,
+        };
+        let shown: Vec<usize> = rules(route).iter().filter_map(serin_step).collect();
+        let rules = self.rendered(route, canary, steps.unwrap_or(&shown))?;
+        if route.pointer("/spec/rules") == Some(&rules) {
+            return Ok(None);
+        }
+        Ok(Some(json!({
+            "metadata": { "resourceVersion": route.pointer("/metadata/resourceVersion") },
+            "spec": { "rules": rules },
+        })))
+    }
+
+    /// `spec.rules` as serin writes them: the rules of `steps`' routes first,
+    /// one per driven rule, then the user's rules with `canary` percent on the
+    /// canary backendRef of every driven rule.
+    fn rendered(&self, route: &Value, canary: i32, steps: &[usize]) -> Result<Value, String> {
+        let view = self.user_view(route);
+        let weighted = with_canary_weight(&view, self.rule, self.services, canary, self.kind.kind)?;
+        let driven = driven_rules(&view, self.rule, self.services, self.kind.kind)?;
+        let mut out = Vec::new();
+        for &index in steps {
+            let Some(step) = self.steps.get(index).filter(|s| s.sets_route()) else {
+                continue; // Not a route any step writes: dropped.
+            };
+            for (k, d) in driven.iter().enumerate() {
+                out.push(self.route_rule(&weighted[d.rule], d, index, k, step)?);
+            }
+        }
+        out.extend(weighted.as_array().cloned().unwrap_or_default());
+        Ok(Value::Array(out))
+    }
+
+    /// The rule of step `index`'s route beside driven rule `d` (the `k`th):
+    /// the driven rule with the route's conditions added to each of its
+    /// matches, and all of it to the canary (a header route) or mirrored to
+    /// it (a mirror route).
+    fn route_rule(&self, rule: &Value, d: &Driven, index: usize, k: usize, step: &CanaryStep) -> Result<Value, String> {
+        let mut out = rule.clone();
+        let (name, conditions) = match (&step.set_header_route, &step.set_mirror_route) {
+            (Some(h), _) => (&h.name, &h.matches),
+            (_, Some(m)) => (&m.name, &m.matches),
+            _ => return Err(format!("step {index} sets no route")),
+        };
+        let suffix = if k == 0 { String::new() } else { format!("-{k}") };
+        out["name"] = format!("{SERIN_RULE}{}-{name}{suffix}", index + 1).into();
+        if !conditions.is_empty() {
+            out["matches"] = with_conditions(rule.get("matches"), conditions, self.kind.kind)?;
+        }
+        let canary_ref = rule
+            .pointer(&format!("/backendRefs/{}", d.canary))
+            .cloned()
+            .unwrap_or_default();
+        if step.set_header_route.is_some() {
+            let mut only = canary_ref;
+            only["weight"] = 1.into();
+            out["backendRefs"] = json!([only]);
+        } else if let Some(mirror) = &step.set_mirror_route {
+            let mut target = serde_json::Map::new();
+            for key in ["group", "kind", "name", "namespace", "port"] {
+                if let Some(v) = canary_ref.get(key) {
+                    target.insert(key.into(), v.clone());
+                }
+            }
+            let filter = json!({ "type": "RequestMirror", "requestMirror": { "backendRef": target, "percent": mirror.percent() } });
+            match out.get_mut("filters").and_then(Value::as_array_mut) {
+                Some(filters) => filters.push(filter),
+                None => out["filters"] = json!([filter]),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Each of `matches` (or one match-all) with every condition added. A
+/// condition on a header or query parameter the match already tests cannot
+/// be added without changing the user's match: an error.
+fn with_conditions(matches: Option<&Value>, conditions: &[RouteMatch], kind: &str) -> Result<Value, String> {
+    let mut base: Vec<Value> = matches.and_then(Value::as_array).cloned().unwrap_or_default();
+    if base.is_empty() {
+        base.push(json!({}));
+    }
+    for m in &mut base {
+        for condition in conditions {
+            let (list, name, (kind_of, value)) = if let Some(header) = &condition.header_name {
+                ("headers", header.clone(), typed(condition.header_value.as_ref()))
+            } else if let Some(cookie) = &condition.cookie_name {
+                let pattern = format!(
+                    r"(^|;\s*){}={}(;|$)",
+                    regex_escape(cookie),
+                    regex_escape(condition.cookie_value())
+                );
+                ("headers", "Cookie".to_string(), ("RegularExpression", pattern))
+            } else if let Some(param) = &condition.query_param_name {
+                if kind == "GRPCRoute" {
+                    return Err(format!("a {kind} cannot match query parameters"));
+                }
+                (
+                    "queryParams",
+                    param.clone(),
+                    typed(condition.query_param_value.as_ref()),
+                )
+            } else {
+                continue;
+            };
+            let entries = m
+                .as_object_mut()
+                .ok_or_else(|| format!("a {kind} match is not an object"))?
+                .entry(list)
+                .or_insert_with(|| json!([]));
+            let entries = entries
+                .as_array_mut()
+                .ok_or_else(|| format!("{kind} {list} is not a list"))?;
+            let same = |e: &Value| {
+                let n = e.get("name").and_then(Value::as_str).unwrap_or_default();
+                if list == "headers" {
+                    n.eq_ignore_ascii_case(&name)
+                } else {
+                    n == name
+                }
+            };
+            if entries.iter().any(same) {
+                return Err(format!(
+                    "a {kind} match already tests {} {name:?}; a route cannot add a second condition on it",
+                    if list == "headers" { "header" } else { "query parameter" }
+                ));
+            }
+            entries.push(json!({ "name": name, "type": kind_of, "value": value }));
+        }
+    }
+    Ok(Value::Array(base))
+}
+
+/// A value match as Gateway API's (type, value): prefixes become patterns.
+fn typed(value: Option<&StringMatch>) -> (&'static str, String) {
+    match value {
+        Some(StringMatch { exact: Some(v), .. }) => ("Exact", v.clone()),
+        Some(other) => ("RegularExpression", other.as_regex()),
+        None => ("Exact", String::new()),
     }
 }
 
 /// A 404 names the object when the route is missing; without that name the
 /// resource itself is unknown, i.e. the CRD is not installed.
-fn not_found_message(status: &Status, name: &str, namespace: &str) -> String {
+fn not_found_message(status: &Status, kind: &ObjectKind, name: &str, namespace: &str) -> String {
+    let kind = kind.kind;
     if status.details.as_ref().is_some_and(|d| d.name == name) {
-        format!("{KIND} {name:?} not found in namespace {namespace:?}")
+        format!("{kind} {name:?} not found in namespace {namespace:?}")
     } else {
         format!(
-            "cannot read {KIND} {name:?} in namespace {namespace:?}: the Gateway API CRDs \
-             ({GROUP}/{VERSION} {KIND}) are not installed"
+            "cannot read {kind} {name:?} in namespace {namespace:?}: the Gateway API CRDs \
+             ({GROUP}/{VERSION} {kind}) are not installed"
         )
     }
 }
 
 /// One weight when every route agrees; otherwise `None`, so the writer re-syncs them.
-fn agreed(weights: &[Option<i32>]) -> Option<i32> {
-    let first = *weights.first()?;
-    if weights.iter().all(|w| *w == first) {
-        first
+fn agreed<T: Clone + PartialEq>(shown: &[Option<T>]) -> Option<T> {
+    let first = shown.first()?;
+    if shown.iter().all(|w| w == first) {
+        first.clone()
     } else {
         None
     }
-}
-
-/// The route's canary weight, or `None` when writing that weight would change
-/// the route (rules disagree, or the stable weight is not 100 minus the canary's).
-fn route_weight(route: &Value, rule: Option<&str>, services: &Services) -> Result<Option<i32>, String> {
-    let weight = canary_weight_in(route, rule, services)?;
-    let rules = with_canary_weight(route, rule, services, weight)?;
-    Ok((route.pointer("/spec/rules") == Some(&rules)).then_some(weight))
-}
-
-/// The merge patch setting `canary`, or `None` when the route already has it.
-/// It carries the resourceVersion read so a concurrent edit fails with a
-/// Conflict instead of being overwritten: `spec.rules` is an atomic list, so
-/// the whole list is replaced.
-fn rules_patch(route: &Value, rule: Option<&str>, services: &Services, canary: i32) -> Result<Option<Value>, String> {
-    let rules = with_canary_weight(route, rule, services, canary)?;
-    if route.pointer("/spec/rules") == Some(&rules) {
-        return Ok(None);
-    }
-    Ok(Some(json!({
-        "metadata": { "resourceVersion": route.pointer("/metadata/resourceVersion") },
-        "spec": { "rules": rules },
-    })))
 }
 
 /// Where the stable and canary backendRefs of one driven rule are.
@@ -216,7 +453,7 @@ fn service_ref(
 }
 
 /// The rules to drive: the one named `rule`, or every rule routing to either Service.
-fn driven_rules(route: &Value, rule: Option<&str>, services: &Services) -> Result<Vec<Driven>, String> {
+fn driven_rules(route: &Value, rule: Option<&str>, services: &Services, kind: &str) -> Result<Vec<Driven>, String> {
     let name = route_name(route);
     let namespace = route.pointer("/metadata/namespace").and_then(Value::as_str);
     let mut driven = Vec::new();
@@ -224,7 +461,7 @@ fn driven_rules(route: &Value, rule: Option<&str>, services: &Services) -> Resul
         if rule.is_some_and(|wanted| r.get("name").and_then(Value::as_str) != Some(wanted)) {
             continue;
         }
-        let describe = || format!("{KIND} {name:?} {}", rule_label(r, index));
+        let describe = || format!("{kind} {name:?} {}", rule_label(r, index));
         let refs = r
             .get("backendRefs")
             .and_then(Value::as_array)
@@ -256,9 +493,9 @@ fn driven_rules(route: &Value, rule: Option<&str>, services: &Services) -> Resul
     }
     if driven.is_empty() {
         return Err(match rule {
-            Some(wanted) => format!("{KIND} {name:?} has no rule named {wanted:?}"),
+            Some(wanted) => format!("{kind} {name:?} has no rule named {wanted:?}"),
             None => format!(
-                "{KIND} {name:?} has no rule with backendRefs to stable Service {:?} and canary Service {:?}",
+                "{kind} {name:?} has no rule with backendRefs to stable Service {:?} and canary Service {:?}",
                 services.stable, services.canary
             ),
         });
@@ -267,13 +504,13 @@ fn driven_rules(route: &Value, rule: Option<&str>, services: &Services) -> Resul
 }
 
 /// A backendRef's weight; absent means 1, as in Gateway API.
-fn weight(route: &Value, driven: &Driven, backend: usize) -> Result<i64, String> {
+fn weight(route: &Value, driven: &Driven, backend: usize, kind: &str) -> Result<i64, String> {
     let rule = &rules(route)[driven.rule];
     match rule.pointer(&format!("/backendRefs/{backend}/weight")) {
         None | Some(Value::Null) => Ok(1),
         Some(w) => w.as_i64().filter(|w| (0..=WEIGHT_MAX).contains(w)).ok_or_else(|| {
             format!(
-                "{KIND} {:?} {} has an invalid backendRef weight {w}",
+                "{kind} {:?} {} has an invalid backendRef weight {w}",
                 route_name(route),
                 rule_label(rule, driven.rule)
             )
@@ -292,12 +529,12 @@ fn percent(stable: i64, canary: i64) -> i32 {
 }
 
 /// The canary percent of the route's driven rules; the first rule's if they disagree.
-fn canary_weight_in(route: &Value, rule: Option<&str>, services: &Services) -> Result<i32, String> {
+fn canary_weight_in(route: &Value, rule: Option<&str>, services: &Services, kind: &str) -> Result<i32, String> {
     let mut percents = Vec::new();
-    for driven in driven_rules(route, rule, services)? {
+    for driven in driven_rules(route, rule, services, kind)? {
         percents.push(percent(
-            weight(route, &driven, driven.stable)?,
-            weight(route, &driven, driven.canary)?,
+            weight(route, &driven, driven.stable, kind)?,
+            weight(route, &driven, driven.canary, kind)?,
         ));
     }
     // driven_rules never returns an empty list.
@@ -306,10 +543,16 @@ fn canary_weight_in(route: &Value, rule: Option<&str>, services: &Services) -> R
 
 /// `spec.rules` with `canary` percent on the canary backendRef and the rest on
 /// the stable one, in every driven rule; other rules are left as they are.
-fn with_canary_weight(route: &Value, rule: Option<&str>, services: &Services, canary: i32) -> Result<Value, String> {
+fn with_canary_weight(
+    route: &Value,
+    rule: Option<&str>,
+    services: &Services,
+    canary: i32,
+    kind: &str,
+) -> Result<Value, String> {
     let canary = canary.clamp(0, 100);
     let mut updated = rules(route).to_vec();
-    for driven in driven_rules(route, rule, services)? {
+    for driven in driven_rules(route, rule, services, kind)? {
         for (backend, weight) in [(driven.stable, 100 - canary), (driven.canary, canary)] {
             if let Some(backend) = updated[driven.rule]
                 .pointer_mut(&format!("/backendRefs/{backend}"))
@@ -325,6 +568,17 @@ fn with_canary_weight(route: &Value, rule: Option<&str>, services: &Services, ca
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const H: &str = "HTTPRoute";
+
+    fn driver<'a>(services: &'a Services, steps: &'a [CanaryStep]) -> Route<'a> {
+        Route {
+            kind: HTTP_ROUTE,
+            rule: None,
+            services,
+            steps,
+        }
+    }
 
     fn services() -> Services {
         Services {
@@ -418,7 +672,7 @@ mod tests {
             ),
         ];
         for (case, route, rule, want) in cases {
-            assert_eq!(canary_weight_in(&route, rule, &services()), Ok(want), "{case}");
+            assert_eq!(canary_weight_in(&route, rule, &services(), H), Ok(want), "{case}");
         }
     }
 
@@ -504,7 +758,7 @@ mod tests {
         ];
         for (case, route, rule, want) in cases {
             assert_eq!(
-                canary_weight_in(&route, rule, &services()),
+                canary_weight_in(&route, rule, &services(), H),
                 Err(want.to_string()),
                 "{case}"
             );
@@ -519,7 +773,7 @@ mod tests {
             other.clone(),
             rule(&[("web-canary", Some(0)), ("web", Some(100)), ("mirror", Some(5))]),
         ]));
-        let rules = with_canary_weight(&route, None, &services(), 30).unwrap();
+        let rules = with_canary_weight(&route, None, &services(), 30, H).unwrap();
         assert_eq!(
             rules,
             json!([
@@ -533,7 +787,7 @@ mod tests {
             r["spec"]["rules"] = rules;
             r
         };
-        assert_eq!(canary_weight_in(&rewritten, None, &services()), Ok(30), "reads back");
+        assert_eq!(canary_weight_in(&rewritten, None, &services(), H), Ok(30), "reads back");
     }
 
     #[test]
@@ -543,7 +797,7 @@ mod tests {
             a.clone(),
             named("b", rule(&[("web", Some(100)), ("web-canary", Some(0))]))
         ]));
-        let rules = with_canary_weight(&route, Some("b"), &services(), 100).unwrap();
+        let rules = with_canary_weight(&route, Some("b"), &services(), 100, H).unwrap();
         assert_eq!(
             rules,
             json!([a, named("b", rule(&[("web", Some(0)), ("web-canary", Some(100))]))])
@@ -554,11 +808,11 @@ mod tests {
     fn with_canary_weight_clamps_and_propagates_errors() {
         let route1 = route(json!([rule(&[("web", None), ("web-canary", None)])]));
         assert_eq!(
-            with_canary_weight(&route1, None, &services(), 150).unwrap(),
+            with_canary_weight(&route1, None, &services(), 150, H).unwrap(),
             json!([rule(&[("web", Some(0)), ("web-canary", Some(100))])])
         );
         let broken = route(json!([rule(&[("web", None)])]));
-        assert!(with_canary_weight(&broken, None, &services(), 10).is_err());
+        assert!(with_canary_weight(&broken, None, &services(), 10, H).is_err());
     }
 
     #[test]
@@ -589,16 +843,19 @@ mod tests {
             ),
         ];
         for (case, route, want) in cases {
-            assert_eq!(route_weight(&route, None, &services()), Ok(want), "{case}");
+            let shown = driver(&services(), &[]).in_place(&route).unwrap().map(|(w, _)| w);
+            assert_eq!(shown, want, "{case}");
         }
     }
 
     #[test]
     fn rules_patch_replaces_the_rules_under_the_read_resource_version() {
         let route = route(json!([rule(&[("web", Some(100)), ("web-canary", Some(0))])]));
-        assert_eq!(rules_patch(&route, None, &services(), 0), Ok(None), "unchanged");
+        let services = services();
+        let driver = driver(&services, &[]);
+        assert_eq!(driver.rules_patch(&route, Some(0), None), Ok(None), "unchanged");
         assert_eq!(
-            rules_patch(&route, None, &services(), 25),
+            driver.rules_patch(&route, Some(25), None),
             Ok(Some(json!({
                 "metadata": { "resourceVersion": "7" },
                 "spec": { "rules": [rule(&[("web", Some(75)), ("web-canary", Some(25))])] },
@@ -630,7 +887,7 @@ mod tests {
             "details": { "name": "shop", "group": "gateway.networking.k8s.io", "kind": "httproutes" },
         }));
         assert_eq!(
-            not_found_message(&missing_route, "shop", "prod"),
+            not_found_message(&missing_route, &HTTP_ROUTE, "shop", "prod"),
             r#"HTTPRoute "shop" not found in namespace "prod""#
         );
         let unknown_resource = status(json!({
@@ -640,9 +897,137 @@ mod tests {
         // A plain-text 404, which kube turns into a Status without details.
         let plain_404 = Status::failure("404 page not found", "Failed to parse error data").with_code(404);
         for status in [unknown_resource, plain_404] {
-            let message = not_found_message(&status, "shop", "prod");
+            let message = not_found_message(&status, &HTTP_ROUTE, "shop", "prod");
             assert!(message.contains("Gateway API CRDs"), "{message}");
             assert!(message.contains("not installed"), "{message}");
         }
+    }
+
+    fn route_steps() -> Vec<CanaryStep> {
+        serde_json::from_value(json!([
+            { "setWeight": 10 },
+            { "setHeaderRoute": { "name": "testers", "match": [
+                { "headerName": "X-Canary", "headerValue": { "prefix": "yes." } },
+                { "cookieName": "beta" },
+                { "queryParamName": "v", "queryParamValue": { "exact": "2" } },
+            ] } },
+            { "setMirrorRoute": { "name": "shadow", "percentage": 20 } },
+        ]))
+        .unwrap()
+    }
+
+    fn path_route() -> Value {
+        route(json!([{
+            "matches": [{ "path": { "type": "PathPrefix", "value": "/shop" } }],
+            "backendRefs": [
+                { "name": "web", "port": 80, "weight": 90 },
+                { "name": "web-canary", "port": 80, "weight": 10 },
+            ],
+        }]))
+    }
+
+    #[test]
+    fn header_and_mirror_routes_are_rules_in_front_of_the_driven_one() {
+        let (services, steps) = (services(), route_steps());
+        let driver = driver(&services, &steps);
+        let patch = driver
+            .rules_patch(&path_route(), Some(30), Some(&[1, 2]))
+            .unwrap()
+            .unwrap();
+        let weighted = json!([
+            { "name": "web", "port": 80, "weight": 70 },
+            { "name": "web-canary", "port": 80, "weight": 30 },
+        ]);
+        assert_eq!(
+            patch["spec"]["rules"],
+            json!([
+                {
+                    "name": "serin-step2-testers",
+                    "matches": [{
+                        "path": { "type": "PathPrefix", "value": "/shop" },
+                        "headers": [
+                            { "name": "X-Canary", "type": "RegularExpression", "value": r"^yes\..*" },
+                            { "name": "Cookie", "type": "RegularExpression", "value": r"(^|;\s*)beta=always(;|$)" },
+                        ],
+                        "queryParams": [{ "name": "v", "type": "Exact", "value": "2" }],
+                    }],
+                    "backendRefs": [{ "name": "web-canary", "port": 80, "weight": 1 }],
+                },
+                {
+                    "name": "serin-step3-shadow",
+                    "matches": [{ "path": { "type": "PathPrefix", "value": "/shop" } }],
+                    "backendRefs": weighted,
+                    "filters": [{ "type": "RequestMirror", "requestMirror": {
+                        "backendRef": { "name": "web-canary", "port": 80 }, "percent": 20,
+                    } }],
+                },
+                { "matches": [{ "path": { "type": "PathPrefix", "value": "/shop" } }], "backendRefs": weighted },
+            ])
+        );
+        // What was written reads back; a weight change keeps the routes.
+        let mut written = path_route();
+        written["spec"]["rules"] = patch["spec"]["rules"].clone();
+        assert_eq!(driver.in_place(&written), Ok(Some((30, vec![1, 2]))));
+        let reweighted = driver.rules_patch(&written, Some(50), None).unwrap().unwrap();
+        written["spec"]["rules"] = reweighted["spec"]["rules"].clone();
+        assert_eq!(driver.in_place(&written), Ok(Some((50, vec![1, 2]))));
+        assert_eq!(
+            written["spec"]["rules"][1]["backendRefs"][1]["weight"], 50,
+            "the mirror rule follows the weight"
+        );
+        // Removing the routes leaves the user's rule alone.
+        let removed = driver.rules_patch(&written, None, Some(&[])).unwrap().unwrap();
+        assert_eq!(removed["spec"]["rules"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn an_edited_or_unknown_serin_rule_reads_as_drift() {
+        let (services, steps) = (services(), route_steps());
+        let driver = driver(&services, &steps);
+        let patch = driver
+            .rules_patch(&path_route(), Some(10), Some(&[1]))
+            .unwrap()
+            .unwrap();
+        let mut written = path_route();
+        written["spec"]["rules"] = patch["spec"]["rules"].clone();
+        let mut edited = written.clone();
+        edited["spec"]["rules"][0]["backendRefs"][0]["name"] = "web".into();
+        assert_eq!(driver.in_place(&edited), Ok(None), "a header route sent to stable");
+        let mut unknown = written.clone();
+        unknown["spec"]["rules"][0]["name"] = "serin-step1-testers".into();
+        assert_eq!(driver.in_place(&unknown), Ok(None), "step 1 sets a weight, not a route");
+        // The user's own rule named like serin's but not of its form is theirs.
+        let mut users = path_route();
+        users["spec"]["rules"][0]["name"] = "serin-web".into();
+        assert_eq!(driver.in_place(&users), Ok(Some((10, vec![]))));
+    }
+
+    #[test]
+    fn a_condition_the_users_match_already_tests_is_refused() {
+        let steps: Vec<CanaryStep> = serde_json::from_value(json!([
+            { "setHeaderRoute": { "name": "t", "match": [{ "headerName": "x-env", "headerValue": { "exact": "a" } }] } },
+        ]))
+        .unwrap();
+        let services = services();
+        let driver = driver(&services, &steps);
+        let route = route(json!([{
+            "matches": [{ "headers": [{ "name": "X-Env", "value": "prod" }] }],
+            "backendRefs": [{ "name": "web", "weight": 100 }, { "name": "web-canary", "weight": 0 }],
+        }]));
+        let err = driver.rules_patch(&route, None, Some(&[0])).unwrap_err();
+        assert_eq!(
+            err,
+            r#"a HTTPRoute match already tests header "x-env"; a route cannot add a second condition on it"#
+        );
+        let grpc = Route {
+            kind: GRPC_ROUTE,
+            ..driver
+        };
+        let query: Vec<RouteMatch> =
+            serde_json::from_value(json!([{ "queryParamName": "v", "queryParamValue": { "exact": "2" } }])).unwrap();
+        assert_eq!(
+            with_conditions(None, &query, grpc.kind.kind),
+            Err("a GRPCRoute cannot match query parameters".into())
+        );
     }
 }

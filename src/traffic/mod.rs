@@ -33,12 +33,27 @@ pub enum RouterError {
 
 /// Splits traffic between the stable and canary Services.
 pub trait TrafficRouter: Send + Sync {
-    /// Percent of traffic sent to the canary Service now. `Ok(None)` when the
-    /// router's objects are not set up (or have drifted from what serin
-    /// maintains), so the next `set_weight` must write them.
-    fn canary_weight(&self) -> BoxFuture<'_, Result<Option<i32>, RouterError>>;
+    /// What the router's objects carry now (see [`Shown`]).
+    fn shown(&self) -> BoxFuture<'_, Result<Shown, RouterError>>;
     /// Sends `canary` percent (0..=100) to the canary Service and the rest to the stable one.
     fn set_weight(&self, canary: i32) -> BoxFuture<'_, Result<(), RouterError>>;
+    /// Puts the routes of `steps` (indexes into the canary's steps) in place,
+    /// and removes every other route serin added.
+    fn set_routes<'a>(&'a self, steps: &'a [usize]) -> BoxFuture<'a, Result<(), RouterError>>;
+}
+
+/// What a router's objects carry now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shown {
+    /// Percent of traffic sent to the canary Service. None when the router's
+    /// objects are not set up (or have drifted from what serin maintains), so
+    /// the next `set_weight` must write them.
+    pub canary_weight: Option<i32>,
+    /// The canary steps whose `setHeaderRoute` or `setMirrorRoute` routes are
+    /// in place, ascending, each exactly as that step writes it. None when a
+    /// route serin wrote drifted or names no such step, so the next
+    /// `set_routes` must write them.
+    pub routes: Option<Vec<usize>>,
 }
 
 /// One router as the controller sees it before any Release chooses it.

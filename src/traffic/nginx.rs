@@ -7,8 +7,8 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressSpec};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 
-use super::{ObjectKind, Router, RouterError, Services, TrafficRouter, Watched};
-use crate::api::{FIELD_MANAGER, RELEASE_LABEL};
+use super::{ObjectKind, Router, RouterError, Services, Shown, TrafficRouter, Watched};
+use crate::api::{CanaryStep, FIELD_MANAGER, RELEASE_LABEL};
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, NginxRouting, Release};
 
 pub const INGRESS: ObjectKind = ObjectKind {
@@ -36,6 +36,12 @@ const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 /// Also the prefix of every canary annotation, none of which may leak from the stable Ingress.
 const CANARY_ANNOTATION: &str = "nginx.ingress.kubernetes.io/canary";
 const WEIGHT_ANNOTATION: &str = "nginx.ingress.kubernetes.io/canary-weight";
+const BY_HEADER: &str = "nginx.ingress.kubernetes.io/canary-by-header";
+const BY_HEADER_VALUE: &str = "nginx.ingress.kubernetes.io/canary-by-header-value";
+const BY_HEADER_PATTERN: &str = "nginx.ingress.kubernetes.io/canary-by-header-pattern";
+const BY_COOKIE: &str = "nginx.ingress.kubernetes.io/canary-by-cookie";
+/// The canary steps (from 1) whose header routes the canary Ingress carries.
+const ROUTE_STEPS_ANNOTATION: &str = "serin.dev/route-steps";
 /// Ingresses without `ingressClassName` pick their controller by this annotation;
 /// the canary must reach the same controller as the stable Ingress.
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
@@ -72,21 +78,28 @@ impl Nginx {
         })
     }
 
-    async fn read_weight(&self) -> Result<Option<i32>, RouterError> {
+    /// The stable Ingress, and the canary Ingress if it exists.
+    async fn objects(&self) -> Result<(Ingress, Option<Ingress>), RouterError> {
         let stable = self.stable().await?;
         // Report a stable Ingress serin cannot mirror even before the canary exists.
-        canary_ingress(&stable, &self.release, &self.services, 0).map_err(RouterError::Misconfigured)?;
+        canary_ingress(&stable, &self.release, &self.services, 0, &[]).map_err(RouterError::Misconfigured)?;
         let name = canary_ingress_name(&self.release.name_any(), &self.ingress);
-        let Some(live) = self.api.get_opt(&name).await? else {
-            return Ok(None);
-        };
-        live_weight(&live, &stable, &self.release, &self.services).map_err(RouterError::Misconfigured)
+        Ok((stable, self.api.get_opt(&name).await?))
     }
 
-    async fn write_weight(&self, canary: i32) -> Result<(), RouterError> {
-        let stable = self.stable().await?;
-        let desired =
-            canary_ingress(&stable, &self.release, &self.services, canary).map_err(RouterError::Misconfigured)?;
+    /// Writes `canary` (None: as the live canary Ingress has it, or 0) and the
+    /// routes of `steps` (None: as it has them).
+    async fn write(&self, canary: Option<i32>, steps: Option<&[usize]>) -> Result<(), RouterError> {
+        let (stable, live) = self.objects().await?;
+        let (live_weight, live_steps) = live.as_ref().map(shown).unwrap_or((0, Vec::new()));
+        let desired = canary_ingress(
+            &stable,
+            &self.release,
+            &self.services,
+            canary.unwrap_or(live_weight),
+            steps.unwrap_or(&live_steps),
+        )
+        .map_err(RouterError::Misconfigured)?;
         let name = desired.name_any();
         // Server-side apply: fields serin stops setting (an annotation removed
         // from the stable Ingress) are removed from the canary too.
@@ -97,12 +110,73 @@ impl Nginx {
 }
 
 impl TrafficRouter for Nginx {
-    fn canary_weight(&self) -> BoxFuture<'_, Result<Option<i32>, RouterError>> {
-        Box::pin(self.read_weight())
+    fn shown(&self) -> BoxFuture<'_, Result<Shown, RouterError>> {
+        Box::pin(async move {
+            let (stable, live) = self.objects().await?;
+            // No canary Ingress yet: no weight to read, and no routes either.
+            let Some(live) = live else {
+                return Ok(Shown {
+                    canary_weight: None,
+                    routes: Some(Vec::new()),
+                });
+            };
+            let state =
+                live_state(&live, &stable, &self.release, &self.services).map_err(RouterError::Misconfigured)?;
+            Ok(Shown {
+                canary_weight: state.as_ref().map(|(w, _)| *w),
+                routes: state.map(|(_, steps)| steps),
+            })
+        })
     }
 
     fn set_weight(&self, canary: i32) -> BoxFuture<'_, Result<(), RouterError>> {
-        Box::pin(self.write_weight(canary))
+        Box::pin(self.write(Some(canary), None))
+    }
+
+    fn set_routes<'a>(&'a self, steps: &'a [usize]) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(self.write(None, Some(steps)))
+    }
+}
+
+/// The weight and route steps a canary Ingress says it carries, whether or not it does.
+fn shown(live: &Ingress) -> (i32, Vec<usize>) {
+    let annotations = live.annotations();
+    let weight = annotations.get(WEIGHT_ANNOTATION).and_then(|w| w.parse::<i32>().ok());
+    (
+        weight.unwrap_or(0).clamp(0, 100),
+        route_steps(annotations).unwrap_or_default(),
+    )
+}
+
+/// The steps of `serin.dev/route-steps`; None when it does not parse.
+fn route_steps(annotations: &BTreeMap<String, String>) -> Option<Vec<usize>> {
+    let Some(list) = annotations.get(ROUTE_STEPS_ANNOTATION) else {
+        return Some(Vec::new());
+    };
+    list.split(',')
+        .map(|n| n.trim().parse::<usize>().ok()?.checked_sub(1))
+        .collect()
+}
+
+/// The annotations of the header route `step` sets.
+fn route_annotations(step: &CanaryStep) -> Result<Vec<(&'static str, String)>, String> {
+    let header = step
+        .set_header_route
+        .as_ref()
+        .ok_or("ingress-nginx cannot mirror requests")?;
+    let [condition] = header.matches.as_slice() else {
+        return Err("ingress-nginx routes on exactly one header or cookie".into());
+    };
+    if let (Some(name), Some(value)) = (&condition.header_name, &condition.header_value) {
+        let by = match &value.exact {
+            Some(exact) => (BY_HEADER_VALUE, exact.clone()),
+            None => (BY_HEADER_PATTERN, value.as_regex()),
+        };
+        return Ok(vec![(BY_HEADER, name.clone()), by]);
+    }
+    match &condition.cookie_name {
+        Some(cookie) => Ok(vec![(BY_COOKIE, cookie.clone())]),
+        None => Err("ingress-nginx routes on a header or a cookie only".into()),
     }
 }
 
@@ -139,6 +213,7 @@ fn canary_ingress(
     release: &Release,
     services: &Services,
     canary_weight: i32,
+    route_steps: &[usize],
 ) -> Result<Ingress, String> {
     let spec = stable.spec.clone().unwrap_or_default();
     let mut rules = spec.rules.unwrap_or_default();
@@ -169,6 +244,25 @@ fn canary_ingress(
         .collect();
     annotations.insert(CANARY_ANNOTATION.into(), "true".into());
     annotations.insert(WEIGHT_ANNOTATION.into(), canary_weight.clamp(0, 100).to_string());
+    let steps = release
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .map_or(&[][..], |c| c.steps.as_slice());
+    for &index in route_steps {
+        let step = steps
+            .get(index)
+            .filter(|s| s.sets_route())
+            .ok_or_else(|| format!("step {index} sets no route"))?;
+        for (key, value) in route_annotations(step)? {
+            annotations.insert(key.into(), value);
+        }
+    }
+    if !route_steps.is_empty() {
+        let numbers: Vec<String> = route_steps.iter().map(|i| (i + 1).to_string()).collect();
+        annotations.insert(ROUTE_STEPS_ANNOTATION.into(), numbers.join(","));
+    }
 
     let release_name = release.name_any();
     Ok(Ingress {
@@ -197,15 +291,15 @@ fn canary_ingress(
     })
 }
 
-/// The weight of the live canary Ingress, or `None` when it is not what serin
-/// would write at that weight (hand edits, a changed stable Ingress), so the
-/// next `set_weight` rewrites it.
-fn live_weight(
+/// The weight and route steps of the live canary Ingress, or `None` when it
+/// is not what serin would write for them (hand edits, a changed stable
+/// Ingress, a route naming no route step), so the next write rewrites it.
+fn live_state(
     live: &Ingress,
     stable: &Ingress,
     release: &Release,
     services: &Services,
-) -> Result<Option<i32>, String> {
+) -> Result<Option<(i32, Vec<usize>)>, String> {
     let Some(weight) = live
         .annotations()
         .get(WEIGHT_ANNOTATION)
@@ -214,11 +308,19 @@ fn live_weight(
     else {
         return Ok(None);
     };
-    let desired = canary_ingress(stable, release, services, weight)?;
+    let Some(steps) = route_steps(live.annotations()) else {
+        return Ok(None);
+    };
+    // A route the spec no longer sets is drift, not a misconfiguration.
+    let Ok(desired) = canary_ingress(stable, release, services, weight, &steps) else {
+        return Ok(None);
+    };
     let labels_kept = desired.labels().iter().all(|(k, v)| live.labels().get(k) == Some(v));
-    let in_sync =
-        live.spec == desired.spec && labels_kept && managed_annotations(live) == managed_annotations(&desired);
-    Ok(in_sync.then_some(weight))
+    let in_sync = live.spec == desired.spec
+        && labels_kept
+        && managed_annotations(live) == managed_annotations(&desired)
+        && live.annotations().get(ROUTE_STEPS_ANNOTATION) == desired.annotations().get(ROUTE_STEPS_ANNOTATION);
+    Ok(in_sync.then_some((weight, steps)))
 }
 
 #[cfg(test)]
@@ -242,6 +344,15 @@ mod tests {
             }
         }))
         .unwrap()
+    }
+
+    fn live_weight(
+        live: &Ingress,
+        stable: &Ingress,
+        release: &Release,
+        services: &Services,
+    ) -> Result<Option<i32>, String> {
+        live_state(live, stable, release, services).map(|s| s.map(|(w, _)| w))
     }
 
     fn services() -> Services {
@@ -293,7 +404,7 @@ mod tests {
 
     #[test]
     fn canary_ingress_sends_the_stable_paths_to_the_canary_service() {
-        let canary = canary_ingress(&stable(), &release(), &services(), 20).unwrap();
+        let canary = canary_ingress(&stable(), &release(), &services(), 20, &[]).unwrap();
         assert_eq!(
             json_of(&canary)["spec"],
             json!({
@@ -314,7 +425,7 @@ mod tests {
 
     #[test]
     fn canary_ingress_copies_only_nginx_behaviour_annotations() {
-        let canary = canary_ingress(&stable(), &release(), &services(), 20).unwrap();
+        let canary = canary_ingress(&stable(), &release(), &services(), 20, &[]).unwrap();
         assert_eq!(
             json_of(&canary)["metadata"]["annotations"],
             json!({
@@ -333,7 +444,7 @@ mod tests {
         stable
             .annotations_mut()
             .insert(LEGACY_CLASS_ANNOTATION.into(), "nginx".into());
-        let canary = canary_ingress(&stable, &release(), &services(), 0).unwrap();
+        let canary = canary_ingress(&stable, &release(), &services(), 0, &[]).unwrap();
         assert_eq!(
             canary.annotations().get(LEGACY_CLASS_ANNOTATION).map(String::as_str),
             Some("nginx")
@@ -343,7 +454,7 @@ mod tests {
 
     #[test]
     fn canary_ingress_is_owned_and_labelled_for_the_release() {
-        let canary = json_of(&canary_ingress(&stable(), &release(), &services(), 0).unwrap());
+        let canary = json_of(&canary_ingress(&stable(), &release(), &services(), 0, &[]).unwrap());
         assert_eq!(
             canary["apiVersion"], "networking.k8s.io/v1",
             "server-side apply needs the type"
@@ -373,7 +484,7 @@ mod tests {
     #[test]
     fn canary_ingress_clamps_the_weight() {
         for (weight, want) in [(-5, "0"), (0, "0"), (55, "55"), (100, "100"), (101, "100")] {
-            let canary = canary_ingress(&stable(), &release(), &services(), weight).unwrap();
+            let canary = canary_ingress(&stable(), &release(), &services(), weight, &[]).unwrap();
             assert_eq!(
                 canary.annotations().get(WEIGHT_ANNOTATION).map(String::as_str),
                 Some(want),
@@ -399,7 +510,7 @@ mod tests {
             let stable: Ingress =
                 serde_json::from_value(json!({ "metadata": { "name": "web" }, "spec": spec })).unwrap();
             assert_eq!(
-                canary_ingress(&stable, &release(), &services(), 10),
+                canary_ingress(&stable, &release(), &services(), 10, &[]),
                 Err(r#"Ingress "web" has no path whose backend is the stable Service "web", so no traffic can be split"#.into()),
                 "{case}"
             );
@@ -424,7 +535,7 @@ mod tests {
 
     /// The canary as the apiserver returns it: with server-set and other tools' fields.
     fn live(weight: &str) -> Ingress {
-        let mut live = canary_ingress(&stable(), &release(), &services(), 0).unwrap();
+        let mut live = canary_ingress(&stable(), &release(), &services(), 0, &[]).unwrap();
         live.annotations_mut().insert(WEIGHT_ANNOTATION.into(), weight.into());
         live.metadata.resource_version = Some("12".into());
         live.labels_mut().insert("team".into(), "payments".into());
@@ -503,5 +614,58 @@ mod tests {
             live_weight(&live("30"), &fewer_paths, &release(), &services()),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn a_header_route_is_the_canary_ingress_annotations_and_reads_back() {
+        let mut release = release();
+        release.spec.strategy.canary.as_mut().unwrap().steps = serde_json::from_value(json!([
+            { "setHeaderRoute": { "name": "a", "match": [{ "headerName": "X-Canary", "headerValue": { "exact": "yes" } }] } },
+            { "setHeaderRoute": { "name": "a", "match": [{ "headerName": "X-Canary", "headerValue": { "prefix": "v2." } }] } },
+            { "setHeaderRoute": { "name": "a", "match": [{ "cookieName": "beta" }] } },
+            { "setWeight": 10 },
+        ]))
+        .unwrap();
+        let annotations = |steps: &[usize]| {
+            let ingress = canary_ingress(&stable(), &release, &services(), 10, steps).unwrap();
+            let live = live_state(&ingress, &stable(), &release, &services()).unwrap();
+            assert_eq!(live, Some((10, steps.to_vec())), "reads back");
+            let mut shown: Vec<(String, String)> = ingress
+                .annotations()
+                .iter()
+                .filter(|(k, _)| k.contains("canary-by") || k.starts_with("serin.dev"))
+                .map(|(k, v)| (k.replace(NGINX_PREFIX, ""), v.clone()))
+                .collect();
+            shown.sort();
+            shown
+        };
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert_eq!(
+            annotations(&[0]),
+            pairs(&[
+                ("canary-by-header", "X-Canary"),
+                ("canary-by-header-value", "yes"),
+                ("serin.dev/route-steps", "1")
+            ])
+        );
+        assert_eq!(
+            annotations(&[1]),
+            pairs(&[
+                ("canary-by-header", "X-Canary"),
+                ("canary-by-header-pattern", r"^v2\..*"),
+                ("serin.dev/route-steps", "2")
+            ])
+        );
+        assert_eq!(
+            annotations(&[2]),
+            pairs(&[("canary-by-cookie", "beta"), ("serin.dev/route-steps", "3")])
+        );
+        assert_eq!(annotations(&[]), pairs(&[]));
+        // A route annotation naming a step that sets no route is drift.
+        let mut bad = canary_ingress(&stable(), &release, &services(), 10, &[0]).unwrap();
+        bad.annotations_mut().insert(ROUTE_STEPS_ANNOTATION.into(), "4".into());
+        assert_eq!(live_state(&bad, &stable(), &release, &services()), Ok(None));
     }
 }

@@ -12,7 +12,7 @@ use crate::plan::{Action, AnalysisSlot, Plan, Traffic, Verdict};
 const STABLE: &str = "web";
 const CANARY: &str = "web-canary";
 
-fn canary(replicas: i32, steps: serde_json::Value, routed: bool) -> Release {
+pub(super) fn canary(replicas: i32, steps: serde_json::Value, routed: bool) -> Release {
     let mut strategy = serde_json::json!({
         "stableService": STABLE, "canaryService": CANARY, "steps": steps, "scaleDownDelaySeconds": 30,
     });
@@ -26,20 +26,21 @@ fn strategy(r: &Release) -> &CanaryStrategy {
     r.spec.strategy.canary.as_ref().unwrap()
 }
 
-fn set_image(r: &mut Release, image: &str) -> String {
+pub(super) fn set_image(r: &mut Release, image: &str) -> String {
     r.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
     revision(r)
 }
 
-fn control(r: &mut Release, control: Control) {
+pub(super) fn control(r: &mut Release, control: Control) {
     r.status.as_mut().unwrap().control = Some(control);
 }
 
 /// A cluster whose route exists and sends everything to the stable Service.
-fn routed_cluster() -> Cluster {
+pub(super) fn routed_cluster() -> Cluster {
     let mut cluster = Cluster::new();
     cluster.traffic = Traffic {
         canary_weight: Some(0),
+        routes: Some(Vec::new()),
         ..Traffic::default()
     };
     cluster
@@ -127,14 +128,19 @@ fn plan_checked(cluster: &mut Cluster, r: &mut Release) -> Plan {
 }
 
 /// Plans, applies (checked) and lets a second pass; returns the plan.
-fn round(cluster: &mut Cluster, r: &mut Release) -> Plan {
+pub(super) fn round(cluster: &mut Cluster, r: &mut Release) -> Plan {
     let plan = plan_checked(cluster, r);
     cluster.settle(1);
     plan
 }
 
 /// Runs rounds until `done` holds, at most `rounds`; returns every plan.
-fn run_until(cluster: &mut Cluster, r: &mut Release, rounds: usize, done: impl Fn(&Release) -> bool) -> Vec<Plan> {
+pub(super) fn run_until(
+    cluster: &mut Cluster,
+    r: &mut Release,
+    rounds: usize,
+    done: impl Fn(&Release) -> bool,
+) -> Vec<Plan> {
     let mut plans = Vec::new();
     for _ in 0..rounds {
         plans.push(round(cluster, r));
@@ -145,16 +151,16 @@ fn run_until(cluster: &mut Cluster, r: &mut Release, rounds: usize, done: impl F
     panic!("not done after {rounds} rounds: {:#?}", r.status);
 }
 
-fn phase(r: &Release) -> Option<Phase> {
+pub(super) fn phase(r: &Release) -> Option<Phase> {
     r.status.as_ref().and_then(|s| s.phase)
 }
 
-fn step(r: &Release) -> Option<i32> {
+pub(super) fn step(r: &Release) -> Option<i32> {
     r.status.as_ref().and_then(|s| s.current_step_index)
 }
 
 /// A Healthy v1, then the template changed to v2.
-fn rolled_out(r: &mut Release, cluster: &mut Cluster) -> (String, String) {
+pub(super) fn rolled_out(r: &mut Release, cluster: &mut Cluster) -> (String, String) {
     run_until(cluster, r, 10, |r| phase(r) == Some(Phase::Healthy));
     let v1 = revision(r);
     let v2 = set_image(r, "web:2");

@@ -137,6 +137,7 @@ fn a_failed_pre_rollout_hook_scales_nothing_and_a_retry_runs_it_again() {
         let mut cluster = Cluster::new();
         cluster.traffic = Traffic {
             canary_weight: Some(0),
+            routes: Some(Vec::new()),
             ..Traffic::default()
         };
         let v1 = healthy_v1(&mut r, &mut cluster);

@@ -4,6 +4,7 @@ mod baseline;
 mod bluegreen;
 mod canary;
 mod hooks;
+mod routes;
 
 use std::time::Duration;
 
@@ -204,6 +205,7 @@ impl Cluster {
                     other => panic!("no Service {other}"),
                 },
                 Action::SetWeight { canary } => self.traffic.canary_weight = Some(*canary),
+                Action::SetRoutes { steps } => self.traffic.routes = Some(steps.clone()),
                 Action::ScaleWorkload { replicas } => {
                     let workload = self.workload.as_mut().expect("a Deployment to scale");
                     workload.replicas = *replicas;
