@@ -13,6 +13,7 @@ mod plugin;
 mod process;
 mod release;
 mod resilience;
+mod routes;
 mod sharding;
 mod snapshots;
 mod support;

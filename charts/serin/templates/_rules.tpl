@@ -36,13 +36,13 @@ Secrets (see secret-reader.yaml), no leases (see leader-election.yaml).
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch, create, update]
-# Traffic: Service selectors (blue-green, canary), HTTPRoute weights, canary
+# Traffic: Service selectors (blue-green, canary), HTTPRoute and GRPCRoute rules, canary
 # Ingresses; watched so that an outside edit is put back at once.
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, patch]
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [httproutes]
+  resources: [httproutes, grpcroutes]
   verbs: [get, list, watch, patch]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]

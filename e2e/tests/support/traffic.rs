@@ -38,15 +38,18 @@ enum Seen {
         name: String,
         revision: Option<String>,
     },
-    /// (stable, canary) backendRef weights of the route's first rule.
-    Route(i64, i64),
-    /// The canary Ingress's weight annotation.
-    CanaryIngress(i64),
+    /// (stable, canary) backendRef weights of the route's first rule of its
+    /// own, and the steps (from 1) of the header and mirror rules serin added.
+    Route((i64, i64), Vec<usize>),
+    /// The canary Ingress's weight annotation, and the steps of its header route.
+    CanaryIngress(i64, Vec<usize>),
     Release {
         step: Option<i32>,
         failed: Option<String>,
         /// The weight each step allows, by index; 100 past the end.
         caps: Vec<i32>,
+        /// The route steps (from 1) each step allows, by index; none past the end.
+        windows: Vec<Vec<usize>>,
         /// Blue-green: `replicas`, which the active Service's revision must have available.
         zero_downtime: Option<i32>,
     },
@@ -70,9 +73,12 @@ pub struct World {
     pub services: BTreeMap<String, Option<String>>,
     /// (stable, canary) weights of the route, or of the canary Ingress (100 - w, w).
     pub weights: Option<(i64, i64)>,
+    /// Steps (from 1) whose header or mirror routes the route carries.
+    pub routes: Vec<usize>,
     pub step: Option<i32>,
     failed: Option<String>,
     caps: Vec<i32>,
+    windows: Vec<Vec<usize>>,
     zero_downtime: Option<i32>,
     /// EndpointSlice name -> (Service, ready endpoints).
     pub endpoints: BTreeMap<String, (String, usize)>,
@@ -120,7 +126,13 @@ impl World {
         {
             found.push(format!("weights {stable}/{canary} do not sum to 100"));
         }
-        for (service, share) in [(STABLE, stable_share), (CANARY, canary_share)] {
+        // A header or mirror route sends requests to the canary Service whatever the weight.
+        let routed_share = if self.routes.is_empty() {
+            canary_share
+        } else {
+            canary_share.max(1)
+        };
+        for (service, share) in [(STABLE, stable_share), (CANARY, routed_share)] {
             if let Some(revision) = self.selected(service)
                 && share > 0
                 && self.available(revision) == 0
@@ -151,6 +163,17 @@ impl World {
             found.push("the active Service has no ready endpoint".into());
         }
         if let Some(step) = self.step {
+            let allowed = usize::try_from(step).ok().and_then(|i| self.windows.get(i));
+            let outside: Vec<&usize> = self
+                .routes
+                .iter()
+                .filter(|r| allowed.is_none_or(|a| !a.contains(r)))
+                .collect();
+            if !outside.is_empty() {
+                found.push(format!(
+                    "routes of steps {outside:?} in place at step {step}, which allows {allowed:?}"
+                ));
+            }
             let cap = usize::try_from(step)
                 .ok()
                 .and_then(|i| self.caps.get(i))
@@ -181,17 +204,19 @@ impl World {
             Seen::Service { name, revision } => {
                 self.services.insert(name, revision);
             }
-            Seen::Route(stable, canary) => self.weights = Some((stable, canary)),
-            Seen::CanaryIngress(canary) => self.weights = Some((100 - canary, canary)),
+            Seen::Route((stable, canary), routes) => (self.weights, self.routes) = (Some((stable, canary)), routes),
+            Seen::CanaryIngress(canary, routes) => (self.weights, self.routes) = (Some((100 - canary, canary)), routes),
             Seen::Release {
                 step,
                 failed,
                 caps,
+                windows,
                 zero_downtime,
             } => {
                 self.step = step;
                 self.failed = failed;
                 self.caps = caps;
+                self.windows = windows;
                 self.zero_downtime = zero_downtime;
             }
             Seen::Endpoints { slice, service, ready } => {
@@ -220,10 +245,9 @@ impl TrafficRecorder {
     pub async fn start(client: &Client, namespace: &str) -> Self {
         let records = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        let route_resource = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
-            "httproutes",
-        );
+        let route_resource = |kind, plural| {
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind), plural)
+        };
         let streams: Vec<(&str, Records)> = vec![
             (
                 "ReplicaSets",
@@ -252,16 +276,23 @@ impl TrafficRecorder {
             (
                 "HTTPRoutes",
                 watch(
-                    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &route_resource),
-                    |route, _| {
-                        let refs = route.data["spec"]["rules"][0]["backendRefs"].as_array()?;
-                        let weight = |name: &str| {
-                            refs.iter()
-                                .find(|r| r["name"] == name)
-                                .map(|r| r["weight"].as_i64().unwrap_or(1))
-                        };
-                        Some(Seen::Route(weight(STABLE)?, weight(CANARY)?))
-                    },
+                    Api::<DynamicObject>::namespaced_with(
+                        client.clone(),
+                        namespace,
+                        &route_resource("HTTPRoute", "httproutes"),
+                    ),
+                    route_seen,
+                ),
+            ),
+            (
+                "GRPCRoutes",
+                watch(
+                    Api::<DynamicObject>::namespaced_with(
+                        client.clone(),
+                        namespace,
+                        &route_resource("GRPCRoute", "grpcroutes"),
+                    ),
+                    route_seen,
                 ),
             ),
             (
@@ -275,7 +306,11 @@ impl TrafficRecorder {
                             .get("nginx.ingress.kubernetes.io/canary-weight")?
                             .parse()
                             .ok()?;
-                        Some(Seen::CanaryIngress(weight))
+                        let routes = annotations
+                            .get("serin.dev/route-steps")
+                            .map(|l| l.split(',').filter_map(|n| n.parse().ok()).collect())
+                            .unwrap_or_default();
+                        Some(Seen::CanaryIngress(weight, routes))
                     },
                 ),
             ),
@@ -297,6 +332,7 @@ impl TrafficRecorder {
                         step: status.and_then(|s| s.current_step_index),
                         failed: status.and_then(|s| s.failed_revision.clone()),
                         caps,
+                        windows: route_windows(&steps),
                         zero_downtime: strategy.blue_green.as_ref().map(|_| release.spec.replicas),
                     })
                 }),
@@ -427,6 +463,49 @@ impl TrafficRecorder {
     }
 }
 
+/// A Gateway API route: the weights of its first rule of the user's, and the
+/// steps of the rules serin added (`serin-step<N>-...`).
+fn route_seen(route: &DynamicObject, _gone: bool) -> Option<Seen> {
+    let rules = route.data["spec"]["rules"].as_array()?;
+    let step_of = |rule: &serde_json::Value| -> Option<usize> {
+        let rest = rule["name"].as_str()?.strip_prefix("serin-step")?;
+        rest.split('-').next()?.parse().ok()
+    };
+    let mut routes: Vec<usize> = rules.iter().filter_map(step_of).collect();
+    routes.dedup();
+    let refs = rules.iter().find(|r| step_of(r).is_none())?["backendRefs"].as_array()?;
+    let weight = |name: &str| {
+        refs.iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["weight"].as_i64().unwrap_or(1))
+    };
+    Some(Seen::Route((weight(STABLE)?, weight(CANARY)?), routes))
+}
+
+/// The route steps (from 1) each step allows: a route named N, from the step
+/// that last set N up to the step that removes it; nothing past the last step.
+/// Written apart from serin's planner, as the oracle it is checked against.
+fn route_windows(steps: &[serin::api::CanaryStep]) -> Vec<Vec<usize>> {
+    let mut in_force: Vec<(String, usize)> = Vec::new();
+    let mut windows = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let (name, sets) = match (&step.set_header_route, &step.set_mirror_route) {
+            (Some(h), _) => (h.name.clone(), !h.matches.is_empty()),
+            (_, Some(m)) => (m.name.clone(), !m.matches.is_empty() || m.percentage.is_some()),
+            _ => {
+                windows.push(in_force.iter().map(|(_, s)| *s).collect());
+                continue;
+            }
+        };
+        in_force.retain(|(n, _)| *n != name);
+        if sets {
+            in_force.push((name, i + 1));
+        }
+        windows.push(in_force.iter().map(|(_, s)| *s).collect());
+    }
+    windows
+}
+
 /// Every state in resourceVersion order, with the invariant violations found on the way.
 fn replay_records(mut records: Vec<(u64, Seen)>) -> (Vec<World>, Vec<String>) {
     records.sort_by_key(|(rv, _)| *rv);
@@ -500,8 +579,21 @@ mod tests {
             step: Some(step),
             failed: failed.map(Into::into),
             caps: vec![20, 20, 50],
+            windows: vec![vec![], vec![2], vec![]],
             zero_downtime: None,
         }
+    }
+
+    #[test]
+    fn a_route_is_allowed_from_the_step_that_sets_it_to_the_one_that_removes_it() {
+        let steps: Vec<serin::api::CanaryStep> = serde_json::from_value(serde_json::json!([
+            { "setHeaderRoute": { "name": "a", "match": [{ "headerName": "x", "headerValue": { "exact": "1" } }] } },
+            { "setMirrorRoute": { "name": "m", "percentage": 5 } },
+            { "setHeaderRoute": { "name": "a" } },
+            { "pause": {} },
+        ]))
+        .unwrap();
+        assert_eq!(route_windows(&steps), vec![vec![1], vec![1, 2], vec![2], vec![2]]);
     }
 
     #[test]
@@ -515,21 +607,36 @@ mod tests {
             ]
         };
         let cases = [
-            (vec![Seen::Route(90, 20)], "do not sum to 100"),
+            (vec![Seen::Route((90, 20), vec![])], "do not sum to 100"),
             (
-                vec![release(0, None), Seen::Route(80, 20), rs("v2", 1, 0)],
+                vec![release(0, None), Seen::Route((80, 20), vec![]), rs("v2", 1, 0)],
                 "which has no available pod",
             ),
             (
                 vec![
                     release(1, None),
-                    Seen::Route(80, 20),
+                    Seen::Route((80, 20), vec![]),
                     release(1, Some("v2")),
                     rs("v2", 0, 0),
                 ],
                 "lost pods while taking 20%",
             ),
-            (vec![release(1, None), Seen::Route(50, 50)], "which allows 20%"),
+            (
+                vec![release(1, None), Seen::Route((50, 50), vec![])],
+                "which allows 20%",
+            ),
+            (
+                vec![release(0, None), Seen::Route((100, 0), vec![2])],
+                "routes of steps [2] in place at step 0",
+            ),
+            (
+                vec![release(1, None), Seen::Route((100, 0), vec![2]), release(2, None)],
+                "routes of steps [2] in place at step 2",
+            ),
+            (
+                vec![release(1, None), Seen::Route((100, 0), vec![2]), rs("v2", 1, 0)],
+                "web-canary takes 1% but selects v2, which has no available pod",
+            ),
         ];
         for (tail, needle) in cases {
             let violations = replay(healthy().into_iter().chain(tail).collect());
@@ -542,6 +649,7 @@ mod tests {
             step: None,
             failed: None,
             caps: Vec::new(),
+            windows: Vec::new(),
             zero_downtime: Some(4),
         };
         let endpoints = |ready| Seen::Endpoints {
@@ -564,8 +672,8 @@ mod tests {
 
         let safe = vec![
             release(1, None),
-            Seen::Route(80, 20),
-            Seen::Route(100, 0),
+            Seen::Route((80, 20), vec![]),
+            Seen::Route((100, 0), vec![]),
             selects(CANARY, "v1"),
             rs("v2", 0, 0),
         ];

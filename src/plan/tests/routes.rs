@@ -106,7 +106,13 @@ fn routes_a_router_cannot_carry_are_invalid_with_the_field_named() {
 fn walk(cluster: &mut Cluster, r: &mut Release, rounds: usize) -> Vec<(Option<i32>, Vec<usize>)> {
     let mut seen = Vec::new();
     for _ in 0..rounds {
+        let recorded = step(r).unwrap_or(0) as usize;
         round(cluster, r);
+        let shown = cluster.traffic.routes.clone().unwrap_or_default();
+        assert!(
+            shown.iter().all(|s| *s <= recorded),
+            "route of a step past the recorded step {recorded}: {shown:?}"
+        );
         let state = (step(r), cluster.traffic.routes.clone().unwrap_or_default());
         if seen.last() != Some(&state) {
             seen.push(state);
