@@ -1,5 +1,6 @@
 //! End-to-end tests against the cluster KUBECONFIG points at (`make e2e`).
 //! Each test works in a namespace of its own and removes it when done.
+mod acceptance;
 mod analysis;
 mod argocd;
 mod bluegreen;

@@ -59,6 +59,16 @@ pub struct CanaryStrategy {
     /// How traffic is split. Absent: by the ratio of canary to stable pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_routing: Option<TrafficRouting>,
+    /// Seconds to wait for the router's controller to accept a route change
+    /// (where it reports status, as Gateway API does) before saying so with a
+    /// Warning. Nothing is scaled down on an unaccepted route, before or after.
+    #[serde(default = "default_acceptance_timeout_seconds")]
+    #[schemars(range(min = 1))]
+    pub acceptance_timeout_seconds: i32,
+}
+
+fn default_acceptance_timeout_seconds() -> i32 {
+    30
 }
 
 fn default_scale_down_delay_seconds() -> i32 {

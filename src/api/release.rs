@@ -220,6 +220,10 @@ pub struct ReleaseStatus {
     /// When the rollout of currentRevision started (or resumed), for the progress deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Since when a scale-down has waited for the router's controller to
+    /// accept the route's latest change (Gateway API `status.parents`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_unaccepted_since: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     #[serde(default)]
     pub replicas: i32,
     #[serde(default)]

@@ -60,7 +60,12 @@ pub async fn observe(ctx: &Context, release: &Release) -> Result<(Traffic, Optio
     let router = traffic::router(&ctx.client, release);
     if let (Some(router), None) = (&router, &problem) {
         match router.shown().await {
-            Ok(shown) => (observed.canary_weight, observed.routes) = (shown.canary_weight, shown.routes),
+            Ok(shown) => {
+                observed.canary_weight = shown.canary_weight;
+                observed.routes = shown.routes;
+                observed.reports_acceptance = shown.reports_acceptance;
+                observed.unaccepted = shown.unaccepted;
+            }
             Err(RouterError::Misconfigured(message)) => problem = Some(message),
             Err(error @ RouterError::Kube(_)) => return Err(Error::Traffic(error)),
         }

@@ -3,6 +3,7 @@
 //! The controller observes a Release and its ReplicaSets, calls [`plan`], and
 //! executes the returned actions; every rollout decision is made here, where a
 //! unit test reaches it in microseconds.
+mod acceptance;
 mod adoption;
 mod analyses;
 mod baseline;
@@ -106,6 +107,7 @@ pub fn plan(observed: &Observed) -> Plan {
         }
     }
     round.steer_baseline(observed.baseline.as_ref());
+    round.hold_unaccepted_scale_downs();
     round.finish()
 }
 
@@ -180,6 +182,12 @@ pub struct Traffic {
     /// [`routes::active_routes`]), ascending, each as its step sets it. None
     /// without a router, or when a route drifted and must be written again.
     pub routes: Option<Vec<usize>>,
+    /// A controller reports on the router's objects (Gateway API
+    /// `status.parents`), so a route change counts once it accepts it.
+    pub reports_acceptance: bool,
+    /// The reporting controller does not accept the objects' latest
+    /// generation: why. None when accepted, or when none reports.
+    pub unaccepted: Option<String>,
     /// Why the Services or routes cannot be driven; nothing is switched until fixed.
     pub problem: Option<String>,
 }

@@ -51,6 +51,9 @@ pub enum Reason {
     PostRolloutHookFailed,
     /// workloadRef with scaleDown progressively: the Deployment's pods are replaced.
     Adopting,
+    /// The router's controller has not accepted the route's latest change:
+    /// nothing is scaled down until it does (also an Event, at the timeout).
+    TrafficNotAccepted,
     // On Events only.
     /// The current revision was marked failed.
     RolledBack,
@@ -113,6 +116,7 @@ impl Reason {
             Reason::PostRolloutHookFailed => "PostRolloutHookFailed",
             Reason::HookSucceeded => "HookSucceeded",
             Reason::Adopting => "Adopting",
+            Reason::TrafficNotAccepted => "TrafficNotAccepted",
             Reason::RolledBack => "RolledBack",
             Reason::Retried => "Retried",
             Reason::RolloutStarted => "RolloutStarted",
@@ -190,6 +194,7 @@ mod tests {
             (PostRolloutHookFailed, "PostRolloutHookFailed"),
             (HookSucceeded, "HookSucceeded"),
             (Adopting, "Adopting"),
+            (TrafficNotAccepted, "TrafficNotAccepted"),
             (RolledBack, "RolledBack"),
             (Retried, "Retried"),
             (RolloutStarted, "RolloutStarted"),
@@ -232,6 +237,7 @@ mod tests {
                 | PostRolloutHookFailed
                 | HookSucceeded
                 | Adopting
+                | TrafficNotAccepted
                 | RolledBack
                 | Retried
                 | RolloutStarted
@@ -252,6 +258,6 @@ mod tests {
             assert_eq!(reason.to_string(), text);
             assert_eq!(String::from(reason), text);
         }
-        assert_eq!(pinned.len(), 38, "one row per variant");
+        assert_eq!(pinned.len(), 39, "one row per variant");
     }
 }

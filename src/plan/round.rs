@@ -53,6 +53,8 @@ static NO_TRAFFIC: Traffic = Traffic {
     canary_service: None,
     canary_weight: None,
     routes: None,
+    reports_acceptance: false,
+    unaccepted: None,
     problem: None,
 };
 

@@ -114,8 +114,9 @@ impl GatewayApi {
         }
     }
 
-    async fn read(&self) -> Result<Vec<InPlace>, RouterError> {
+    async fn read(&self) -> Result<(Vec<InPlace>, Acceptance), RouterError> {
         let mut shown = Vec::with_capacity(self.routes.len());
+        let mut acceptance = Acceptance::default();
         for (kind, route_ref) in &self.routes {
             let object = self.get(kind, &route_ref.name).await?;
             shown.push(
@@ -123,8 +124,11 @@ impl GatewayApi {
                     .in_place(&object)
                     .map_err(RouterError::Misconfigured)?,
             );
+            let (reports, unaccepted) = acceptance_of(&object, kind.kind);
+            acceptance.reports |= reports;
+            acceptance.unaccepted = acceptance.unaccepted.or(unaccepted);
         }
-        Ok(shown)
+        Ok((shown, acceptance))
     }
 
     /// Writes `canary` (None: keep each route's) and the routes of `steps`
@@ -153,12 +157,14 @@ impl GatewayApi {
 impl TrafficRouter for GatewayApi {
     fn shown(&self) -> BoxFuture<'_, Result<Shown, RouterError>> {
         Box::pin(async move {
-            let shown = self.read().await?;
+            let (shown, acceptance) = self.read().await?;
             let weights: Vec<Option<i32>> = shown.iter().map(|s| s.as_ref().map(|(w, _)| *w)).collect();
             let routes: Vec<Option<Vec<usize>>> = shown.into_iter().map(|s| s.map(|(_, r)| r)).collect();
             Ok(Shown {
                 canary_weight: agreed(&weights),
                 routes: agreed(&routes),
+                reports_acceptance: acceptance.reports,
+                unaccepted: acceptance.unaccepted,
             })
         })
     }
@@ -170,6 +176,70 @@ impl TrafficRouter for GatewayApi {
     fn set_routes<'a>(&'a self, steps: &'a [usize]) -> BoxFuture<'a, Result<(), RouterError>> {
         Box::pin(self.write(None, Some(steps)))
     }
+}
+
+/// What the gateways report on the routes.
+#[derive(Default)]
+struct Acceptance {
+    reports: bool,
+    unaccepted: Option<String>,
+}
+
+/// Whether any gateway reports on `route` (`status.parents`), and if one
+/// does not accept its current generation, why. A parent accepts when its
+/// `Accepted` condition is True for this generation or a later one.
+fn acceptance_of(route: &Value, kind: &str) -> (bool, Option<String>) {
+    let parents = route
+        .pointer("/status/parents")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    if parents.is_empty() {
+        return (false, None);
+    }
+    let name = route_name(route);
+    let generation = route
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    for parent in parents {
+        let gateway = parent
+            .pointer("/parentRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let controller = parent.get("controllerName").and_then(Value::as_str).unwrap_or_default();
+        let accepted = parent
+            .get("conditions")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|c| c["type"] == "Accepted"));
+        let Some(accepted) = accepted else {
+            return (
+                true,
+                Some(format!(
+                    "{kind} {name:?}: {controller} has not reported Accepted for parent {gateway:?}"
+                )),
+            );
+        };
+        let observed = accepted.get("observedGeneration").and_then(Value::as_i64).unwrap_or(0);
+        if observed < generation {
+            return (
+                true,
+                Some(format!(
+                    "{kind} {name:?} is at generation {generation}, but {controller} has accepted only generation {observed} for parent {gateway:?}"
+                )),
+            );
+        }
+        if accepted["status"] != "True" {
+            let reason = accepted.get("reason").and_then(Value::as_str).unwrap_or_default();
+            let message = accepted.get("message").and_then(Value::as_str).unwrap_or_default();
+            return (
+                true,
+                Some(format!(
+                    "{controller} does not accept {kind} {name:?} for parent {gateway:?}: {reason}: {message}"
+                )),
+            );
+        }
+    }
+    (true, None)
 }
 
 /// One route as serin drives it.
@@ -1029,5 +1099,59 @@ mod tests {
             with_conditions(None, &query, grpc.kind.kind),
             Err("a GRPCRoute cannot match query parameters".into())
         );
+    }
+
+    #[test]
+    fn a_route_is_accepted_when_every_reporting_parent_accepts_its_generation() {
+        let with = |parents: Value| {
+            let mut r = path_route();
+            r["metadata"]["generation"] = 4.into();
+            r["status"] = json!({ "parents": parents });
+            r
+        };
+        let parent = |observed: i64, status: &str| {
+            json!({ "parentRef": { "name": "gw" }, "controllerName": "example.com/gw", "conditions": [
+                { "type": "Accepted", "status": status, "observedGeneration": observed, "reason": "NotAllowed", "message": "no listener" },
+            ] })
+        };
+        let cases: Vec<(&str, Value, (bool, Option<&str>))> = vec![
+            ("no status", path_route(), (false, None)),
+            ("no parents", with(json!([])), (false, None)),
+            ("accepted now", with(json!([parent(4, "True")])), (true, None)),
+            ("accepted later", with(json!([parent(5, "True")])), (true, None)),
+            (
+                "an older generation",
+                with(json!([parent(4, "True"), parent(3, "True")])),
+                (
+                    true,
+                    Some(
+                        r#"HTTPRoute "shop" is at generation 4, but example.com/gw has accepted only generation 3 for parent "gw""#,
+                    ),
+                ),
+            ),
+            (
+                "refused",
+                with(json!([parent(4, "False")])),
+                (
+                    true,
+                    Some(r#"example.com/gw does not accept HTTPRoute "shop" for parent "gw": NotAllowed: no listener"#),
+                ),
+            ),
+            (
+                "no Accepted condition",
+                with(json!([{ "parentRef": { "name": "gw" }, "controllerName": "example.com/gw", "conditions": [] }])),
+                (
+                    true,
+                    Some(r#"HTTPRoute "shop": example.com/gw has not reported Accepted for parent "gw""#),
+                ),
+            ),
+        ];
+        for (case, route, (reports, why)) in cases {
+            assert_eq!(
+                acceptance_of(&route, "HTTPRoute"),
+                (reports, why.map(String::from)),
+                "{case}"
+            );
+        }
     }
 }

@@ -54,6 +54,10 @@ pub struct Shown {
     /// route serin wrote drifted or names no such step, so the next
     /// `set_routes` must write them.
     pub routes: Option<Vec<usize>>,
+    /// A controller reports on the objects (Gateway API `status.parents`).
+    pub reports_acceptance: bool,
+    /// Why the reporting controller does not accept their latest generation.
+    pub unaccepted: Option<String>,
 }
 
 /// One router as the controller sees it before any Release chooses it.

@@ -116,15 +116,17 @@ impl TrafficRouter for Nginx {
             // No canary Ingress yet: no weight to read, and no routes either.
             let Some(live) = live else {
                 return Ok(Shown {
-                    canary_weight: None,
                     routes: Some(Vec::new()),
+                    ..Shown::default()
                 });
             };
             let state =
                 live_state(&live, &stable, &self.release, &self.services).map_err(RouterError::Misconfigured)?;
+            // ingress-nginx reports no acceptance: only the load balancer's address.
             Ok(Shown {
                 canary_weight: state.as_ref().map(|(w, _)| *w),
                 routes: state.map(|(_, steps)| steps),
+                ..Shown::default()
             })
         })
     }

@@ -1,6 +1,7 @@
 //! Helpers shared by the e2e tests: a client, per-test namespaces, polling waits.
 pub mod argocd;
 pub mod bounds;
+pub mod gateway;
 pub mod metrics;
 pub mod operator;
 pub mod rollout;

@@ -40,7 +40,7 @@ enum Seen {
     },
     /// (stable, canary) backendRef weights of the route's first rule of its
     /// own, and the steps (from 1) of the header and mirror rules serin added.
-    Route((i64, i64), Vec<usize>),
+    Route((i64, i64), Vec<usize>, Acceptance),
     /// The canary Ingress's weight annotation, and the steps of its header route.
     CanaryIngress(i64, Vec<usize>),
     Release {
@@ -64,6 +64,20 @@ enum Seen {
     },
 }
 
+/// A route's generation, and the oldest generation its gateways accept
+/// (None when no gateway reports on it).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Acceptance {
+    pub generation: i64,
+    pub accepted: Option<i64>,
+}
+
+impl Acceptance {
+    fn pending(&self) -> bool {
+        self.accepted.is_some_and(|a| a < self.generation)
+    }
+}
+
 /// The cluster as replayed up to one write.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct World {
@@ -75,6 +89,7 @@ pub struct World {
     pub weights: Option<(i64, i64)>,
     /// Steps (from 1) whose header or mirror routes the route carries.
     pub routes: Vec<usize>,
+    pub acceptance: Acceptance,
     pub step: Option<i32>,
     failed: Option<String>,
     caps: Vec<i32>,
@@ -142,6 +157,17 @@ impl World {
                 ));
             }
         }
+        if self.acceptance.pending() {
+            for (name, (revision, replicas, _)) in &self.replica_sets {
+                let was = before.replica_sets.get(name).map_or(0, |(_, r, _)| *r);
+                if *replicas < was {
+                    found.push(format!(
+                        "{revision} scaled down {was} -> {replicas} while the route's generation {} is accepted only at {:?}",
+                        self.acceptance.generation, self.acceptance.accepted
+                    ));
+                }
+            }
+        }
         if let Some(failed) = &self.failed
             && self.replicas(failed) < before.replicas(failed)
             && canary_share > 0
@@ -204,7 +230,9 @@ impl World {
             Seen::Service { name, revision } => {
                 self.services.insert(name, revision);
             }
-            Seen::Route((stable, canary), routes) => (self.weights, self.routes) = (Some((stable, canary)), routes),
+            Seen::Route((stable, canary), routes, acceptance) => {
+                (self.weights, self.routes, self.acceptance) = (Some((stable, canary)), routes, acceptance)
+            }
             Seen::CanaryIngress(canary, routes) => (self.weights, self.routes) = (Some((100 - canary, canary)), routes),
             Seen::Release {
                 step,
@@ -479,7 +507,24 @@ fn route_seen(route: &DynamicObject, _gone: bool) -> Option<Seen> {
             .find(|r| r["name"] == name)
             .map(|r| r["weight"].as_i64().unwrap_or(1))
     };
-    Some(Seen::Route((weight(STABLE)?, weight(CANARY)?), routes))
+    let accepted = route.data["status"]["parents"].as_array().and_then(|parents| {
+        parents
+            .iter()
+            .map(|p| {
+                let conditions = p["conditions"].as_array()?;
+                let c = conditions
+                    .iter()
+                    .find(|c| c["type"] == "Accepted" && c["status"] == "True")?;
+                c["observedGeneration"].as_i64()
+            })
+            .map(|g| g.unwrap_or(0))
+            .min()
+    });
+    let acceptance = Acceptance {
+        generation: route.metadata.generation.unwrap_or(0),
+        accepted,
+    };
+    Some(Seen::Route((weight(STABLE)?, weight(CANARY)?), routes, acceptance))
 }
 
 /// The route steps (from 1) each step allows: a route named N, from the step
@@ -607,34 +652,63 @@ mod tests {
             ]
         };
         let cases = [
-            (vec![Seen::Route((90, 20), vec![])], "do not sum to 100"),
             (
-                vec![release(0, None), Seen::Route((80, 20), vec![]), rs("v2", 1, 0)],
+                vec![Seen::Route((90, 20), vec![], Acceptance::default())],
+                "do not sum to 100",
+            ),
+            (
+                vec![
+                    release(0, None),
+                    Seen::Route((80, 20), vec![], Acceptance::default()),
+                    rs("v2", 1, 0),
+                ],
                 "which has no available pod",
             ),
             (
                 vec![
                     release(1, None),
-                    Seen::Route((80, 20), vec![]),
+                    Seen::Route((80, 20), vec![], Acceptance::default()),
                     release(1, Some("v2")),
                     rs("v2", 0, 0),
                 ],
                 "lost pods while taking 20%",
             ),
             (
-                vec![release(1, None), Seen::Route((50, 50), vec![])],
+                vec![release(1, None), Seen::Route((50, 50), vec![], Acceptance::default())],
                 "which allows 20%",
             ),
             (
-                vec![release(0, None), Seen::Route((100, 0), vec![2])],
+                vec![release(0, None), Seen::Route((100, 0), vec![2], Acceptance::default())],
                 "routes of steps [2] in place at step 0",
             ),
             (
-                vec![release(1, None), Seen::Route((100, 0), vec![2]), release(2, None)],
+                vec![
+                    release(1, None),
+                    Seen::Route((100, 0), vec![2], Acceptance::default()),
+                    release(2, None),
+                ],
                 "routes of steps [2] in place at step 2",
             ),
             (
-                vec![release(1, None), Seen::Route((100, 0), vec![2]), rs("v2", 1, 0)],
+                vec![
+                    Seen::Route(
+                        (100, 0),
+                        vec![],
+                        Acceptance {
+                            generation: 3,
+                            accepted: Some(2),
+                        },
+                    ),
+                    rs("v1", 3, 3),
+                ],
+                "v1 scaled down 4 -> 3 while the route's generation 3 is accepted only at Some(2)",
+            ),
+            (
+                vec![
+                    release(1, None),
+                    Seen::Route((100, 0), vec![2], Acceptance::default()),
+                    rs("v2", 1, 0),
+                ],
                 "web-canary takes 1% but selects v2, which has no available pod",
             ),
         ];
@@ -672,8 +746,8 @@ mod tests {
 
         let safe = vec![
             release(1, None),
-            Seen::Route((80, 20), vec![]),
-            Seen::Route((100, 0), vec![]),
+            Seen::Route((80, 20), vec![], Acceptance::default()),
+            Seen::Route((100, 0), vec![], Acceptance::default()),
             selects(CANARY, "v1"),
             rs("v2", 0, 0),
         ];

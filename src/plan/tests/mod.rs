@@ -1,4 +1,5 @@
 //! Scenario tests of whole planning rounds, against a simulated cluster.
+mod acceptance;
 mod adoption;
 mod baseline;
 mod bluegreen;
