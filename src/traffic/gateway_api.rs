@@ -1114,7 +1114,8 @@ mod tests {
                 { "type": "Accepted", "status": status, "observedGeneration": observed, "reason": "NotAllowed", "message": "no listener" },
             ] })
         };
-        let cases: Vec<(&str, Value, (bool, Option<&str>))> = vec![
+        type Case<'a> = (&'a str, Value, (bool, Option<&'a str>));
+        let cases: Vec<Case> = vec![
             ("no status", path_route(), (false, None)),
             ("no parents", with(json!([])), (false, None)),
             ("accepted now", with(json!([parent(4, "True")])), (true, None)),
