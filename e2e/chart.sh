@@ -186,7 +186,14 @@ cmd_shapes() {
   grep -q -- '- --snapshot-secrets-in=apps$' <<< "$rendered" || die "configSnapshots.secrets does not watch the Secrets of apps"
   [ "$(grep -c 'kind: ClusterRoleBinding' <<< "$(render --set configSnapshots.secrets=true)")" = "$(grep -c 'kind: ClusterRoleBinding' <<< "$(render)")" ] ||
     die "configSnapshots.secrets binds something cluster-wide"
-  log "chart shapes: a Role per watched namespace; shards=3 renders 3 Deployments, 3 PodDisruptionBudgets, 3 Leases; Secret snapshots only in secretNamespaces"
+  # Generic routers: get and patch on the listed kinds only, in the controller's rules.
+  rendered=$(render --set 'trafficRouting.generic[0].apiGroup=traefik.io' --set 'trafficRouting.generic[0].resources={traefikservices}')
+  grep -A2 'apiGroups: \["traefik.io"\]' <<< "$rendered" | grep -q 'resources: \["traefikservices"\]' ||
+    die "trafficRouting.generic does not grant its kinds"
+  grep -A2 'apiGroups: \["traefik.io"\]' <<< "$rendered" | grep -q 'verbs: \[get, patch\]$' ||
+    die "trafficRouting.generic grants more than get and patch"
+  grep -q 'traefik.io' <<< "$(render)" && die "without trafficRouting.generic the controller may patch traefik.io"
+  log "chart shapes: a Role per watched namespace; shards=3 renders 3 Deployments, 3 PodDisruptionBudgets, 3 Leases; Secret snapshots only in secretNamespaces; generic router kinds get and patch only"
 }
 
 # run_checkov FRAMEWORK FILE...: fails on a failed check, and on a run that

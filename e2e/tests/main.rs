@@ -7,6 +7,7 @@ mod bluegreen;
 mod canary;
 mod cost;
 mod fuzz;
+mod generic;
 mod health;
 mod hooks;
 mod judge;

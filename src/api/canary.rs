@@ -4,6 +4,7 @@ use kube::core::Rule;
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{Arg, RolloutAnalysis, TemplateRef};
+use super::generic::GenericRouting;
 use super::int_or_percent::{IntOrPercent, MAX_UNAVAILABLE_MESSAGE, MAX_UNAVAILABLE_RULE};
 use super::routes::{SetHeaderRoute, SetMirrorRoute};
 use super::schema::exactly_one_of;
@@ -189,9 +190,9 @@ pub struct BackgroundAnalysis {
 
 /// The JSON name of each field of `TrafficRouting`, one per router. A test
 /// checks it against the struct.
-const ROUTER_FIELDS: [&str; 2] = ["gatewayAPI", "nginx"];
+const ROUTER_FIELDS: [&str; 3] = ["gatewayAPI", "nginx", "generic"];
 
-/// Exactly one router: `spec.strategy.canary.trafficRouting sets exactly one of gatewayAPI or nginx`.
+/// Exactly one router: `spec.strategy.canary.trafficRouting sets exactly one of gatewayAPI, nginx or generic`.
 fn exactly_one_router() -> Rule {
     exactly_one_of(&ROUTER_FIELDS, "spec.strategy.canary.trafficRouting sets")
 }
@@ -207,6 +208,11 @@ pub struct TrafficRouting {
     /// A companion canary Ingress for ingress-nginx, owned by the Release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<NginxRouting>,
+    /// Any object that carries the weights (a Traefik TraefikService, a
+    /// Contour HTTPProxy, an in-house CRD), by declaration: a patch template
+    /// to write them and JSONPaths to read them back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generic: Option<GenericRouting>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]

@@ -4,6 +4,7 @@ mod bluegreen;
 pub mod canary;
 mod crd;
 mod credentials;
+mod generic;
 mod hooks;
 mod int_or_percent;
 mod invalid;
@@ -24,6 +25,7 @@ pub use canary::{
 };
 pub use crd::{crd_files, crds, crds_yaml};
 pub use credentials::{Authentication, Header, SecretKeyRef};
+pub use generic::{GenericRouting, PatchType, WeightPatch, WeightPaths, read_number};
 pub use hooks::{Hook, HookKind, Hooks, HooksStatus};
 pub use int_or_percent::IntOrPercent;
 pub use int_or_percent::{MAX_UNAVAILABLE_MESSAGE, MAX_UNAVAILABLE_RULE};

@@ -28,6 +28,15 @@ pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), Invalid> {
         }
     }
     routes::validate(strategy)?;
+    if let Some(generic) = strategy.traffic_routing.as_ref().and_then(|t| t.generic.as_ref()) {
+        let at = "spec.strategy.canary.trafficRouting.generic";
+        generic
+            .render(0)
+            .map_err(|e| Invalid::new(format!("{at}.patch.template"), e))?;
+        generic
+            .paths()
+            .map_err(|(field, e)| Invalid::new(format!("{at}.weights.{field}"), e))?;
+    }
     let starting = strategy.analysis.as_ref().and_then(|a| a.starting_step).unwrap_or(0);
     if usize::try_from(starting).unwrap_or(0) > strategy.steps.len() {
         return Err(Invalid::new(

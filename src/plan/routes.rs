@@ -47,6 +47,9 @@ pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), Invalid> {
             _ => continue,
         };
         let at = format!("spec.strategy.canary.steps[{index}].{field}");
+        if carries.routes == 0 {
+            return Err(Invalid::new(at, format!("{} carries weights only", carries.router)));
+        }
         if field == "setMirrorRoute" && !carries.mirror {
             return Err(Invalid::new(at, format!("{} cannot mirror requests", carries.router)));
         }
@@ -119,6 +122,16 @@ fn carries(routing: &crate::api::TrafficRouting) -> Carries {
             cookies: true,
             conditions: 1,
             routes: 1,
+        };
+    }
+    if routing.generic.is_some() {
+        return Carries {
+            router: "trafficRouting.generic",
+            mirror: false,
+            query_params: false,
+            cookies: false,
+            conditions: 0,
+            routes: 0,
         };
     }
     let grpc = routing.gateway_api.as_ref().is_some_and(|g| !g.grpc_routes.is_empty());

@@ -8,6 +8,7 @@
 //! one more file, its field in `TrafficRouting`, and one entry in [`ROUTERS`];
 //! the controller builds, watches and maps events through this list alone.
 pub mod gateway_api;
+pub mod generic;
 pub mod nginx;
 
 use futures::future::BoxFuture;
@@ -17,7 +18,7 @@ use kube::api::{ApiResource, GroupVersionKind};
 use crate::api::{Release, TrafficRouting};
 
 /// Every router serin knows, in the order `router` tries them.
-pub const ROUTERS: &[Router] = &[gateway_api::ROUTER, nginx::ROUTER];
+pub const ROUTERS: &[Router] = &[gateway_api::ROUTER, nginx::ROUTER, generic::ROUTER];
 
 /// Why a router cannot report or set a weight.
 #[derive(Debug, thiserror::Error)]

@@ -47,6 +47,12 @@ Secrets (see secret-reader.yaml), no leases (see leader-election.yaml).
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
   verbs: [get, list, watch, create, patch]
+{{- range .Values.trafficRouting.generic }}
+# trafficRouting.generic: read and patch the weights, nothing more.
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources: {{ toJson .resources }}
+  verbs: [get, patch]
+{{- end }}
 # Events on Releases (events.k8s.io, and core events for older clients).
 - apiGroups: [events.k8s.io]
   resources: [events]

@@ -271,6 +271,16 @@ pub struct TrafficRecorder {
 impl TrafficRecorder {
     /// Starts the watches; returns once each has listed the namespace.
     pub async fn start(client: &Client, namespace: &str) -> Self {
+        Self::start_with(client, namespace, None).await
+    }
+
+    /// Also watches the test's own weight-carrying kind (the generic router's):
+    /// `spec.services[]` of `{name, weight}`, as a TraefikService has them.
+    pub async fn start_generic(client: &Client, namespace: &str, kind: &ApiResource) -> Self {
+        Self::start_with(client, namespace, Some(kind)).await
+    }
+
+    async fn start_with(client: &Client, namespace: &str, generic: Option<&ApiResource>) -> Self {
         let records = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         let route_resource = |kind, plural| {
@@ -394,6 +404,11 @@ impl TrafficRecorder {
                 ),
             ),
         ];
+        let mut streams = streams;
+        if let Some(kind) = generic {
+            let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, kind);
+            streams.push(("generic router objects", watch(api, generic_seen)));
+        }
         for (what, mut stream) in streams {
             let records = records.clone();
             let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
@@ -489,6 +504,17 @@ impl TrafficRecorder {
         assert!(violations.is_empty(), "traffic invariants broken: {violations:#?}");
         states
     }
+}
+
+/// The weights of the generic router's test kind: `spec.services[]` by name.
+fn generic_seen(object: &DynamicObject, _gone: bool) -> Option<Seen> {
+    let services = object.data["spec"]["services"].as_array()?;
+    let weight = |name: &str| services.iter().find(|s| s["name"] == name)?["weight"].as_i64();
+    Some(Seen::Route(
+        (weight(STABLE)?, weight(CANARY)?),
+        Vec::new(),
+        Acceptance::default(),
+    ))
 }
 
 /// A Gateway API route: the weights of its first rule of the user's, and the

@@ -226,3 +226,45 @@ fn a_new_revision_starts_its_routes_afresh_and_a_hand_edit_is_put_back() {
     );
     assert_eq!(step(&r), Some(0));
 }
+
+#[test]
+fn a_generic_router_with_a_bad_template_or_path_is_invalid_naming_the_field() {
+    let generic = |template: &str, canary: &str| {
+        json!({ "generic": {
+            "apiVersion": "e2e.serin.dev/v1", "kind": "WeightedBackend", "name": "web",
+            "patch": { "template": template },
+            "weights": { "stable": "$.spec.stable", "canary": canary },
+        } })
+    };
+    let weights = json!([{ "setWeight": 10 }]);
+    let cases = [
+        (
+            generic("{spec: {stable: 90}}", "$.spec.canary"),
+            "spec.strategy.canary.trafficRouting.generic.patch.template: carries neither {{stableWeight}} nor {{canaryWeight}}",
+        ),
+        (
+            generic("{spec: {canary: {{canaryWeight}}", "$.spec.canary"),
+            "spec.strategy.canary.trafficRouting.generic.patch.template: is not JSON or YAML",
+        ),
+        (
+            generic("{spec: {canary: {{canaryWeight}}}}", "spec.canary"),
+            "spec.strategy.canary.trafficRouting.generic.weights.canary: \"spec.canary\" is not a JSONPath",
+        ),
+    ];
+    for (routing, want) in cases {
+        let got = validate(&routed(weights.clone(), routing).spec)
+            .unwrap_err()
+            .to_string();
+        assert!(got.starts_with(want), "{got}\nwant {want}");
+    }
+    let ok = generic(
+        "{spec: {stable: {{stableWeight}}, canary: {{canaryWeight}}}}",
+        "$.spec.canary",
+    );
+    assert_eq!(validate(&routed(weights, ok.clone()).spec), Ok(()));
+    let header = json!([{ "setHeaderRoute": { "name": "t", "match": [{ "headerName": "x", "headerValue": { "exact": "1" } }] } }]);
+    assert_eq!(
+        validate(&routed(header, ok).spec).unwrap_err().to_string(),
+        "spec.strategy.canary.steps[0].setHeaderRoute: trafficRouting.generic carries weights only"
+    );
+}
