@@ -383,13 +383,7 @@ impl Round<'_> {
         let switch_stable = promoting
             && self.new.is_some_and(|c| c.synced)
             && (canary_available >= desired || (!routed && canary_available > 0 && planned_stable == 0));
-        // Like a weight, a route goes on only once status records its step;
-        // it may come off at any time.
-        let mut routes = active_routes(&strategy.steps, index);
-        if !may_raise {
-            let shown = self.traffic.routes.as_deref().unwrap_or_default();
-            routes.retain(|step| shown.contains(step));
-        }
+        let routes = self.routes_to_show(strategy, index, may_raise);
         let plan = self.canary_traffic(routed, promoting, switch_stable, target, may_raise, routes);
         let selected = self.steer(strategy, &plan);
         for (name, count) in replicas {

@@ -3,6 +3,7 @@
 //! in the router's objects by the step that set it, so a router reads back
 //! which steps' routes are in place and checks each against that step.
 use super::Invalid;
+use super::round::Round;
 use crate::api::{CanaryStep, CanaryStrategy, RouteMatch, StringMatch};
 
 /// Indexes of the steps whose routes are in force at step `index`, ascending:
@@ -21,6 +22,20 @@ pub fn active_routes(steps: &[CanaryStep], index: usize) -> Vec<usize> {
         }
     }
     active
+}
+
+impl Round<'_> {
+    /// The routes to have in place after this round at step `index`. Like a
+    /// weight, a route goes on only once status records its step (`recorded`);
+    /// it may come off at any time.
+    pub(super) fn routes_to_show(&self, strategy: &CanaryStrategy, index: usize, recorded: bool) -> Vec<usize> {
+        let mut routes = active_routes(&strategy.steps, index);
+        if !recorded {
+            let shown = self.traffic.routes.as_deref().unwrap_or_default();
+            routes.retain(|step| shown.contains(step));
+        }
+        routes
+    }
 }
 
 /// What a router can carry, checked against the steps.
