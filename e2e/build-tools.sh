@@ -75,6 +75,31 @@ build_gateway-api() {
   rm -rf "$crds.tmp" && mkdir -p "$crds.tmp" && cp "$dir"/config/crd/standard/*.yaml "$crds.tmp/" && mv "$crds.tmp" "$crds"
 }
 
+# Istio's VirtualService and DestinationRule CRDs (no istiod: serin writes the
+# objects, and the e2e suite plays the part of the data plane), cut out of the
+# module's generated file of every Istio CRD.
+build_istio() {
+  local crds=$SERIN_CACHE/istio-$ISTIO_API_VERSION dir file
+  [ -d "$crds" ] && return 0
+  dir=$(cd "$SERIN_CACHE" && GOFLAGS= go mod download -json "istio.io/api@$ISTIO_API_VERSION" |
+    sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  file=$dir/kubernetes/customresourcedefinitions.gen.yaml
+  [ -f "$file" ] || die "istio.io/api $ISTIO_API_VERSION has no kubernetes/customresourcedefinitions.gen.yaml"
+  rm -rf "$crds.tmp" && mkdir -p "$crds.tmp"
+  awk -v dir="$crds.tmp" '
+    function flush() {
+      if (doc ~ /\n  name: (virtualservices|destinationrules)\.networking\.istio\.io\n/) {
+        n++; f = dir "/" n ".yaml"; printf "%s", doc > f; close(f)
+      }
+      doc = ""
+    }
+    /^---$/ { flush(); next }
+    { doc = doc $0 "\n" }
+    END { flush() }' "$file"
+  [ "$(ls "$crds.tmp" | wc -l)" = 2 ] || die "istio.io/api $ISTIO_API_VERSION: VirtualService and DestinationRule CRDs not found"
+  mv "$crds.tmp" "$crds"
+}
+
 # Argo Rollouts' controller and CRDs, for the fleet bench only (not in the
 # default list: a ~7 min build, a ~130 MB binary). v1.10.2 needs a newer Go than
 # the machine's, so this one build lets the module proxy fetch the toolchain.
@@ -92,8 +117,8 @@ build_argo-rollouts() {
   rm -rf "$crds.tmp" && mkdir -p "$crds.tmp" && cp "$dir"/manifests/crds/*-crd.yaml "$crds.tmp/" && mv "$crds.tmp" "$crds"
 }
 
-# Usage: build-tools.sh [kube etcd kwok helm kstatus argocd-lua gateway-api argo-rollouts];
+# Usage: build-tools.sh [kube etcd kwok helm kstatus argocd-lua gateway-api istio argo-rollouts];
 # default: all but argo-rollouts.
-for tool in "${@:-kube etcd kwok helm kstatus argocd-lua gateway-api}"; do
+for tool in "${@:-kube etcd kwok helm kstatus argocd-lua gateway-api istio}"; do
   for t in $tool; do "build_$t"; done
 done

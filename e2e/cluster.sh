@@ -211,6 +211,7 @@ up() {
 
   create_nodes
   kubectl apply --server-side -f "$SERIN_CACHE/gateway-api-$GATEWAY_API_VERSION" >/dev/null
+  kubectl apply --server-side -f "$SERIN_CACHE/istio-$ISTIO_API_VERSION" >/dev/null
   wait_for "$NODES Ready nodes" 60 nodes_ready
   wait_for "the default ServiceAccount" 60 kubectl get serviceaccount default -n default
   kubectl wait --for=condition=Established --timeout=30s crd --all >/dev/null

@@ -18,6 +18,8 @@ KWOK_PORT=${SERIN_KWOK_PORT:-10247}
 
 # The Gateway API CRDs come from the module's config/crd/standard folder.
 GATEWAY_API_VERSION=v1.5.1
+# Istio's VirtualService and DestinationRule CRDs, from istio.io/api's generated file.
+ISTIO_API_VERSION=v1.32.0
 
 log() { printf '[serin-e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -190,7 +190,7 @@ pub struct BackgroundAnalysis {
 
 /// The JSON name of each field of `TrafficRouting`, one per router. A test
 /// checks it against the struct.
-const ROUTER_FIELDS: [&str; 3] = ["gatewayAPI", "nginx", "generic"];
+const ROUTER_FIELDS: [&str; 4] = ["gatewayAPI", "nginx", "istio", "generic"];
 
 /// Exactly one router: `spec.strategy.canary.trafficRouting sets exactly one of gatewayAPI, nginx or generic`.
 fn exactly_one_router() -> Rule {
@@ -208,6 +208,10 @@ pub struct TrafficRouting {
     /// A companion canary Ingress for ingress-nginx, owned by the Release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<NginxRouting>,
+    /// Weights, header and mirror routes in an Istio VirtualService, to the
+    /// two Services or to two subsets of a DestinationRule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub istio: Option<IstioRouting>,
     /// Any object that carries the weights (a Traefik TraefikService, a
     /// Contour HTTPProxy, an in-house CRD), by declaration: a patch template
     /// to write them and JSONPaths to read them back.
@@ -229,6 +233,42 @@ pub struct GatewayApiRouting {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = HTTP_ROUTES_MAX))]
     pub grpc_routes: Vec<HttpRouteRef>,
+}
+
+/// `trafficRouting.istio`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IstioRouting {
+    pub virtual_service: VirtualServiceRef,
+    /// Route to two subsets of one host instead of to the two Services: serin
+    /// keeps each subset's `serin.dev/revision` label on the revision its
+    /// Service selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_rule: Option<DestinationRuleRef>,
+}
+
+/// A VirtualService in the Release's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualServiceRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The `http[].name`s to drive. Absent: every HTTP route with both destinations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub routes: Vec<String>,
+}
+
+/// A DestinationRule in the Release's namespace, and its two subsets.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationRuleRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub stable_subset_name: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub canary_subset_name: String,
 }
 
 /// An HTTPRoute (or GRPCRoute) in the Release's namespace.

@@ -20,8 +20,8 @@ mod workload;
 pub use analysis::*;
 pub use bluegreen::BlueGreenStrategy;
 pub use canary::{
-    BackgroundAnalysis, CanaryStep, CanaryStrategy, GatewayApiRouting, HttpRouteRef, NginxRouting, PauseStep,
-    SetCanaryScale, TrafficRouting,
+    BackgroundAnalysis, CanaryStep, CanaryStrategy, DestinationRuleRef, GatewayApiRouting, HttpRouteRef, IstioRouting,
+    NginxRouting, PauseStep, SetCanaryScale, TrafficRouting, VirtualServiceRef,
 };
 pub use crd::{crd_files, crds, crds_yaml};
 pub use credentials::{Authentication, Header, SecretKeyRef};

@@ -345,7 +345,10 @@ async fn apply(
                     ctx.expectations.wrote(key, written);
                 }
             }
-            Action::Select { service, revision } => traffic::select(ctx, release, service, revision).await?,
+            Action::Select { service, revision } => {
+                traffic::select(ctx, release, service, revision).await?;
+                traffic::selected(router).await?;
+            }
             Action::SetWeight { canary } => traffic::set_weight(router, *canary).await?,
             Action::SetRoutes { steps } => traffic::set_routes(router, steps).await?,
             Action::ScaleWorkload { replicas } => workload::scale(&ctx.client, release, *replicas).await?,

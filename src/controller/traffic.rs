@@ -113,6 +113,14 @@ pub async fn set_weight(router: Option<&dyn TrafficRouter>, canary: i32) -> Resu
     router.set_weight(canary).await.map_err(Error::Traffic)
 }
 
+/// Lets the router follow a Service that now selects another revision.
+pub async fn selected(router: Option<&dyn TrafficRouter>) -> Result<(), Error> {
+    match router {
+        Some(router) => router.selected().await.map_err(Error::Traffic),
+        None => Ok(()),
+    }
+}
+
 /// Puts the header and mirror routes of `steps` in place, and no others.
 pub async fn set_routes(router: Option<&dyn TrafficRouter>, steps: &[usize]) -> Result<(), Error> {
     let Some(router) = router else {

@@ -149,6 +149,16 @@ fn carries(routing: &crate::api::TrafficRouting) -> Carries {
             routes: 0,
         };
     }
+    if routing.istio.is_some() {
+        return Carries {
+            router: "trafficRouting.istio",
+            mirror: true,
+            query_params: true,
+            cookies: true,
+            conditions: usize::MAX,
+            routes: usize::MAX,
+        };
+    }
     let grpc = routing.gateway_api.as_ref().is_some_and(|g| !g.grpc_routes.is_empty());
     Carries {
         router: if grpc {

@@ -9,6 +9,7 @@
 //! the controller builds, watches and maps events through this list alone.
 pub mod gateway_api;
 pub mod generic;
+pub mod istio;
 pub mod nginx;
 
 use futures::future::BoxFuture;
@@ -18,7 +19,7 @@ use kube::api::{ApiResource, GroupVersionKind};
 use crate::api::{Release, TrafficRouting};
 
 /// Every router serin knows, in the order `router` tries them.
-pub const ROUTERS: &[Router] = &[gateway_api::ROUTER, nginx::ROUTER, generic::ROUTER];
+pub const ROUTERS: &[Router] = &[gateway_api::ROUTER, nginx::ROUTER, istio::ROUTER, generic::ROUTER];
 
 /// Why a router cannot report or set a weight.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,11 @@ pub trait TrafficRouter: Send + Sync {
     /// Puts the routes of `steps` (indexes into the canary's steps) in place,
     /// and removes every other route serin added.
     fn set_routes<'a>(&'a self, steps: &'a [usize]) -> BoxFuture<'a, Result<(), RouterError>>;
+    /// A Service now selects another revision: a router that mirrors the
+    /// Services' selection (Istio's DestinationRule subsets) follows at once.
+    fn selected<'a>(&'a self) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// What a router's objects carry now.
@@ -190,6 +196,8 @@ mod tests {
         let routings: Vec<TrafficRouting> = [
             serde_json::json!({ "gatewayAPI": { "httpRoutes": [{ "name": "a" }, { "name": "b" }] } }),
             serde_json::json!({ "nginx": { "ingress": "web" } }),
+            serde_json::json!({ "istio": { "virtualService": { "name": "web" },
+                "destinationRule": { "name": "web", "stableSubsetName": "s", "canarySubsetName": "c" } } }),
         ]
         .into_iter()
         .map(|r| serde_json::from_value(r).unwrap())
@@ -208,7 +216,7 @@ mod tests {
             .iter()
             .map(|routing| ROUTERS.iter().filter(|r| !(r.steers)(routing).is_empty()).count())
             .collect();
-        assert_eq!(steering, [1, 1], "each routing is steered by exactly its router");
+        assert_eq!(steering, [1, 1, 1], "each routing is steered by exactly its router");
         let kinds = watched_kinds();
         for want in [watched(gateway_api::HTTP_ROUTE, false), watched(nginx::INGRESS, true)] {
             assert!(kinds.contains(&want), "{want:?} not in {kinds:?}");
