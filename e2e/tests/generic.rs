@@ -12,7 +12,7 @@ use crate::canary::{paused_at, release};
 use crate::support::operator::{releases, setup};
 use crate::support::rollout::{LIMIT, control, create_services, ready_on, replicas, roll_to_v2};
 use crate::support::traffic::{CANARY, STABLE, TrafficRecorder};
-use crate::support::{from_json, wait_for};
+use crate::support::{assert_quiet, from_json, wait_for};
 
 const GROUP: &str = "e2e.serin.dev";
 
@@ -105,6 +105,7 @@ async fn a_declared_router_drives_a_test_kind_through_a_full_canary() {
     let (v1, v2) = roll_to_v2(&api, &release(5, generic(TEMPLATE))).await;
 
     paused_at(&api, 3).await;
+    assert_quiet(&objects, "web").await;
     let pair = |s: i64, c: i64| vec![(STABLE.to_string(), s), (CANARY.to_string(), c)];
     assert_eq!(weights(&objects).await, pair(40, 60));
     assert_eq!(replicas(&client, &ns.name, &v2).await, 3, "60% of 5, rounded up");

@@ -10,6 +10,7 @@ mod fuzz;
 mod generic;
 mod health;
 mod hooks;
+mod istio;
 mod judge;
 mod plugin;
 mod process;

@@ -12,7 +12,7 @@ use crate::canary::{paused_at, release};
 use crate::support::operator::{releases, setup, wait_condition};
 use crate::support::rollout::{LIMIT, control, create_services, ready_on, roll_to_v2};
 use crate::support::traffic::{CANARY, STABLE, TrafficRecorder};
-use crate::support::{from_json, wait_for};
+use crate::support::{assert_quiet, from_json, wait_for};
 
 fn gateway(kind: &str, plural: &str, client: &Client, ns: &str) -> Api<DynamicObject> {
     let resource =
@@ -78,6 +78,7 @@ async fn http_route_header_and_mirror_rules_live_only_between_their_steps() {
     let (_, v2) = roll_to_v2(&api, &release(4, canary)).await;
 
     paused_at(&api, 3).await;
+    assert_quiet(&routes, "web").await;
     let at_pause = rules(&routes).await;
     assert_eq!(names(&at_pause), ["serin-step2-testers", "serin-step3-shadow", ""]);
     let header = &at_pause[0];
@@ -161,6 +162,7 @@ async fn grpc_route_header_rule_goes_on_abort() {
     });
     let (v1, _) = roll_to_v2(&api, &release(4, canary)).await;
     paused_at(&api, 2).await;
+    assert_quiet(&routes, "web").await;
     let at_pause = rules(&routes).await;
     assert_eq!(names(&at_pause), ["serin-step2-testers", ""]);
     assert_eq!(
@@ -230,6 +232,7 @@ async fn nginx_cookie_then_header_route_on_the_canary_ingress() {
         p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     };
     paused_at(&api, 2).await;
+    assert_quiet(&ingresses, "web-web-canary").await;
     assert_eq!(by().await, pairs(&[("canary-by-cookie", "beta")]));
     control(&ns.name, "promote").await;
     paused_at(&api, 4).await;

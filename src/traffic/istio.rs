@@ -460,7 +460,8 @@ fn route_for(route: &Value, d: &Driven, index: usize, k: usize, step: &CanarySte
         }
     } else if let Some(mirror) = &step.set_mirror_route {
         out["mirror"] = canary["destination"].take();
-        out["mirrorPercentage"] = json!({ "value": f64::from(mirror.percent()) });
+        // A whole number: the API server stores 10.0 as 10, which would read as drift.
+        out["mirrorPercentage"] = json!({ "value": mirror.percent() });
     }
     Ok(out)
 }
@@ -586,7 +587,7 @@ mod tests {
             http[1]["mirror"],
             json!({ "host": "web-canary.shop.svc.cluster.local", "port": { "number": 80 } })
         );
-        assert_eq!(http[1]["mirrorPercentage"], json!({ "value": 25.0 }));
+        assert_eq!(http[1]["mirrorPercentage"], json!({ "value": 25 }));
         assert_eq!(
             (
                 http[2]["route"][0]["weight"].clone(),

@@ -36,13 +36,17 @@ Secrets (see secret-reader.yaml), no leases (see leader-election.yaml).
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch, create, update]
-# Traffic: Service selectors (blue-green, canary), HTTPRoute and GRPCRoute rules, canary
+# Traffic: Service selectors (blue-green, canary), HTTPRoute, GRPCRoute and
+# VirtualService rules, DestinationRule subsets, canary
 # Ingresses; watched so that an outside edit is put back at once.
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, patch]
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes, grpcroutes]
+  verbs: [get, list, watch, patch]
+- apiGroups: [networking.istio.io]
+  resources: [virtualservices, destinationrules]
   verbs: [get, list, watch, patch]
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]

@@ -154,3 +154,20 @@ pub async fn kubectl_apply(namespace: &str, yaml: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Asserts that nothing rewrites the object while the Release waits: a router
+/// whose read-back never matches what it wrote would patch it every round.
+/// Watches for a window longer than the planner's 1 s recheck.
+pub async fn assert_quiet<K>(api: &kube::Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let version = |object: K| object.meta().resource_version.clone();
+    let before = version(api.get(name).await.unwrap());
+    tokio::time::sleep(crate::resilience::QUIET).await;
+    let after = version(api.get(name).await.unwrap());
+    assert_eq!(
+        before, after,
+        "{name} was rewritten while the Release waited at a pause"
+    );
+}

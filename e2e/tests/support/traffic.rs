@@ -41,6 +41,8 @@ enum Seen {
     /// (stable, canary) backendRef weights of the route's first rule of its
     /// own, and the steps (from 1) of the header and mirror rules serin added.
     Route((i64, i64), Vec<usize>, Acceptance),
+    /// The revisions an Istio DestinationRule's stable and canary subsets select.
+    Subsets(Option<String>, Option<String>),
     /// The canary Ingress's weight annotation, and the steps of its header route.
     CanaryIngress(i64, Vec<usize>),
     Release {
@@ -90,6 +92,8 @@ pub struct World {
     /// Steps (from 1) whose header or mirror routes the route carries.
     pub routes: Vec<usize>,
     pub acceptance: Acceptance,
+    /// Istio subsets: the revisions the stable and canary shares reach instead of the Services'.
+    pub subsets: Option<(Option<String>, Option<String>)>,
     pub step: Option<i32>,
     failed: Option<String>,
     caps: Vec<i32>,
@@ -148,7 +152,11 @@ impl World {
             canary_share.max(1)
         };
         for (service, share) in [(STABLE, stable_share), (CANARY, routed_share)] {
-            if let Some(revision) = self.selected(service)
+            let subset = self
+                .subsets
+                .as_ref()
+                .map(|(s, c)| if service == STABLE { s } else { c });
+            if let Some(revision) = subset.map_or_else(|| self.selected(service), Option::as_ref)
                 && share > 0
                 && self.available(revision) == 0
             {
@@ -233,6 +241,7 @@ impl World {
             Seen::Route((stable, canary), routes, acceptance) => {
                 (self.weights, self.routes, self.acceptance) = (Some((stable, canary)), routes, acceptance)
             }
+            Seen::Subsets(stable, canary) => self.subsets = Some((stable, canary)),
             Seen::CanaryIngress(canary, routes) => (self.weights, self.routes) = (Some((100 - canary, canary)), routes),
             Seen::Release {
                 step,
@@ -405,6 +414,31 @@ impl TrafficRecorder {
             ),
         ];
         let mut streams = streams;
+        let istio = |kind, plural| {
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("networking.istio.io", "v1", kind), plural)
+        };
+        streams.push((
+            "VirtualServices",
+            watch(
+                Api::<DynamicObject>::namespaced_with(
+                    client.clone(),
+                    namespace,
+                    &istio("VirtualService", "virtualservices"),
+                ),
+                virtual_service_seen,
+            ),
+        ));
+        streams.push((
+            "DestinationRules",
+            watch(
+                Api::<DynamicObject>::namespaced_with(
+                    client.clone(),
+                    namespace,
+                    &istio("DestinationRule", "destinationrules"),
+                ),
+                destination_rule_seen,
+            ),
+        ));
         if let Some(kind) = generic {
             let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, kind);
             streams.push(("generic router objects", watch(api, generic_seen)));
@@ -504,6 +538,53 @@ impl TrafficRecorder {
         assert!(violations.is_empty(), "traffic invariants broken: {violations:#?}");
         states
     }
+}
+
+/// An Istio VirtualService: the weights of its first HTTP route of the
+/// user's (by destination host, or subset), and the steps of serin's routes.
+fn virtual_service_seen(vs: &DynamicObject, _gone: bool) -> Option<Seen> {
+    let http = vs.data["spec"]["http"].as_array()?;
+    let step_of = |route: &serde_json::Value| -> Option<usize> {
+        route["name"]
+            .as_str()?
+            .strip_prefix("serin-step")?
+            .split('-')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut routes: Vec<usize> = http.iter().filter_map(step_of).collect();
+    routes.dedup();
+    let destinations = http.iter().find(|r| step_of(r).is_none())?["route"].as_array()?;
+    let weight = |stable: bool| {
+        destinations
+            .iter()
+            .find(|d| {
+                let d = &d["destination"];
+                match d["subset"].as_str() {
+                    Some(subset) => (subset == "stable") == stable,
+                    None => d["host"]
+                        .as_str()
+                        .is_some_and(|h| h.split('.').next() == Some(if stable { STABLE } else { CANARY })),
+                }
+            })
+            .map(|d| d["weight"].as_i64().unwrap_or(0))
+    };
+    Some(Seen::Route(
+        (weight(true)?, weight(false)?),
+        routes,
+        Acceptance::default(),
+    ))
+}
+
+/// An Istio DestinationRule with subsets named stable and canary.
+fn destination_rule_seen(dr: &DynamicObject, _gone: bool) -> Option<Seen> {
+    let subsets = dr.data["spec"]["subsets"].as_array()?;
+    let revision = |name: &str| {
+        let subset = subsets.iter().find(|s| s["name"] == name)?;
+        subset["labels"][REVISION_LABEL].as_str().map(String::from)
+    };
+    Some(Seen::Subsets(revision("stable"), revision("canary")))
 }
 
 /// The weights of the generic router's test kind: `spec.services[]` by name.
