@@ -103,6 +103,49 @@ fn manifest(name: &str, base: Base) -> Value {
     })
 }
 
+/// Whole canaries with a router and route steps: routers whose objects are
+/// missing, templates that do not parse, routes a router cannot carry.
+fn routed_canaries() -> Vec<Value> {
+    let routed = |routing: Value, steps: Value| json!({ "stableService": ACTIVE, "canaryService": PREVIEW, "trafficRouting": routing, "steps": steps });
+    let header = json!({ "setHeaderRoute": { "name": "t", "match": [{ "headerName": "x", "headerValue": { "regex": "((" } }] } });
+    let mirror = json!({ "setMirrorRoute": { "name": "m", "percentage": 150 } });
+    let cookie = json!({ "setHeaderRoute": { "name": "c", "match": [{ "cookieName": "b", "cookieValue": "yes" }] } });
+    let generic = |template: &str, path: &str| {
+        json!({ "generic": { "apiVersion": "example.com/v1", "kind": "Thing", "name": "t",
+            "patch": { "type": "json", "template": template }, "weights": { "stable": path, "canary": path } } })
+    };
+    vec![
+        routed(
+            json!({ "gatewayAPI": { "grpcRoutes": [{ "name": "g" }] } }),
+            json!([header, { "pause": {} }]),
+        ),
+        routed(
+            json!({ "gatewayAPI": { "httpRoutes": [{ "name": "h" }] } }),
+            json!([mirror]),
+        ),
+        routed(
+            json!({ "nginx": { "ingress": "i" } }),
+            json!([cookie, { "setHeaderRoute": { "name": "d", "match": [{ "queryParamName": "q", "queryParamValue": { "exact": "1" } }] } }]),
+        ),
+        routed(
+            json!({ "istio": { "virtualService": { "name": "v", "routes": ["missing"] } } }),
+            json!([{ "setMirrorRoute": { "name": "m" } }, { "setWeight": 50 }]),
+        ),
+        routed(
+            generic("{not: a list, w: {{canaryWeight}}}", "$.spec.w"),
+            json!([{ "setWeight": 10 }]),
+        ),
+        routed(
+            generic("[{op: replace, path: /spec/w, value: {{canaryWeight}}}]", "$..["),
+            json!([{ "setWeight": 10 }]),
+        ),
+        routed(
+            generic("[{op: replace, path: /spec/w, value: {{canaryWeight}}}]", "$.spec.w"),
+            json!([header]),
+        ),
+    ]
+}
+
 /// Values that are wrong almost anywhere: wrong types, extremes, odd strings.
 fn anything() -> Vec<Value> {
     vec![
@@ -397,6 +440,7 @@ fn targets(base: Base) -> Vec<(&'static str, Vec<Value>)> {
             ));
             targets.push(("/spec/strategy/canary/stableService", names()));
             targets.push(("/spec/strategy/canary/analysis/startingStep", vec![json!(7), json!(-1)]));
+            targets.push(("/spec/strategy/canary", routed_canaries()));
         }
         Base::BlueGreen => {
             targets.push(("/spec/strategy/blueGreen/activeService", names()));

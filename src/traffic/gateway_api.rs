@@ -98,7 +98,7 @@ impl GatewayApi {
     async fn get(&self, kind: &ObjectKind, name: &str) -> Result<Value, RouterError> {
         match self.api(kind).get(name).await {
             Ok(route) => Ok(serde_json::to_value(&route).map_err(kube::Error::SerdeError)?),
-            Err(kube::Error::Api(status)) if status.is_not_found() => Err(RouterError::Misconfigured(
+            Err(kube::Error::Api(status)) if super::not_found(&status) => Err(RouterError::Misconfigured(
                 not_found_message(&status, kind, name, &self.namespace),
             )),
             Err(e) => Err(e.into()),

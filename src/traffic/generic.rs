@@ -60,7 +60,7 @@ impl Generic {
     async fn get(&self) -> Result<Value, RouterError> {
         match self.api.get(&self.routing.name).await {
             Ok(object) => Ok(serde_json::to_value(&object).map_err(kube::Error::SerdeError)?),
-            Err(kube::Error::Api(status)) if status.is_not_found() => Err(RouterError::Misconfigured(format!(
+            Err(kube::Error::Api(status)) if super::not_found(&status) => Err(RouterError::Misconfigured(format!(
                 "trafficRouting.generic: {} not found in namespace {:?} (or its kind is not served; set plural if it is not {:?})",
                 self.describe(),
                 self.namespace,

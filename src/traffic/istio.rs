@@ -91,7 +91,7 @@ impl Istio {
     async fn get(&self, kind: &ObjectKind, name: &str) -> Result<Value, RouterError> {
         match self.api(kind).get(name).await {
             Ok(object) => Ok(serde_json::to_value(&object).map_err(kube::Error::SerdeError)?),
-            Err(kube::Error::Api(status)) if status.is_not_found() => Err(RouterError::Misconfigured(format!(
+            Err(kube::Error::Api(status)) if super::not_found(&status) => Err(RouterError::Misconfigured(format!(
                 "{} {name:?} not found in namespace {:?} (or Istio's CRDs are not installed)",
                 kind.kind, self.namespace
             ))),

@@ -153,6 +153,13 @@ fn distinct<'a>(watches: impl Iterator<Item = &'a Watched>) -> Vec<Watched> {
     kinds
 }
 
+/// A 404: the object is missing, or its kind is not served at all. kube's
+/// `is_not_found` wants the NotFound reason, which the API server's plain-text
+/// 404 for an unserved kind (a CRD not installed) lacks.
+pub(crate) fn not_found(status: &kube::core::Status) -> bool {
+    status.code == 404
+}
+
 /// The two Services a router splits traffic between.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Services {
@@ -178,6 +185,16 @@ mod tests {
 
     fn watched(kind: ObjectKind, labelled: bool) -> Watched {
         Watched { kind, labelled }
+    }
+
+    #[test]
+    fn a_plain_404_is_not_found_though_kube_does_not_say_so() {
+        let plain = kube::core::Status::failure("404 page not found", "Failed to parse error data").with_code(404);
+        assert!(!plain.is_not_found(), "kube's own check, which missed an unserved kind");
+        assert!(not_found(&plain));
+        assert!(!not_found(
+            &kube::core::Status::failure("forbidden", "Forbidden").with_code(403)
+        ));
     }
 
     #[test]
