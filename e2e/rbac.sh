@@ -24,7 +24,9 @@ log "installing charts/serin into $NAMESPACE"
 # A namespace left terminating by an earlier run refuses new objects.
 kubectl wait --for=delete "namespace/$NAMESPACE" --timeout=60s >/dev/null 2>&1 || true
 kubectl create namespace "$NAMESPACE" >/dev/null
-helm upgrade --install "$RELEASE" charts/serin -n "$NAMESPACE" >/dev/null
+# The generic router's test kind, as a user would grant theirs.
+helm upgrade --install "$RELEASE" charts/serin -n "$NAMESPACE" \
+  --set 'trafficRouting.generic[0].apiGroup=e2e.serin.dev' --set 'trafficRouting.generic[0].resources={weightedbackends}' >/dev/null
 
 # The chart's roles: no wildcards anywhere.
 rendered=$(helm template "$RELEASE" charts/serin -n "$NAMESPACE")
@@ -55,6 +57,12 @@ expect yes patch deployments.apps --subresource=scale -n default
 expect no patch deployments.apps -n default
 expect yes get leases.coordination.k8s.io/serin-controller -n "$NAMESPACE"
 expect no get leases.coordination.k8s.io -n default
+expect yes patch grpcroutes.gateway.networking.k8s.io -n default
+expect yes patch virtualservices.networking.istio.io -n default
+expect yes patch destinationrules.networking.istio.io -n default
+expect no delete virtualservices.networking.istio.io -n default
+expect yes patch weightedbackends.e2e.serin.dev -n default
+expect no list weightedbackends.e2e.serin.dev -n default
 
 log "a kubeconfig holding a token of the chart's ServiceAccount"
 token_kubeconfig "$NAMESPACE" "$RELEASE" "$kubeconfig"
@@ -76,4 +84,4 @@ log "Lease taken and released as $SA"
 
 log "rolling, canary, blue-green, hook and config-snapshot scenarios with the controller as the ServiceAccount"
 SERIN_E2E_CONTROLLER_KUBECONFIG=$kubeconfig \
-  cargo test --features e2e --test e2e -- --test-threads=4 release:: canary:: bluegreen:: hooks:: snapshots::a_configmap workload::
+  cargo test --features e2e --test e2e -- --test-threads=4 release:: canary:: bluegreen:: hooks:: snapshots::a_configmap workload:: routes:: istio:: generic:: acceptance::

@@ -38,8 +38,9 @@ if [ "${SERIN_KIND_BUILD:-1}" != 0 ]; then
 fi
 kind load docker-image "$controller_image" "$demo_image" --name "$name"
 
-"$SERIN_REPO/e2e/build-tools.sh" helm gateway-api  # the same pins as the local cluster
+"$SERIN_REPO/e2e/build-tools.sh" helm gateway-api istio  # the same pins as the local cluster
 kubectl apply --server-side -f "$SERIN_CACHE/gateway-api-$GATEWAY_API_VERSION"
+kubectl apply --server-side -f "$SERIN_CACHE/istio-$ISTIO_API_VERSION"
 
 # The tag stays `dev` from build to build, so the image's ID goes into a pod
 # annotation: the controller's pods are replaced exactly when the image changed.

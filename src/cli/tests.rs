@@ -862,6 +862,7 @@ fn the_guides_examples_lint_clean() {
             include_str!("../../docs/config-snapshots.md"),
         ),
         ("docs/workload-ref.md", include_str!("../../docs/workload-ref.md")),
+        ("docs/traffic.md", include_str!("../../docs/traffic.md")),
     ];
     for (path, guide) in guides {
         let start = guide.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
