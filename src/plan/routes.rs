@@ -53,7 +53,14 @@ pub(super) struct Carries {
 /// Checks every route step against what the chosen router carries.
 pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), Invalid> {
     let Some(carries) = strategy.traffic_routing.as_ref().map(carries) else {
-        return Ok(());
+        // The schema refuses this too; the planner must not wait on routes no router shows.
+        return match strategy.steps.iter().position(|s| s.route_name().is_some()) {
+            Some(index) => Err(Invalid::new(
+                format!("spec.strategy.canary.steps[{index}]"),
+                "setHeaderRoute and setMirrorRoute need spec.strategy.canary.trafficRouting",
+            )),
+            None => Ok(()),
+        };
     };
     for (index, step) in strategy.steps.iter().enumerate() {
         let (field, matches) = match (&step.set_header_route, &step.set_mirror_route) {
