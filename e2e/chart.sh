@@ -187,13 +187,16 @@ cmd_shapes() {
   [ "$(grep -c 'kind: ClusterRoleBinding' <<< "$(render --set configSnapshots.secrets=true)")" = "$(grep -c 'kind: ClusterRoleBinding' <<< "$(render)")" ] ||
     die "configSnapshots.secrets binds something cluster-wide"
   # Generic routers: get and patch on the listed kinds only, in the controller's rules.
-  rendered=$(render --set 'trafficRouting.generic[0].apiGroup=traefik.io' --set 'trafficRouting.generic[0].resources={traefikservices}')
-  grep -A2 'apiGroups: \["traefik.io"\]' <<< "$rendered" | grep -q 'resources: \["traefikservices"\]' ||
+  rendered=$(render --set 'trafficRouting.generic[0].apiGroup=traefik.io' --set 'trafficRouting.generic[0].version=v1alpha1' \
+    --set 'trafficRouting.generic[0].resources={traefikservices,middlewares}')
+  grep -A2 'apiGroups: \["traefik.io"\]' <<< "$rendered" | grep -q 'resources: \["traefikservices","middlewares"\]' ||
     die "trafficRouting.generic does not grant its kinds"
-  grep -A2 'apiGroups: \["traefik.io"\]' <<< "$rendered" | grep -q 'verbs: \[get, patch\]$' ||
-    die "trafficRouting.generic grants more than get and patch"
+  grep -A2 'apiGroups: \["traefik.io"\]' <<< "$rendered" | grep -q 'verbs: \[get, list, watch, patch\]$' ||
+    die "trafficRouting.generic grants more than get, list, watch and patch"
+  grep -q -- '- --watch-generic=traefik.io/v1alpha1/traefikservices,traefik.io/v1alpha1/middlewares$' <<< "$rendered" ||
+    die "trafficRouting.generic does not watch its kinds"
   grep -q 'traefik.io' <<< "$(render)" && die "without trafficRouting.generic the controller may patch traefik.io"
-  log "chart shapes: a Role per watched namespace; shards=3 renders 3 Deployments, 3 PodDisruptionBudgets, 3 Leases; Secret snapshots only in secretNamespaces; generic router kinds get and patch only"
+  log "chart shapes: a Role per watched namespace; shards=3 renders 3 Deployments, 3 PodDisruptionBudgets, 3 Leases; Secret snapshots only in secretNamespaces; generic router kinds get, list, watch and patch only, and watched"
 }
 
 # run_checkov FRAMEWORK FILE...: fails on a failed check, and on a run that

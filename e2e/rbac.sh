@@ -26,7 +26,8 @@ kubectl wait --for=delete "namespace/$NAMESPACE" --timeout=60s >/dev/null 2>&1 |
 kubectl create namespace "$NAMESPACE" >/dev/null
 # The generic router's test kind, as a user would grant theirs.
 helm upgrade --install "$RELEASE" charts/serin -n "$NAMESPACE" \
-  --set 'trafficRouting.generic[0].apiGroup=e2e.serin.dev' --set 'trafficRouting.generic[0].resources={weightedbackends}' >/dev/null
+  --set 'trafficRouting.generic[0].apiGroup=e2e.serin.dev' --set 'trafficRouting.generic[0].version=v1' \
+  --set 'trafficRouting.generic[0].resources={weightedbackends}' >/dev/null
 
 # The chart's roles: no wildcards anywhere.
 rendered=$(helm template "$RELEASE" charts/serin -n "$NAMESPACE")
@@ -62,7 +63,7 @@ expect yes patch virtualservices.networking.istio.io -n default
 expect yes patch destinationrules.networking.istio.io -n default
 expect no delete virtualservices.networking.istio.io -n default
 expect yes patch weightedbackends.e2e.serin.dev -n default
-expect no list weightedbackends.e2e.serin.dev -n default
+expect no delete weightedbackends.e2e.serin.dev -n default
 
 log "a kubeconfig holding a token of the chart's ServiceAccount"
 token_kubeconfig "$NAMESPACE" "$RELEASE" "$kubeconfig"

@@ -81,6 +81,17 @@ struct ControllerArgs {
         value_name = "NAMESPACE"
     )]
     snapshot_secrets_in: Vec<String>,
+    /// Kinds that Releases' `trafficRouting.generic` drives, watched so that a
+    /// hand edit of their weights is put back at once, as
+    /// `group/version/resource` (e.g. `traefik.io/v1alpha1/traefikservices`).
+    /// Needs list and watch on them (the chart's `trafficRouting.generic`).
+    #[arg(
+        long,
+        env = "SERIN_WATCH_GENERIC",
+        value_delimiter = ',',
+        value_name = "GROUP/VERSION/RESOURCE"
+    )]
+    watch_generic: Vec<String>,
     /// Requests per second the controller sends to the API server, on average
     /// (the Lease's renewals are not counted against it).
     #[arg(long, env = "SERIN_KUBE_API_QPS", default_value_t = 200.0)]
@@ -173,6 +184,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 health_addr: args.health_addr,
                 lease,
                 snapshot_secrets_in: args.snapshot_secrets_in.clone(),
+                watch_generic: args.watch_generic.clone(),
             };
             controller::run(clients, metrics, options).await?;
         }

@@ -9,12 +9,13 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use crate::canary::{paused_at, release};
-use crate::support::operator::{releases, setup};
+use crate::support::operator::{releases, setup, setup_with};
 use crate::support::rollout::{LIMIT, control, create_services, ready_on, replicas, roll_to_v2};
 use crate::support::traffic::{CANARY, STABLE, TrafficRecorder};
 use crate::support::{assert_quiet, from_json, wait_for};
 
 const GROUP: &str = "e2e.serin.dev";
+const WATCH: &str = "--watch-generic=e2e.serin.dev/v1/weightedbackends";
 
 fn kind() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -91,8 +92,9 @@ async fn weights(api: &Api<DynamicObject>) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn a_declared_router_drives_a_test_kind_through_a_full_canary() {
-    let (client, ns, _controller) = setup("generic-router").await;
-    install_crd(&client).await;
+    // The CRD first: the controller watches the kind only if it is served at start.
+    install_crd(&crate::support::client().await).await;
+    let (client, ns, _controller) = setup_with("generic-router", &[WATCH]).await;
     create_services(&client, &ns.name, &[STABLE, CANARY]).await;
     let objects: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &kind());
     let object: DynamicObject = from_json(json!({
@@ -124,6 +126,17 @@ async fn a_declared_router_drives_a_test_kind_through_a_full_canary() {
         }
     }
     assert_eq!(seen, [(100, 0), (80, 20), (40, 60), (100, 0)]);
+
+    // Watched, a hand edit of the weights is put back at once.
+    let edit = json!({ "spec": { "services": [{ "name": STABLE, "weight": 0 }, { "name": CANARY, "weight": 100 }] } });
+    objects
+        .patch("web", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    wait_for("the weights put back", std::time::Duration::from_secs(5), || async {
+        (weights(&objects).await == pair(100, 0)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -141,6 +141,8 @@ pub struct Options {
     /// Watch the Secrets of these namespaces, for Releases that snapshot them
     /// (`configSnapshots.secrets`).
     pub snapshot_secrets_in: Vec<String>,
+    /// The `group/version/resource`s of `trafficRouting.generic` kinds to watch.
+    pub watch_generic: Vec<String>,
 }
 
 /// Runs until SIGTERM or Ctrl-C (Ok), or until the Lease is lost (Err).
@@ -319,6 +321,7 @@ async fn lead(
         namespaces,
         releases.clone(),
         &options.snapshot_secrets_in,
+        &options.watch_generic,
     )
     .await;
     let stopping = wait_for(shutdown.clone());

@@ -130,6 +130,7 @@ pub async fn watch(
     namespaces: &[String],
     releases: Store<CachedRelease>,
     secrets_in: &[String],
+    generic: &[String],
 ) -> impl Stream<Item = Result<ObjectRef<CachedRelease>, watcher::Error>> + Send + 'static {
     let mut all: Vec<Triggers> = scope::apis::<Service>(client, namespaces)
         .into_iter()
@@ -189,7 +190,49 @@ pub async fn watch(
             ),
         }
     }
+    for text in generic {
+        let Some(resource) = traffic::generic::watched(text) else {
+            tracing::warn!("not watching {text:?}: --watch-generic takes group/version/resource");
+            continue;
+        };
+        let apis = scope::dynamic_apis(client, namespaces, &resource);
+        let Some(first) = apis.first() else { continue };
+        if let Err(error) = first.list_metadata(&ListParams::default().limit(1)).await {
+            tracing::info!(%error, "not watching {text}: it is not served, or not listable");
+            continue;
+        }
+        all.extend(apis.into_iter().map(|objects| {
+            let resource = resource.clone();
+            triggers(objects, releases.clone(), move |store, object: &DynamicObject| {
+                releases_driving(store, &resource, object)
+            })
+        }));
+    }
     futures::stream::select_all(all)
+}
+
+/// The Releases whose `trafficRouting.generic` drives the object.
+fn releases_driving(
+    releases: &Store<CachedRelease>,
+    resource: &kube::api::ApiResource,
+    object: &DynamicObject,
+) -> Vec<ObjectRef<CachedRelease>> {
+    let (namespace, name) = (object.namespace(), object.name_any());
+    releases
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == namespace && r.spec_mentions(&name))
+        .filter(|r| {
+            r.release().is_ok_and(|release| {
+                let canary = release.spec.strategy.canary.as_ref();
+                let generic = canary
+                    .and_then(|c| c.traffic_routing.as_ref())
+                    .and_then(|t| t.generic.as_ref());
+                generic.is_some_and(|g| traffic::generic::drives(g, resource, &name))
+            })
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
 }
 
 #[cfg(test)]

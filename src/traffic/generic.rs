@@ -2,8 +2,9 @@
 //! declaration. The Release names the object, a patch template writing the
 //! two weights and JSONPaths reading them back (see `api::GenericRouting`);
 //! a Traefik TraefikService, a Contour HTTPProxy or an in-house CRD need no
-//! code here and no plugin. The kind is only known at run time, so it is not
-//! watched: a hand edit of the weights is put back at the Release's next round.
+//! code here and no plugin. The kind is only known at run time: the controller
+//! watches the ones its `--watch-generic` names, so that a hand edit of the
+//! weights is put back at once; others at the Release's next round.
 use futures::future::BoxFuture;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -27,8 +28,34 @@ pub struct Generic {
     routing: GenericRouting,
 }
 
+/// The resource `--watch-generic` names, `group/version/resource` (a core
+/// kind: `version/resource`).
+pub fn watched(text: &str) -> Option<ApiResource> {
+    let parts: Vec<&str> = text.trim().split('/').collect();
+    let (group, version, plural) = match parts.as_slice() {
+        [group, version, plural] => (*group, *version, *plural),
+        [version, plural] => ("", *version, *plural),
+        _ => return None,
+    };
+    if version.is_empty() || plural.is_empty() {
+        return None;
+    }
+    let mut resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, ""), plural);
+    resource.kind.clear();
+    Some(resource)
+}
+
+/// Whether `routing` drives the object `name` of `resource`.
+pub fn drives(routing: &GenericRouting, resource: &ApiResource, name: &str) -> bool {
+    let own = self::resource(routing);
+    own.group == resource.group
+        && own.version == resource.version
+        && own.plural == resource.plural
+        && routing.name == name
+}
+
 /// The object's resource, from `apiVersion` and `kind` (and `plural` if given).
-fn resource(routing: &GenericRouting) -> ApiResource {
+pub fn resource(routing: &GenericRouting) -> ApiResource {
     let (group, version) = routing
         .api_version
         .rsplit_once('/')
@@ -170,6 +197,22 @@ mod tests {
         ];
         for (object, want) in cases {
             assert_eq!(shown_weight(&routing(), &object), Ok(want), "{object}");
+        }
+    }
+
+    #[test]
+    fn a_watched_kind_is_group_version_resource_and_matches_the_routings_naming_it() {
+        let watched = watched("e2e.serin.dev/v1/weightedbackends").unwrap();
+        assert!(drives(&routing(), &watched, "web"));
+        assert!(!drives(&routing(), &watched, "other"));
+        assert!(!drives(
+            &routing(),
+            &super::watched("e2e.serin.dev/v2/weightedbackends").unwrap(),
+            "web"
+        ));
+        assert_eq!(super::watched("v1/configmaps").map(|r| r.group), Some(String::new()));
+        for bad in ["", "weightedbackends", "a/b/c/d", "g//r"] {
+            assert!(super::watched(bad).is_none(), "{bad:?}");
         }
     }
 

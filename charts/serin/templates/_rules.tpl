@@ -52,10 +52,10 @@ Secrets (see secret-reader.yaml), no leases (see leader-election.yaml).
   resources: [ingresses]
   verbs: [get, list, watch, create, patch]
 {{- range .Values.trafficRouting.generic }}
-# trafficRouting.generic: read and patch the weights, nothing more.
+# trafficRouting.generic: read, watch and patch the weights, nothing more.
 - apiGroups: [{{ .apiGroup | quote }}]
   resources: {{ toJson .resources }}
-  verbs: [get, patch]
+  verbs: [get, list, watch, patch]
 {{- end }}
 # Events on Releases (events.k8s.io, and core events for older clients).
 - apiGroups: [events.k8s.io]

@@ -118,10 +118,15 @@ impl ControllerProcess {
 
 /// Everything a test needs: namespace, CRDs, its own controller.
 pub async fn setup(test: &str) -> (Client, TestNamespace, ControllerProcess) {
+    setup_with(test, &[]).await
+}
+
+/// [`setup`], with extra flags for the controller.
+pub async fn setup_with(test: &str, flags: &[&str]) -> (Client, TestNamespace, ControllerProcess) {
     let client = client().await;
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, test).await;
-    let controller = ControllerProcess::start(&ns.name).await;
+    let controller = ControllerProcess::start_with(&ns.name, "", flags).await;
     (client, ns, controller)
 }
 
