@@ -51,7 +51,7 @@ CASES=(
   "default|"
   "namespaced|--set watchNamespaces={serin-chart-apps} --set secretNamespaces={serin-chart-apps}"
   "sharded|--set shards=2 --set watchNamespaces={serin-chart-apps,serin-chart-payments}"
-  "extras|--set secretNamespaces={serin-chart-apps,serin-chart-payments} --set configSnapshots.secrets=true --set networkPolicy.enabled=true --set networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.name=monitoring --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set image.pullPolicy=Always --set resources.limits.cpu=1 --set crds.applyOnStart=true"
+  "extras|--set secretNamespaces={serin-chart-apps,serin-chart-payments} --set configSnapshots.secrets=true --set networkPolicy.enabled=true --set networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.name=monitoring --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set image.pullPolicy=Always --set resources.limits.cpu=1 --set crds.applyOnStart=true --set trafficRouting.generic[0].apiGroup=traefik.io --set trafficRouting.generic[0].version=v1alpha1 --set trafficRouting.generic[0].resources={traefikservices}"
 )
 # Linted and checked, but not dry-run: the local cluster has no Prometheus
 # Operator CRDs, so the server would reject the ServiceMonitor.
