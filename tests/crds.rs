@@ -455,7 +455,7 @@ fn cel_rejects_bad_canaries() {
         ),
         (
             json!({ "trafficRouting": { "nginx": { "ingress": "web" } } }),
-            "spec.strategy.canary.trafficRouting sets exactly one of gatewayAPI, nginx or generic",
+            "spec.strategy.canary.trafficRouting sets exactly one of gatewayAPI, nginx, istio or generic",
         ),
         (
             json!({ "steps": [{ "setCanaryScale": { "replicas": 1, "weight": 5 } }] }),

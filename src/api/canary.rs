@@ -192,7 +192,7 @@ pub struct BackgroundAnalysis {
 /// checks it against the struct.
 const ROUTER_FIELDS: [&str; 4] = ["gatewayAPI", "nginx", "istio", "generic"];
 
-/// Exactly one router: `spec.strategy.canary.trafficRouting sets exactly one of gatewayAPI, nginx or generic`.
+/// Exactly one router: `spec.strategy.canary.trafficRouting sets exactly one of gatewayAPI, nginx, istio or generic`.
 fn exactly_one_router() -> Rule {
     exactly_one_of(&ROUTER_FIELDS, "spec.strategy.canary.trafficRouting sets")
 }

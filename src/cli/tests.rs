@@ -721,7 +721,7 @@ mod lint {
                     json!({ "stableService": "web", "canaryService": "web-canary", "trafficRouting": {
                     "nginx": { "ingress": "web" }, "gatewayAPI": { "httpRoutes": [{ "name": "web" }] } } }),
                 ),
-                "sets exactly one of gatewayAPI, nginx or generic",
+                "sets exactly one of gatewayAPI, nginx, istio or generic",
             ),
             (
                 canary(json!({ "stableService": "web", "canaryService": "web" })),
