@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::canary::{create_route, gateway_canary, paused_at, release};
 use crate::support::gateway::StandInGateway;
-use crate::support::operator::{releases, setup, wait_condition};
+use crate::support::operator::{releases, setup};
 use crate::support::rollout::{LIMIT, control, create_services, ready_on, replicas, roll_to_v2, wait_replicas};
 use crate::support::traffic::{CANARY, STABLE, TrafficRecorder};
 use crate::support::wait_for;
@@ -94,13 +94,19 @@ async fn a_silent_gateway_holds_the_scale_down_and_the_release_says_why() {
 
     gateway.go_silent();
     control(&ns.name, "promote").await;
-    wait_condition(&api, "web", "Progressing", "True", Some("TrafficNotAccepted"), LIMIT).await;
     let held = wait_for("the hold past the timeout", LIMIT, || async {
-        let release = api.get("web").await.ok()?;
-        let message = release.status?.message?;
-        message.starts_with("Holding:").then_some(message)
+        let status = api.get("web").await.ok()?.status?;
+        let progressing = status.conditions.iter().find(|c| c.type_ == "Progressing")?;
+        (progressing.reason == "TrafficNotAccepted" && progressing.message.starts_with("Holding:"))
+            .then(|| (progressing.message.clone(), status.phase))
     })
     .await;
+    let (held, phase) = held;
+    assert_eq!(
+        phase,
+        Some(serin::api::Phase::Healthy),
+        "promoted; only the old revision's scale-down waits"
+    );
     eprintln!("held: {held}");
     assert!(held.contains("accepted only generation"), "{held}");
     assert!(held.contains("stand-in-gateway"), "{held}");

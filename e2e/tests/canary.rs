@@ -38,7 +38,7 @@ pub(crate) async fn create_route(client: &Client, ns: &str) {
     let route: DynamicObject = from_json(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": { "name": "web" },
-        "spec": { "rules": [{ "backendRefs": [
+        "spec": { "parentRefs": [{ "name": "gw" }], "rules": [{ "backendRefs": [
             { "name": STABLE, "port": 80, "weight": 100 },
             { "name": CANARY, "port": 80, "weight": 0 }
         ] }] }

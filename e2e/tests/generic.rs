@@ -158,10 +158,7 @@ async fn a_bad_patch_template_is_invalid_spec_naming_the_field_and_nothing_moves
     })
     .await;
     eprintln!("InvalidSpec: {message}");
-    assert!(
-        message.contains("carries neither {{stableWeight}} nor {{canaryWeight}}"),
-        "{message}"
-    );
+    assert!(message.contains("lacks {{stableWeight}}"), "{message}");
     let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns.name);
     assert!(
         replica_sets.list(&Default::default()).await.unwrap().items.is_empty(),

@@ -69,8 +69,12 @@ impl GenericRouting {
     pub fn render(&self, canary: i32) -> Result<Value, String> {
         let canary = canary.clamp(0, 100);
         let template = &self.patch.template;
-        if !template.contains(STABLE_WEIGHT) && !template.contains(CANARY_WEIGHT) {
-            return Err(format!("carries neither {STABLE_WEIGHT} nor {CANARY_WEIGHT}"));
+        for placeholder in [STABLE_WEIGHT, CANARY_WEIGHT] {
+            if !template.contains(placeholder) {
+                return Err(format!(
+                    "lacks {placeholder}: serin writes both weights, which sum to 100"
+                ));
+            }
         }
         let text = template
             .replace(STABLE_WEIGHT, &(100 - canary).to_string())
@@ -79,14 +83,11 @@ impl GenericRouting {
         match self.patch.patch_type {
             PatchType::Merge if !patch.is_object() => Err("a merge patch must be an object".into()),
             PatchType::Json => {
-                let ops = patch.as_array().ok_or("a JSON patch must be a list of operations")?;
-                for (i, op) in ops.iter().enumerate() {
-                    if op.get("op").and_then(Value::as_str).is_none()
-                        || op.get("path").and_then(Value::as_str).is_none()
-                    {
-                        return Err(format!("operation {i} needs op and path"));
-                    }
+                if !patch.is_array() {
+                    return Err("a JSON patch must be a list of operations".into());
                 }
+                serde_json::from_value::<json_patch::Patch>(patch.clone())
+                    .map_err(|e| format!("is not a JSON patch (RFC 6902): {e}"))?;
                 Ok(patch)
             }
             PatchType::Merge => Ok(patch),
@@ -142,37 +143,49 @@ mod tests {
         );
         let json = routing(
             "json",
-            r#"[{"op": "replace", "path": "/spec/weight", "value": {{canaryWeight}}}]"#,
+            r#"[{"op": "replace", "path": "/spec/c", "value": {{canaryWeight}}}, {"op": "replace", "path": "/spec/s", "value": {{stableWeight}}}]"#,
         );
         assert_eq!(json.render(5).unwrap()[0]["value"], 5);
     }
 
     #[test]
     fn a_bad_template_or_path_says_what_is_wrong() {
+        let both = "{{canaryWeight}}, s: {{stableWeight}}";
         let cases = [
+            (routing("merge", "spec: {weight: 1}"), "lacks {{stableWeight}}"),
             (
-                routing("merge", "spec: {weight: 1}"),
-                "carries neither {{stableWeight}} nor {{canaryWeight}}",
+                routing("merge", "spec: {weight: {{canaryWeight}}}"),
+                "lacks {{stableWeight}}",
             ),
             (
-                routing("merge", "[{{canaryWeight}}]"),
+                routing("merge", "[{{canaryWeight}}, {{stableWeight}}]"),
                 "a merge patch must be an object",
             ),
             (
-                routing("json", "{w: {{canaryWeight}}}"),
+                routing("json", &format!("{{w: {both}}}")),
                 "a JSON patch must be a list of operations",
             ),
             (
-                routing("json", "[{op: add, value: {{canaryWeight}}}]"),
-                "operation 0 needs op and path",
+                routing(
+                    "json",
+                    "[{op: add, value: {{canaryWeight}}}, {op: add, path: /s, value: {{stableWeight}}}]",
+                ),
+                "is not a JSON patch (RFC 6902)",
             ),
-            (routing("merge", "{w: {{canaryWeight}}"), "is not JSON or YAML"),
+            (
+                routing(
+                    "json",
+                    "[{op: frob, path: /w, value: {{canaryWeight}}}, {op: add, path: /s, value: {{stableWeight}}}]",
+                ),
+                "is not a JSON patch (RFC 6902)",
+            ),
+            (routing("merge", &format!("{{w: {both}")), "is not JSON or YAML"),
         ];
         for (generic, want) in cases {
             let got = generic.render(10).unwrap_err();
             assert!(got.starts_with(want), "{got}");
         }
-        let mut bad = routing("merge", "{w: {{canaryWeight}}}");
+        let mut bad = routing("merge", "{w: {{canaryWeight}}, s: {{stableWeight}}}");
         bad.weights.canary = "spec.weight".into();
         assert_eq!(bad.paths().unwrap_err().0, "canary");
     }

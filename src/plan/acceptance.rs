@@ -9,9 +9,9 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Action;
+use super::conditions::{self, PROGRESSING};
 use super::reason::Reason;
 use super::round::Round;
-use crate::api::Phase;
 
 /// How a held round's message starts once the timeout is over: one Warning per hold.
 const HOLDING: &str = "Holding:";
@@ -20,10 +20,13 @@ impl Round<'_> {
     /// Drops this round's scale-downs while the route is not accepted, or
     /// when this round changes it, and says why on the conditions.
     pub(super) fn hold_unaccepted_scale_downs(&mut self) {
-        let writes_route = self
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::SetWeight { .. } | Action::SetRoutes { .. }));
+        // A Service switch counts: a DestinationRule's subsets follow it.
+        let writes_route = self.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::SetWeight { .. } | Action::SetRoutes { .. } | Action::Select { .. }
+            )
+        });
         let unaccepted = self.traffic.unaccepted.clone();
         if !self.traffic.reports_acceptance || (unaccepted.is_none() && !writes_route) {
             return;
@@ -51,6 +54,13 @@ impl Round<'_> {
             return;
         }
         self.actions.retain(|a| !shrinks(a));
+        // Nor an Event for a scale-down that does not happen.
+        self.events.retain(|e| {
+            e.reason != Reason::ScalingReplicaSet
+                || !held
+                    .iter()
+                    .any(|name| e.note.starts_with(&format!("Scaled down replica set {name} ")))
+        });
         // Changed this round: the route's watch brings the controller's answer.
         let Some(why) = unaccepted else { return };
         held.sort();
@@ -77,7 +87,27 @@ impl Round<'_> {
             }
             message
         };
-        self.set_conditions(Phase::Progressing, Reason::TrafficNotAccepted, message, true, None);
+        self.say_held(message);
+    }
+
+    /// The hold on the Progressing condition's reason and the message; the
+    /// phase and the other conditions stay as the round decided them (an
+    /// abort stays Degraded with its reason, a promotion Healthy).
+    fn say_held(&mut self, message: String) {
+        let generation = self.status.observed_generation;
+        let now = Time(self.now);
+        let list = &mut self.status.conditions;
+        let progressing = conditions::get(list, PROGRESSING).is_some_and(|c| c.status == "True");
+        conditions::set(
+            list,
+            PROGRESSING,
+            progressing,
+            Reason::TrafficNotAccepted.as_str(),
+            message.clone(),
+            generation,
+            &now,
+        );
+        self.status.message = Some(message);
     }
 
     fn acceptance_timeout(&self) -> u64 {

@@ -20,14 +20,14 @@ use crate::api::validation::duration;
 use crate::api::{CanaryStatus, CanaryStep, CanaryStrategy, Phase, Release, SetCanaryScale};
 
 /// Checks what the CRD schema cannot.
-pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), Invalid> {
+pub(super) fn validate(strategy: &CanaryStrategy, replicas: i32) -> Result<(), Invalid> {
     for (index, step) in strategy.steps.iter().enumerate() {
         if let Some(text) = step.pause.as_ref().and_then(|p| p.duration.as_ref()) {
             duration(text)
                 .map_err(|e| Invalid::new(format!("spec.strategy.canary.steps[{index}].pause.duration"), e))?;
         }
     }
-    routes::validate(strategy)?;
+    routes::validate(strategy, replicas)?;
     if let Some(generic) = strategy.traffic_routing.as_ref().and_then(|t| t.generic.as_ref()) {
         let at = "spec.strategy.canary.trafficRouting.generic";
         generic

@@ -28,11 +28,26 @@ impl Round<'_> {
     /// The routes to have in place after this round at step `index`. Like a
     /// weight, a route goes on only once status records its step (`recorded`);
     /// it may come off at any time.
+    ///
+    /// A mirror route is shown only while the canary Service selects canary
+    /// pods: mirrored onto the stable revision, a copy of each write would be
+    /// served twice.
     pub(super) fn routes_to_show(&self, strategy: &CanaryStrategy, index: usize, recorded: bool) -> Vec<usize> {
         let mut routes = active_routes(&strategy.steps, index);
         if !recorded {
-            let shown = self.traffic.routes.as_deref().unwrap_or_default();
-            routes.retain(|step| shown.contains(step));
+            // Drifted routes read as none: keep those the recorded step allowed.
+            let recorded_index = self.previous.current_step_index.and_then(|i| usize::try_from(i).ok());
+            let allowed = match (&self.traffic.routes, recorded_index) {
+                (Some(shown), _) => shown.clone(),
+                (None, Some(i)) => active_routes(&strategy.steps, i),
+                (None, None) => Vec::new(),
+            };
+            routes.retain(|step| allowed.contains(step));
+        }
+        let onto_canary =
+            self.new.is_some_and(|c| c.available > 0) && self.traffic.canary_service.as_ref() == Some(&self.revision);
+        if !onto_canary {
+            routes.retain(|&step| strategy.steps[step].set_mirror_route.is_none());
         }
         routes
     }
@@ -51,7 +66,7 @@ pub(super) struct Carries {
 }
 
 /// Checks every route step against what the chosen router carries.
-pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), Invalid> {
+pub(super) fn validate(strategy: &CanaryStrategy, replicas: i32) -> Result<(), Invalid> {
     let Some(carries) = strategy.traffic_routing.as_ref().map(carries) else {
         // The schema refuses this too; the planner must not wait on routes no router shows.
         return match strategy.steps.iter().position(|s| s.route_name().is_some()) {
@@ -69,6 +84,13 @@ pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), Invalid> {
             _ => continue,
         };
         let at = format!("spec.strategy.canary.steps[{index}].{field}");
+        let mirrors = step.set_mirror_route.as_ref().is_some_and(|m| !m.removes());
+        if mirrors && replicas > 0 && super::canary::target(&strategy.steps, index, replicas).canary_pods == 0 {
+            return Err(Invalid::new(
+                at,
+                "runs no canary pod to mirror to: set a weight or setCanaryScale before it",
+            ));
+        }
         if carries.routes == 0 {
             return Err(Invalid::new(at, format!("{} carries weights only", carries.router)));
         }

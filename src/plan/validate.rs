@@ -39,7 +39,7 @@ pub(super) fn validated(spec: &ReleaseSpec) -> Result<Validated<'_>, Invalid> {
             analysis: None,
         };
         let bounds = surge::bounds(&surge, spec.replicas).map_err(|e| Invalid::new("spec.strategy.canary", e))?;
-        super::canary::validate(canary)?;
+        super::canary::validate(canary, spec.replicas)?;
         return Ok(Validated::Canary {
             strategy: canary,
             bounds,

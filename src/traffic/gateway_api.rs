@@ -145,9 +145,12 @@ impl GatewayApi {
                 .rules_patch(&object, canary, steps)
                 .map_err(RouterError::Misconfigured)?;
             if let Some(patch) = patch {
-                self.api(kind)
+                let written = self
+                    .api(kind)
                     .patch(&route_ref.name, &params, &Patch::Merge(&patch))
                     .await?;
+                let written = serde_json::to_value(&written).map_err(kube::Error::SerdeError)?;
+                kept_what_serin_wrote(&patch, &written, kind.kind).map_err(RouterError::Misconfigured)?;
             }
         }
         Ok(())
@@ -185,14 +188,75 @@ struct Acceptance {
     unaccepted: Option<String>,
 }
 
-/// Whether any gateway reports on `route` (`status.parents`), and if one
-/// does not accept its current generation, why. A parent accepts when its
-/// `Accepted` condition is True for this generation or a later one.
-fn acceptance_of(route: &Value, kind: &str) -> (bool, Option<String>) {
-    let parents = route
-        .pointer("/status/parents")
+/// Gateway API before v1.4 (standard channel) has no `rules[].name`, and
+/// before v1.3 no `RequestMirror` `percent`: the API server prunes them, and
+/// serin could neither find its rules again nor read its mirror back. Said
+/// once, on the write, rather than rewriting the route every round.
+fn kept_what_serin_wrote(patch: &Value, written: &Value, kind: &str) -> Result<(), String> {
+    let sent = patch
+        .pointer("/spec/rules")
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
+    let count = |rules: &[Value], f: &dyn Fn(&Value) -> bool| rules.iter().filter(|r| f(r)).count();
+    let named = |r: &Value| serin_step(r).is_some();
+    let mirrored = |r: &Value| {
+        r.get("filters")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|f| f.pointer("/requestMirror/percent").is_some()))
+    };
+    let kept = rules(written);
+    if count(kept, &named) < count(sent, &named) || count(kept, &mirrored) < count(sent, &mirrored) {
+        return Err(format!(
+            "the {kind} CRD dropped the rule names or mirror percent serin wrote: header and mirror routes need \
+             Gateway API v1.4 or later (standard channel)"
+        ));
+    }
+    Ok(())
+}
+
+/// Refusals that mean a parent does not serve the route at all, whatever it
+/// says: waiting on it would hold every scale-down for nothing.
+const NOT_SERVED_BY: [&str; 3] = [
+    "NotAllowedByListeners",
+    "NoMatchingListenerHostname",
+    "NoMatchingParent",
+];
+
+/// Whether any gateway reports on `route` (`status.parents` of a parent the
+/// spec still names), and if one does not accept its current generation, why.
+/// A parent accepts when its `Accepted` condition is True for this generation
+/// or a later one.
+fn acceptance_of(route: &Value, kind: &str) -> (bool, Option<String>) {
+    let namespace = route
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let refs = route
+        .pointer("/spec/parentRefs")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let named = |parent: &Value| {
+        let key = |r: &Value| {
+            let field = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
+            let ns = r
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(namespace)
+                .to_string();
+            (field("name"), ns, field("sectionName"))
+        };
+        let (name, ns, section) = key(parent);
+        refs.iter()
+            .map(key)
+            .any(|(n, s, sec)| n == name && s == ns && (sec.is_empty() || sec == section))
+    };
+    let parents: Vec<&Value> = route
+        .pointer("/status/parents")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter(|p| p.get("parentRef").is_some_and(named))
+        .collect();
     if parents.is_empty() {
         return (false, None);
     }
@@ -228,8 +292,8 @@ fn acceptance_of(route: &Value, kind: &str) -> (bool, Option<String>) {
                 )),
             );
         }
-        if accepted["status"] != "True" {
-            let reason = accepted.get("reason").and_then(Value::as_str).unwrap_or_default();
+        let reason = accepted.get("reason").and_then(Value::as_str).unwrap_or_default();
+        if accepted["status"] != "True" && !NOT_SERVED_BY.contains(&reason) {
             let message = accepted.get("message").and_then(Value::as_str).unwrap_or_default();
             return (
                 true,
@@ -252,6 +316,13 @@ struct Route<'a> {
 
 /// The prefix of the rules serin adds: `serin-step<N>-`, N counting steps from 1.
 const SERIN_RULE: &str = "serin-step";
+
+/// The steps whose rules serin added are in the route, each once, in order.
+fn steps_shown(route: &Value) -> Vec<usize> {
+    let mut steps: Vec<usize> = rules(route).iter().filter_map(serin_step).collect();
+    steps.dedup();
+    steps
+}
 
 /// The step a rule serin added stands for, by its name.
 fn serin_step(rule: &Value) -> Option<usize> {
@@ -276,10 +347,25 @@ impl Route<'_> {
     fn in_place(&self, route: &Value) -> Result<InPlace, String> {
         let view = self.user_view(route);
         let weight = canary_weight_in(&view, self.rule, self.services, self.kind.kind)?;
-        let mut steps: Vec<usize> = rules(route).iter().filter_map(serin_step).collect();
-        steps.dedup();
+        self.each_route_renders(route, weight)?;
+        let steps = steps_shown(route);
         let want = self.rendered(route, weight, &steps)?;
         Ok((route.pointer("/spec/rules") == Some(&want)).then_some((weight, steps)))
+    }
+
+    /// Every route step's rule can be written onto this route (a condition
+    /// the user's match already tests cannot): found when the route is read,
+    /// so the Release says so before the step is reached.
+    fn each_route_renders(&self, route: &Value, weight: i32) -> Result<(), String> {
+        for (index, step) in self.steps.iter().enumerate().filter(|(_, s)| s.sets_route()) {
+            self.rendered(route, weight, &[index]).map_err(|e| {
+                format!(
+                    "spec.strategy.canary.steps[{index}] ({}): {e}",
+                    step.route_name().unwrap_or_default()
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// The merge patch writing `canary` and `steps` (None: as shown now), or
@@ -297,7 +383,7 @@ impl Route<'_> {
             Some(c) => c,
             None => canary_weight_in(&view, self.rule, self.services, self.kind.kind)?,
         };
-        let shown: Vec<usize> = rules(route).iter().filter_map(serin_step).collect();
+        let shown = steps_shown(route);
         let rules = self.rendered(route, canary, steps.unwrap_or(&shown))?;
         if route.pointer("/spec/rules") == Some(&rules) {
             return Ok(None);
@@ -382,8 +468,9 @@ fn with_conditions(matches: Option<&Value>, conditions: &[RouteMatch], kind: &st
             let (list, name, (kind_of, value)) = if let Some(header) = &condition.header_name {
                 ("headers", header.clone(), typed(condition.header_value.as_ref()))
             } else if let Some(cookie) = &condition.cookie_name {
+                // Whole-header semantics (Envoy) and search semantics both match this.
                 let pattern = format!(
-                    r"(^|;\s*){}={}(;|$)",
+                    r"(^|.*;\s*){}={}(;.*|$)",
                     regex_escape(cookie),
                     regex_escape(condition.cookie_value())
                 );
@@ -1017,7 +1104,7 @@ mod tests {
                         "path": { "type": "PathPrefix", "value": "/shop" },
                         "headers": [
                             { "name": "X-Canary", "type": "RegularExpression", "value": r"^yes\..*" },
-                            { "name": "Cookie", "type": "RegularExpression", "value": r"(^|;\s*)beta=always(;|$)" },
+                            { "name": "Cookie", "type": "RegularExpression", "value": r"(^|.*;\s*)beta=always(;.*|$)" },
                         ],
                         "queryParams": [{ "name": "v", "type": "Exact", "value": "2" }],
                     }],
@@ -1139,6 +1226,22 @@ mod tests {
                 ),
             ),
             (
+                "a parent the spec no longer names",
+                with(
+                    json!([parent(4, "True"), { "parentRef": { "name": "old-gw" }, "controllerName": "example.com/gw", "conditions": [] }]),
+                ),
+                (true, None),
+            ),
+            (
+                "a listener that does not take the route",
+                with(
+                    json!([{ "parentRef": { "name": "gw" }, "controllerName": "example.com/gw", "conditions": [
+                    { "type": "Accepted", "status": "False", "observedGeneration": 4, "reason": "NotAllowedByListeners", "message": "" },
+                ] }]),
+                ),
+                (true, None),
+            ),
+            (
                 "no Accepted condition",
                 with(json!([{ "parentRef": { "name": "gw" }, "controllerName": "example.com/gw", "conditions": [] }])),
                 (
@@ -1154,5 +1257,55 @@ mod tests {
                 "{case}"
             );
         }
+    }
+
+    #[test]
+    fn two_driven_rules_get_one_route_rule_each_across_weight_changes() {
+        let (services, steps) = (services(), route_steps());
+        let driver = driver(&services, &steps);
+        let two = route(json!([
+            { "matches": [{ "path": { "type": "PathPrefix", "value": "/a" } }], "backendRefs": [
+                { "name": "web", "weight": 100 }, { "name": "web-canary", "weight": 0 } ] },
+            { "matches": [{ "path": { "type": "PathPrefix", "value": "/b" } }], "backendRefs": [
+                { "name": "web", "weight": 100 }, { "name": "web-canary", "weight": 0 } ] },
+        ]));
+        let mut written = two.clone();
+        for (canary, steps) in [(Some(10), Some(&[1usize, 2][..])), (Some(40), None), (Some(60), None)] {
+            let patch = driver.rules_patch(&written, canary, steps).unwrap().unwrap();
+            written["spec"]["rules"] = patch["spec"]["rules"].clone();
+        }
+        let names: Vec<&str> = rules(&written)
+            .iter()
+            .map(|r| r["name"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "serin-step2-testers",
+                "serin-step2-testers-1",
+                "serin-step3-shadow",
+                "serin-step3-shadow-1",
+                "",
+                ""
+            ]
+        );
+        assert_eq!(driver.in_place(&written), Ok(Some((60, vec![1, 2]))));
+    }
+
+    #[test]
+    fn an_older_crd_that_prunes_rule_names_is_said_once() {
+        let (services, steps) = (services(), route_steps());
+        let patch = driver(&services, &steps)
+            .rules_patch(&path_route(), Some(10), Some(&[1, 2]))
+            .unwrap()
+            .unwrap();
+        let mut pruned = path_route();
+        pruned["spec"]["rules"] = patch["spec"]["rules"].clone();
+        assert_eq!(kept_what_serin_wrote(&patch, &pruned, "HTTPRoute"), Ok(()));
+        for rule in pruned["spec"]["rules"].as_array_mut().unwrap() {
+            rule.as_object_mut().unwrap().remove("name");
+        }
+        let err = kept_what_serin_wrote(&patch, &pruned, "HTTPRoute").unwrap_err();
+        assert!(err.contains("Gateway API v1.4 or later"), "{err}");
     }
 }

@@ -123,6 +123,7 @@ impl Istio {
     async fn read(&self) -> Result<Shown, RouterError> {
         let vs = self.get(&VIRTUAL_SERVICE, &self.routing.virtual_service.name).await?;
         let mut state = self.driver().in_place(&vs).map_err(RouterError::Misconfigured)?;
+        let (mut reports_acceptance, mut unaccepted) = acceptance_of(&vs);
         if let Some(rule) = &self.routing.destination_rule {
             let dr = self.get(&DESTINATION_RULE, &rule.name).await?;
             let (stable, canary) = self.selected().await?;
@@ -130,8 +131,11 @@ impl Istio {
             if dr.pointer("/spec/subsets") != Some(&want) {
                 state = None; // The subsets lag the Services: the next write moves them.
             }
+            // Moving a subset's label is a traffic change too.
+            let (reports, why) = acceptance_of(&dr);
+            reports_acceptance |= reports;
+            unaccepted = unaccepted.or(why);
         }
-        let (reports_acceptance, unaccepted) = acceptance_of(&vs);
         Ok(Shown {
             canary_weight: state.as_ref().map(|(w, _)| *w),
             routes: state.map(|(_, r)| r),
@@ -233,10 +237,11 @@ fn subsets(dr: &Value, rule: &DestinationRuleRef, stable: Option<&str>, canary: 
     Ok(Value::Array(subsets))
 }
 
-/// Whether istiod reports on the VirtualService (`status.observedGeneration`,
-/// with `config.istio.io/status` or the status feature on), and if it has not
-/// reconciled the current generation, why.
+/// Whether istiod reports on a VirtualService or DestinationRule
+/// (`status.observedGeneration`, with its status feature on), and if it has
+/// not reconciled the current generation, why.
 fn acceptance_of(vs: &Value) -> (bool, Option<String>) {
+    let kind = vs.get("kind").and_then(Value::as_str).unwrap_or("VirtualService");
     let Some(observed) = vs.pointer("/status/observedGeneration") else {
         return (false, None);
     };
@@ -250,7 +255,7 @@ fn acceptance_of(vs: &Value) -> (bool, Option<String>) {
         return (
             true,
             Some(format!(
-                "VirtualService {name:?} is at generation {generation}, but istiod has reconciled only generation {observed}"
+                "{kind} {name:?} is at generation {generation}, but istiod has reconciled only generation {observed}"
             )),
         );
     }
@@ -291,6 +296,13 @@ struct Driven {
 fn serin_step(route: &Value) -> Option<usize> {
     let rest = route.get("name")?.as_str()?.strip_prefix(SERIN_ROUTE)?;
     rest.split_once('-')?.0.parse::<usize>().ok()?.checked_sub(1)
+}
+
+/// The steps whose routes serin added are in the VirtualService, each once, in order.
+fn steps_shown(vs: &Value) -> Vec<usize> {
+    let mut steps: Vec<usize> = http(vs).iter().filter_map(serin_step).collect();
+    steps.dedup();
+    steps
 }
 
 fn http(vs: &Value) -> Vec<Value> {
@@ -391,8 +403,15 @@ impl Driver<'_> {
         let user: Vec<Value> = http(vs).into_iter().filter(|r| serin_step(r).is_none()).collect();
         let driven = self.driven(&user)?;
         let weight = self.canary_weight(&user, &driven);
-        let mut steps: Vec<usize> = http(vs).iter().filter_map(serin_step).collect();
-        steps.dedup();
+        for (index, step) in self.steps.iter().enumerate().filter(|(_, s)| s.sets_route()) {
+            self.rendered(vs, weight, &[index]).map_err(|e| {
+                format!(
+                    "spec.strategy.canary.steps[{index}] ({}): {e}",
+                    step.route_name().unwrap_or_default()
+                )
+            })?;
+        }
+        let steps = steps_shown(vs);
         let want = self.rendered(vs, weight, &steps)?;
         Ok((vs.pointer("/spec/http") == Some(&want)).then_some((weight, steps)))
     }
@@ -401,7 +420,7 @@ impl Driver<'_> {
         let user: Vec<Value> = http(vs).into_iter().filter(|r| serin_step(r).is_none()).collect();
         let driven = self.driven(&user)?;
         let canary = canary.unwrap_or_else(|| self.canary_weight(&user, &driven));
-        let shown: Vec<usize> = http(vs).iter().filter_map(serin_step).collect();
+        let shown = steps_shown(vs);
         let want = self.rendered(vs, canary, steps.unwrap_or(&shown))?;
         if vs.pointer("/spec/http") == Some(&want) {
             return Ok(None);

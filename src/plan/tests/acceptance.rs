@@ -45,6 +45,8 @@ fn the_old_revision_waits_for_the_gateway_to_accept_the_promotion() {
         let before = cluster.traffic.canary_weight;
         let plan = round(&mut cluster, &mut r);
         assert!(scale_downs(&plan.actions).is_empty(), "{:?}", plan.actions);
+        let told = plan.events.iter().filter(|e| e.note.starts_with("Scaled down")).count();
+        assert_eq!(told, 0, "no Event for a scale-down held back: {:?}", plan.events);
         if cluster.traffic.canary_weight != before {
             cluster.traffic.unaccepted = Some("HTTPRoute \"web\" is at generation 9".into());
         }

@@ -687,6 +687,11 @@ proptest! {
         let steps: Vec<serde_json::Value> = steps.as_array().unwrap().iter()
             .filter(|s| routed || (s.get("setHeaderRoute").is_none() && s.get("setMirrorRoute").is_none()))
             .cloned().collect();
+        // A mirror needs canary pods to mirror to (validation says so).
+        let mut steps = steps;
+        if steps.iter().any(|s| s.get("setMirrorRoute").is_some()) {
+            steps.insert(0, serde_json::json!({ "setCanaryScale": { "replicas": 1 } }));
+        }
         let mut r = canary(replicas, steps.into(), routed);
         let mut cluster = if routed { routed_cluster() } else { Cluster::new() };
         cluster.traffic.reports_acceptance = routed;

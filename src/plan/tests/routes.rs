@@ -88,8 +88,13 @@ fn routes_a_router_cannot_carry_are_invalid_with_the_field_named() {
         ),
         (
             http.clone(),
-            json!([{ "setMirrorRoute": { "name": "m", "match": [{ "headerName": "x", "headerValue": { "regex": "(" } }] } }]),
-            "spec.strategy.canary.steps[0].setMirrorRoute.match[0]: regex \"(\" does not compile",
+            json!([{ "setWeight": 5 }, { "setMirrorRoute": { "name": "m", "match": [{ "headerName": "x", "headerValue": { "regex": "(" } }] } }]),
+            "spec.strategy.canary.steps[1].setMirrorRoute.match[0]: regex \"(\" does not compile",
+        ),
+        (
+            http.clone(),
+            json!([{ "setMirrorRoute": { "name": "m", "percentage": 10 } }]),
+            "spec.strategy.canary.steps[0].setMirrorRoute: runs no canary pod to mirror to: set a weight or setCanaryScale before it",
         ),
     ];
     for (routing, steps, want) in cases {
@@ -240,14 +245,20 @@ fn a_generic_router_with_a_bad_template_or_path_is_invalid_naming_the_field() {
     let cases = [
         (
             generic("{spec: {stable: 90}}", "$.spec.canary"),
-            "spec.strategy.canary.trafficRouting.generic.patch.template: carries neither {{stableWeight}} nor {{canaryWeight}}",
+            "spec.strategy.canary.trafficRouting.generic.patch.template: lacks {{stableWeight}}",
         ),
         (
-            generic("{spec: {canary: {{canaryWeight}}", "$.spec.canary"),
+            generic(
+                "{spec: {canary: {{canaryWeight}}, stable: {{stableWeight}}}",
+                "$.spec.canary",
+            ),
             "spec.strategy.canary.trafficRouting.generic.patch.template: is not JSON or YAML",
         ),
         (
-            generic("{spec: {canary: {{canaryWeight}}}}", "spec.canary"),
+            generic(
+                "{spec: {canary: {{canaryWeight}}, stable: {{stableWeight}}}}",
+                "spec.canary",
+            ),
             "spec.strategy.canary.trafficRouting.generic.weights.canary: \"spec.canary\" is not a JSONPath",
         ),
     ];
@@ -267,4 +278,28 @@ fn a_generic_router_with_a_bad_template_or_path_is_invalid_naming_the_field() {
         validate(&routed(header, ok).spec).unwrap_err().to_string(),
         "spec.strategy.canary.steps[0].setHeaderRoute: trafficRouting.generic carries weights only"
     );
+}
+
+#[test]
+fn a_mirror_comes_off_before_the_canary_service_falls_back_to_stable() {
+    let mut r = canary(4, route_steps(), true);
+    let mut cluster = routed_cluster();
+    let (_, v2) = rolled_out(&mut r, &mut cluster);
+    walk(&mut cluster, &mut r, 30);
+    assert_eq!(cluster.traffic.routes, Some(vec![1, 2]));
+    // The canary's pods all fail: the canary Service goes back to stable,
+    // and a mirror onto stable would serve each copied write twice.
+    for rs in cluster.replica_sets.iter_mut().filter(|rs| rs.revision == v2) {
+        (rs.ready, rs.available) = (0, 0);
+    }
+    let plan = cluster.plan(&mut r);
+    let off = plan
+        .actions
+        .iter()
+        .position(|a| *a == Action::SetRoutes { steps: vec![1] });
+    let back = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::Select { service, .. } if service == "web-canary"));
+    assert!(off.is_some() && off < back, "{:?}", plan.actions);
 }
