@@ -9,9 +9,9 @@ use kube::core::Status;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use super::{ObjectKind, Router, RouterError, Services, Shown, TrafficRouter, Watched};
+use super::{ObjectKind, Router, RouterError, Services, Shown, TrafficRouter, Watched, added};
 use crate::api::FIELD_MANAGER;
-use crate::api::{CanaryStep, GatewayApiRouting, HttpRouteRef, Release, RouteMatch, StringMatch, regex_escape};
+use crate::api::{CanaryStep, GatewayApiRouting, HttpRouteRef, Release, RouteMatch, StringMatch};
 
 const GROUP: &str = "gateway.networking.k8s.io";
 const VERSION: &str = "v1";
@@ -198,7 +198,7 @@ fn kept_what_serin_wrote(patch: &Value, written: &Value, kind: &str) -> Result<(
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice);
     let count = |rules: &[Value], f: &dyn Fn(&Value) -> bool| rules.iter().filter(|r| f(r)).count();
-    let named = |r: &Value| serin_step(r).is_some();
+    let named = |r: &Value| added::step_of(r).is_some();
     let mirrored = |r: &Value| {
         r.get("filters")
             .and_then(Value::as_array)
@@ -314,29 +314,12 @@ struct Route<'a> {
     steps: &'a [CanaryStep],
 }
 
-/// The prefix of the rules serin adds: `serin-step<N>-`, N counting steps from 1.
-const SERIN_RULE: &str = "serin-step";
-
-/// The steps whose rules serin added are in the route, each once, in order.
-fn steps_shown(route: &Value) -> Vec<usize> {
-    let mut steps: Vec<usize> = rules(route).iter().filter_map(serin_step).collect();
-    steps.dedup();
-    steps
-}
-
-/// The step a rule serin added stands for, by its name.
-fn serin_step(rule: &Value) -> Option<usize> {
-    let rest = rule.get("name")?.as_str()?.strip_prefix(SERIN_RULE)?;
-    let (number, _) = rest.split_once('-')?;
-    number.parse::<usize>().ok()?.checked_sub(1)
-}
-
 impl Route<'_> {
     /// The route with only the user's rules: the ones serin did not add.
     fn user_view(&self, route: &Value) -> Value {
         let mut view = route.clone();
         if let Some(rules) = view.pointer_mut("/spec/rules").and_then(Value::as_array_mut) {
-            rules.retain(|r| serin_step(r).is_none());
+            rules.retain(|r| added::step_of(r).is_none());
         }
         view
     }
@@ -348,7 +331,7 @@ impl Route<'_> {
         let view = self.user_view(route);
         let weight = canary_weight_in(&view, self.rule, self.services, self.kind.kind)?;
         self.each_route_renders(route, weight)?;
-        let steps = steps_shown(route);
+        let steps = added::steps_in(rules(route));
         let want = self.rendered(route, weight, &steps)?;
         Ok((route.pointer("/spec/rules") == Some(&want)).then_some((weight, steps)))
     }
@@ -383,7 +366,7 @@ impl Route<'_> {
             Some(c) => c,
             None => canary_weight_in(&view, self.rule, self.services, self.kind.kind)?,
         };
-        let shown = steps_shown(route);
+        let shown = added::steps_in(rules(route));
         let rules = self.rendered(route, canary, steps.unwrap_or(&shown))?;
         if route.pointer("/spec/rules") == Some(&rules) {
             return Ok(None);
@@ -420,13 +403,8 @@ impl Route<'_> {
     /// it (a mirror route).
     fn route_rule(&self, rule: &Value, d: &Driven, index: usize, k: usize, step: &CanaryStep) -> Result<Value, String> {
         let mut out = rule.clone();
-        let (name, conditions) = match (&step.set_header_route, &step.set_mirror_route) {
-            (Some(h), _) => (&h.name, &h.matches),
-            (_, Some(m)) => (&m.name, &m.matches),
-            _ => return Err(format!("step {index} sets no route")),
-        };
-        let suffix = if k == 0 { String::new() } else { format!("-{k}") };
-        out["name"] = format!("{SERIN_RULE}{}-{name}{suffix}", index + 1).into();
+        let (name, conditions) = added::route_of(step, index)?;
+        out["name"] = added::name(index, name, k).into();
         if !conditions.is_empty() {
             out["matches"] = with_conditions(rule.get("matches"), conditions, self.kind.kind)?;
         }
@@ -468,12 +446,7 @@ fn with_conditions(matches: Option<&Value>, conditions: &[RouteMatch], kind: &st
             let (list, name, (kind_of, value)) = if let Some(header) = &condition.header_name {
                 ("headers", header.clone(), typed(condition.header_value.as_ref()))
             } else if let Some(cookie) = &condition.cookie_name {
-                // Whole-header semantics (Envoy) and search semantics both match this.
-                let pattern = format!(
-                    r"(^|.*;\s*){}={}(;.*|$)",
-                    regex_escape(cookie),
-                    regex_escape(condition.cookie_value())
-                );
+                let pattern = added::cookie_pattern(condition, cookie);
                 ("headers", "Cookie".to_string(), ("RegularExpression", pattern))
             } else if let Some(param) = &condition.query_param_name {
                 if kind == "GRPCRoute" {

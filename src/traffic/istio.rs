@@ -10,10 +10,9 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Map, Value, json};
 
-use super::{ObjectKind, Router, RouterError, Services, Shown, TrafficRouter, Watched};
+use super::{ObjectKind, Router, RouterError, Services, Shown, TrafficRouter, Watched, added};
 use crate::api::{
     CanaryStep, DestinationRuleRef, FIELD_MANAGER, IstioRouting, REVISION_LABEL, Release, RouteMatch, StringMatch,
-    regex_escape,
 };
 
 const GROUP: &str = "networking.istio.io";
@@ -60,9 +59,6 @@ pub const ROUTER: Router = Router {
         Some(Box::new(Istio::new(client, release, services, routing)))
     },
 };
-
-/// The prefix of the HTTP routes serin adds: `serin-step<N>-`, N counting steps from 1.
-const SERIN_ROUTE: &str = "serin-step";
 
 pub struct Istio {
     client: Client,
@@ -293,16 +289,9 @@ struct Driven {
     canary: usize,
 }
 
-fn serin_step(route: &Value) -> Option<usize> {
-    let rest = route.get("name")?.as_str()?.strip_prefix(SERIN_ROUTE)?;
-    rest.split_once('-')?.0.parse::<usize>().ok()?.checked_sub(1)
-}
-
 /// The steps whose routes serin added are in the VirtualService, each once, in order.
 fn steps_shown(vs: &Value) -> Vec<usize> {
-    let mut steps: Vec<usize> = http(vs).iter().filter_map(serin_step).collect();
-    steps.dedup();
-    steps
+    added::steps_in(&http(vs))
 }
 
 fn http(vs: &Value) -> Vec<Value> {
@@ -400,7 +389,7 @@ impl Driver<'_> {
 
     /// The weight and routes' steps shown, or None when writing them would change the VirtualService.
     fn in_place(&self, vs: &Value) -> Result<Option<(i32, Vec<usize>)>, String> {
-        let user: Vec<Value> = http(vs).into_iter().filter(|r| serin_step(r).is_none()).collect();
+        let user: Vec<Value> = http(vs).into_iter().filter(|r| added::step_of(r).is_none()).collect();
         let driven = self.driven(&user)?;
         let weight = self.canary_weight(&user, &driven);
         for (index, step) in self.steps.iter().enumerate().filter(|(_, s)| s.sets_route()) {
@@ -417,7 +406,7 @@ impl Driver<'_> {
     }
 
     fn patch(&self, vs: &Value, canary: Option<i32>, steps: Option<&[usize]>) -> Result<Option<Value>, String> {
-        let user: Vec<Value> = http(vs).into_iter().filter(|r| serin_step(r).is_none()).collect();
+        let user: Vec<Value> = http(vs).into_iter().filter(|r| added::step_of(r).is_none()).collect();
         let driven = self.driven(&user)?;
         let canary = canary.unwrap_or_else(|| self.canary_weight(&user, &driven));
         let shown = steps_shown(vs);
@@ -434,7 +423,7 @@ impl Driver<'_> {
     /// `spec.http`: the routes of `steps` first, then the user's with `canary` percent set.
     fn rendered(&self, vs: &Value, canary: i32, steps: &[usize]) -> Result<Value, String> {
         let canary = canary.clamp(0, 100);
-        let mut user: Vec<Value> = http(vs).into_iter().filter(|r| serin_step(r).is_none()).collect();
+        let mut user: Vec<Value> = http(vs).into_iter().filter(|r| added::step_of(r).is_none()).collect();
         let driven = self.driven(&user)?;
         for d in &driven {
             user[d.route]["route"][d.stable]["weight"] = (100 - canary).into();
@@ -457,13 +446,8 @@ impl Driver<'_> {
 /// Step `index`'s route beside driven route `d` (the `k`th).
 fn route_for(route: &Value, d: &Driven, index: usize, k: usize, step: &CanaryStep) -> Result<Value, String> {
     let mut out = route.clone();
-    let (name, conditions) = match (&step.set_header_route, &step.set_mirror_route) {
-        (Some(h), _) => (&h.name, &h.matches),
-        (_, Some(m)) => (&m.name, &m.matches),
-        _ => return Err(format!("step {index} sets no route")),
-    };
-    let suffix = if k == 0 { String::new() } else { format!("-{k}") };
-    out["name"] = format!("{SERIN_ROUTE}{}-{name}{suffix}", index + 1).into();
+    let (name, conditions) = added::route_of(step, index)?;
+    out["name"] = added::name(index, name, k).into();
     if !conditions.is_empty() {
         out["match"] = with_conditions(route.get("match"), conditions)?;
     }
@@ -500,11 +484,7 @@ fn with_conditions(matches: Option<&Value>, conditions: &[RouteMatch]) -> Result
                     string_match(condition.header_value.as_ref()),
                 )
             } else if let Some(cookie) = &condition.cookie_name {
-                let pattern = format!(
-                    r"(^|.*;\s*){}={}(;.*|$)",
-                    regex_escape(cookie),
-                    regex_escape(condition.cookie_value())
-                );
+                let pattern = added::cookie_pattern(condition, cookie);
                 ("headers", "cookie".to_string(), json!({ "regex": pattern }))
             } else if let Some(param) = &condition.query_param_name {
                 (

@@ -7,6 +7,7 @@
 //! selects it, the objects it steers and how it is built. Adding Istio or SMI is
 //! one more file, its field in `TrafficRouting`, and one entry in [`ROUTERS`];
 //! the controller builds, watches and maps events through this list alone.
+mod added;
 pub mod gateway_api;
 pub mod generic;
 pub mod istio;
