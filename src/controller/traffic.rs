@@ -65,6 +65,7 @@ pub async fn observe(ctx: &Context, release: &Release) -> Result<(Traffic, Optio
                 observed.routes = shown.routes;
                 observed.reports_acceptance = shown.reports_acceptance;
                 observed.unaccepted = shown.unaccepted;
+                observed.route_problems = shown.route_problems;
             }
             Err(RouterError::Misconfigured(message)) => problem = Some(message),
             Err(error @ RouterError::Kube(_)) => return Err(Error::Traffic(error)),

@@ -64,10 +64,12 @@ impl Round<'_> {
         // Changed this round: the route's watch brings the controller's answer.
         let Some(why) = unaccepted else { return };
         held.sort();
+        // A new generation written this round starts the wait again.
         let since = self
             .previous
             .traffic_unaccepted_since
             .as_ref()
+            .filter(|_| !writes_route)
             .map_or(self.stamp(), |t| t.0);
         self.status.traffic_unaccepted_since = Some(Time(since));
         let timeout = Duration::from_secs(self.acceptance_timeout());
@@ -81,7 +83,8 @@ impl Round<'_> {
                 "{HOLDING} the route was not accepted within {}s, so ReplicaSet {names} is not scaled down until it is: {why}",
                 timeout.as_secs()
             );
-            let warned = self.previous.message.as_deref().is_some_and(|m| m.starts_with(HOLDING));
+            let warned =
+                conditions::get(&self.previous.conditions, PROGRESSING).is_some_and(|c| c.message.starts_with(HOLDING));
             if !warned {
                 self.event(true, Reason::TrafficNotAccepted, message.clone());
             }
@@ -107,7 +110,11 @@ impl Round<'_> {
             generation,
             &now,
         );
-        self.status.message = Some(message);
+        // The round's own message (an abort's reason) stays first.
+        self.status.message = Some(match self.status.message.take() {
+            Some(round) if !round.is_empty() => format!("{round}; {message}"),
+            _ => message,
+        });
     }
 
     fn acceptance_timeout(&self) -> u64 {

@@ -27,7 +27,8 @@ pub(super) fn validate(strategy: &CanaryStrategy, replicas: i32) -> Result<(), I
                 .map_err(|e| Invalid::new(format!("spec.strategy.canary.steps[{index}].pause.duration"), e))?;
         }
     }
-    routes::validate(strategy, replicas)?;
+    routes::validate(strategy)?;
+    mirrors_have_canary_pods(strategy, replicas)?;
     if let Some(generic) = strategy.traffic_routing.as_ref().and_then(|t| t.generic.as_ref()) {
         let at = "spec.strategy.canary.trafficRouting.generic";
         generic
@@ -43,6 +44,30 @@ pub(super) fn validate(strategy: &CanaryStrategy, replicas: i32) -> Result<(), I
             "spec.strategy.canary.analysis.startingStep",
             format!("{starting} is past the last of {} steps", strategy.steps.len()),
         ));
+    }
+    Ok(())
+}
+
+/// A mirror is in force only onto canary pods: at a step that runs none while
+/// a mirror is in force, the step would wait for a mirror that cannot be had.
+fn mirrors_have_canary_pods(strategy: &CanaryStrategy, replicas: i32) -> Result<(), Invalid> {
+    if replicas <= 0 || strategy.traffic_routing.is_none() {
+        return Ok(());
+    }
+    for index in 0..strategy.steps.len() {
+        let mirror = active_routes(&strategy.steps, index)
+            .into_iter()
+            .find(|&s| strategy.steps[s].set_mirror_route.is_some());
+        if let Some(from) = mirror
+            && target(&strategy.steps, index, replicas).canary_pods == 0
+        {
+            return Err(Invalid::new(
+                format!("spec.strategy.canary.steps[{index}]"),
+                format!(
+                    "runs no canary pod while the mirror of step {from} is in force: set a weight or setCanaryScale first"
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -150,6 +175,9 @@ impl Round<'_> {
             return self.paused();
         }
         let (index, started) = self.advance_steps(strategy, index, started);
+        if self.route_cannot_be_written(strategy, index) {
+            return;
+        }
         let target = target(&strategy.steps, index, self.desired());
         if self.canary_deadline(strategy, index, started, target) == Deadline::Exceeded {
             return self.canary_abort(strategy, Reason::ProgressDeadlineExceeded);
@@ -289,7 +317,7 @@ impl Round<'_> {
             let selects = target.canary_pods == 0 || self.traffic.canary_service.as_ref() == Some(&self.revision);
             return self.reached(strategy, target)
                 && selects
-                && self.traffic.routes.as_deref() == Some(&active_routes(&strategy.steps, index)[..]);
+                && self.traffic.routes.as_deref() == Some(&self.routes_in_force(strategy, index)[..]);
         }
         if let Some(pause) = &step.pause {
             let Some(wait) = pause.duration.as_deref().and_then(|d| duration(d).ok()) else {

@@ -143,11 +143,15 @@ impl Round<'_> {
         let traffic = self.traffic;
         let observed = traffic.canary_weight;
         let actions_before = self.actions.len();
-        // Routes come off before the Services move and go on after, as weights do.
-        let routes = plan.routes.as_ref().filter(|r| traffic.routes.as_ref() != Some(*r));
-        let removing = routes.filter(|r| r.iter().all(|s| traffic.routes.as_ref().is_some_and(|o| o.contains(s))));
-        if let Some(steps) = removing {
-            self.actions.push(Action::SetRoutes { steps: steps.clone() });
+        // Routes come off before the Services move and go on after, as weights
+        // do: first what stays of those shown (None shown: nothing stays).
+        let mut shown = traffic.routes.clone();
+        if let Some(wanted) = &plan.routes {
+            let staying: Vec<usize> = shown.iter().flatten().copied().filter(|s| wanted.contains(s)).collect();
+            if shown.as_ref() != Some(&staying) {
+                self.actions.push(Action::SetRoutes { steps: staying.clone() });
+                shown = Some(staying);
+            }
         }
         if let Some(canary) = plan.canary_weight.filter(|w| observed.is_none_or(|o| *w < o)) {
             self.actions.push(Action::SetWeight { canary });
@@ -169,8 +173,8 @@ impl Round<'_> {
         if let Some(canary) = plan.canary_weight.filter(|w| observed.is_some_and(|o| *w > o)) {
             self.actions.push(Action::SetWeight { canary });
         }
-        if let Some(steps) = routes.filter(|_| removing.is_none()) {
-            self.actions.push(Action::SetRoutes { steps: steps.clone() });
+        if let Some(wanted) = plan.routes.as_ref().filter(|w| shown.as_ref() != Some(*w)) {
+            self.actions.push(Action::SetRoutes { steps: wanted.clone() });
         }
         if let Some(weight) = plan.canary_weight
             && plan.canary_weight != observed

@@ -188,6 +188,9 @@ pub struct Traffic {
     /// The reporting controller does not accept the objects' latest
     /// generation: why. None when accepted, or when none reports.
     pub unaccepted: Option<String>,
+    /// Route steps whose routes the router cannot write onto its objects, and
+    /// why: InvalidSpec once the canary reaches such a step.
+    pub route_problems: Vec<(usize, String)>,
     /// Why the Services or routes cannot be driven; nothing is switched until fixed.
     pub problem: Option<String>,
 }

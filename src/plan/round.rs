@@ -55,6 +55,7 @@ static NO_TRAFFIC: Traffic = Traffic {
     routes: None,
     reports_acceptance: false,
     unaccepted: None,
+    route_problems: Vec::new(),
     problem: None,
 };
 

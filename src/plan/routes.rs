@@ -33,10 +33,21 @@ impl Round<'_> {
     /// pods: mirrored onto the stable revision, a copy of each write would be
     /// served twice.
     pub(super) fn routes_to_show(&self, strategy: &CanaryStrategy, index: usize, recorded: bool) -> Vec<usize> {
-        let mut routes = active_routes(&strategy.steps, index);
+        let mut routes = self.routes_in_force(strategy, index);
         if !recorded {
-            // Drifted routes read as none: keep those the recorded step allowed.
-            let recorded_index = self.previous.current_step_index.and_then(|i| usize::try_from(i).ok());
+            // Drifted routes read as none: keep those this revision's recorded step allowed.
+            let same = self
+                .previous
+                .canary
+                .as_ref()
+                .is_some_and(|c| c.revision == self.revision);
+            let retry = self.previous.control.as_ref().is_some_and(|c| c.retry);
+            let recorded_index = self
+                .previous
+                .current_step_index
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|_| same && !retry)
+                .map(|i| i.min(index));
             let allowed = match (&self.traffic.routes, recorded_index) {
                 (Some(shown), _) => shown.clone(),
                 (None, Some(i)) => active_routes(&strategy.steps, i),
@@ -44,6 +55,32 @@ impl Round<'_> {
             };
             routes.retain(|step| allowed.contains(step));
         }
+        routes
+    }
+
+    /// A route in force at step `index` that the router cannot write (a
+    /// condition the user's match already tests): InvalidSpec naming the
+    /// step, and nothing moves. Before the step and after the canary, it does
+    /// not matter.
+    pub(super) fn route_cannot_be_written(&mut self, strategy: &CanaryStrategy, index: usize) -> bool {
+        let in_force = active_routes(&strategy.steps, index);
+        let Some((step, why)) = self.traffic.route_problems.iter().find(|(s, _)| in_force.contains(s)) else {
+            return false;
+        };
+        let field = if strategy.steps[*step].set_header_route.is_some() {
+            "setHeaderRoute"
+        } else {
+            "setMirrorRoute"
+        };
+        let message = format!("spec.strategy.canary.steps[{step}].{field}: {why}");
+        self.invalid(message);
+        true
+    }
+
+    /// The routes step `index` has in force now: a mirror only while the
+    /// canary Service selects canary pods.
+    pub(super) fn routes_in_force(&self, strategy: &CanaryStrategy, index: usize) -> Vec<usize> {
+        let mut routes = active_routes(&strategy.steps, index);
         let onto_canary =
             self.new.is_some_and(|c| c.available > 0) && self.traffic.canary_service.as_ref() == Some(&self.revision);
         if !onto_canary {
@@ -66,7 +103,7 @@ pub(super) struct Carries {
 }
 
 /// Checks every route step against what the chosen router carries.
-pub(super) fn validate(strategy: &CanaryStrategy, replicas: i32) -> Result<(), Invalid> {
+pub(super) fn validate(strategy: &CanaryStrategy) -> Result<(), Invalid> {
     let Some(carries) = strategy.traffic_routing.as_ref().map(carries) else {
         // The schema refuses this too; the planner must not wait on routes no router shows.
         return match strategy.steps.iter().position(|s| s.route_name().is_some()) {
@@ -84,13 +121,6 @@ pub(super) fn validate(strategy: &CanaryStrategy, replicas: i32) -> Result<(), I
             _ => continue,
         };
         let at = format!("spec.strategy.canary.steps[{index}].{field}");
-        let mirrors = step.set_mirror_route.as_ref().is_some_and(|m| !m.removes());
-        if mirrors && replicas > 0 && super::canary::target(&strategy.steps, index, replicas).canary_pods == 0 {
-            return Err(Invalid::new(
-                at,
-                "runs no canary pod to mirror to: set a weight or setCanaryScale before it",
-            ));
-        }
         if carries.routes == 0 {
             return Err(Invalid::new(at, format!("{} carries weights only", carries.router)));
         }

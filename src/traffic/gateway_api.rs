@@ -119,6 +119,9 @@ impl GatewayApi {
         let mut acceptance = Acceptance::default();
         for (kind, route_ref) in &self.routes {
             let object = self.get(kind, &route_ref.name).await?;
+            acceptance
+                .route_problems
+                .extend(self.route(kind, route_ref).route_problems(&object));
             shown.push(
                 self.route(kind, route_ref)
                     .in_place(&object)
@@ -144,14 +147,21 @@ impl GatewayApi {
                 .route(kind, route_ref)
                 .rules_patch(&object, canary, steps)
                 .map_err(RouterError::Misconfigured)?;
-            if let Some(patch) = patch {
-                let written = self
-                    .api(kind)
-                    .patch(&route_ref.name, &params, &Patch::Merge(&patch))
-                    .await?;
-                let written = serde_json::to_value(&written).map_err(kube::Error::SerdeError)?;
-                kept_what_serin_wrote(&patch, &written, kind.kind).map_err(RouterError::Misconfigured)?;
+            let Some(patch) = patch else { continue };
+            let api = self.api(kind);
+            // New rules of serin's: tried as a dry run first, so that a CRD
+            // that prunes their names never stores rules serin cannot find again.
+            let new_rules = added::steps_in(rules(&patch)) != added::steps_in(rules(&object));
+            if new_rules {
+                let dry_run = PatchParams {
+                    dry_run: true,
+                    ..params.clone()
+                };
+                let tried = api.patch(&route_ref.name, &dry_run, &Patch::Merge(&patch)).await?;
+                let tried = serde_json::to_value(&tried).map_err(kube::Error::SerdeError)?;
+                kept_what_serin_wrote(&patch, &tried, kind.kind).map_err(RouterError::Misconfigured)?;
             }
+            api.patch(&route_ref.name, &params, &Patch::Merge(&patch)).await?;
         }
         Ok(())
     }
@@ -168,6 +178,7 @@ impl TrafficRouter for GatewayApi {
                 routes: agreed(&routes),
                 reports_acceptance: acceptance.reports,
                 unaccepted: acceptance.unaccepted,
+                route_problems: acceptance.route_problems,
             })
         })
     }
@@ -181,11 +192,13 @@ impl TrafficRouter for GatewayApi {
     }
 }
 
-/// What the gateways report on the routes.
+/// What the gateways report on the routes, and what cannot be written onto them.
 #[derive(Default)]
 struct Acceptance {
     reports: bool,
     unaccepted: Option<String>,
+    /// Route steps that cannot be written onto a route, and why.
+    route_problems: Vec<(usize, String)>,
 }
 
 /// Gateway API before v1.4 (standard channel) has no `rules[].name`, and
@@ -330,25 +343,20 @@ impl Route<'_> {
     fn in_place(&self, route: &Value) -> Result<InPlace, String> {
         let view = self.user_view(route);
         let weight = canary_weight_in(&view, self.rule, self.services, self.kind.kind)?;
-        self.each_route_renders(route, weight)?;
         let steps = added::steps_in(rules(route));
         let want = self.rendered(route, weight, &steps)?;
         Ok((route.pointer("/spec/rules") == Some(&want)).then_some((weight, steps)))
     }
 
-    /// Every route step's rule can be written onto this route (a condition
-    /// the user's match already tests cannot): found when the route is read,
-    /// so the Release says so before the step is reached.
-    fn each_route_renders(&self, route: &Value, weight: i32) -> Result<(), String> {
-        for (index, step) in self.steps.iter().enumerate().filter(|(_, s)| s.sets_route()) {
-            self.rendered(route, weight, &[index]).map_err(|e| {
-                format!(
-                    "spec.strategy.canary.steps[{index}] ({}): {e}",
-                    step.route_name().unwrap_or_default()
-                )
-            })?;
-        }
-        Ok(())
+    /// The route steps whose rules cannot be written onto this route (a
+    /// condition the user's match already tests), and why: found when the
+    /// route is read, so the Release says so when the canary reaches the step.
+    fn route_problems(&self, route: &Value) -> Vec<(usize, String)> {
+        let weight = canary_weight_in(&self.user_view(route), self.rule, self.services, self.kind.kind).unwrap_or(0);
+        let steps = self.steps.iter().enumerate().filter(|(_, s)| s.sets_route());
+        steps
+            .filter_map(|(index, _)| self.rendered(route, weight, &[index]).err().map(|e| (index, e)))
+            .collect()
     }
 
     /// The merge patch writing `canary` and `steps` (None: as shown now), or

@@ -119,6 +119,7 @@ impl Istio {
     async fn read(&self) -> Result<Shown, RouterError> {
         let vs = self.get(&VIRTUAL_SERVICE, &self.routing.virtual_service.name).await?;
         let mut state = self.driver().in_place(&vs).map_err(RouterError::Misconfigured)?;
+        let route_problems = self.driver().route_problems(&vs);
         let (mut reports_acceptance, mut unaccepted) = acceptance_of(&vs);
         if let Some(rule) = &self.routing.destination_rule {
             let dr = self.get(&DESTINATION_RULE, &rule.name).await?;
@@ -137,6 +138,7 @@ impl Istio {
             routes: state.map(|(_, r)| r),
             reports_acceptance,
             unaccepted,
+            route_problems,
         })
     }
 
@@ -387,19 +389,19 @@ impl Driver<'_> {
         }
     }
 
+    /// The route steps whose routes cannot be written onto the VirtualService, and why.
+    fn route_problems(&self, vs: &Value) -> Vec<(usize, String)> {
+        let steps = self.steps.iter().enumerate().filter(|(_, s)| s.sets_route());
+        steps
+            .filter_map(|(index, _)| self.rendered(vs, 0, &[index]).err().map(|e| (index, e)))
+            .collect()
+    }
+
     /// The weight and routes' steps shown, or None when writing them would change the VirtualService.
     fn in_place(&self, vs: &Value) -> Result<Option<(i32, Vec<usize>)>, String> {
         let user: Vec<Value> = http(vs).into_iter().filter(|r| added::step_of(r).is_none()).collect();
         let driven = self.driven(&user)?;
         let weight = self.canary_weight(&user, &driven);
-        for (index, step) in self.steps.iter().enumerate().filter(|(_, s)| s.sets_route()) {
-            self.rendered(vs, weight, &[index]).map_err(|e| {
-                format!(
-                    "spec.strategy.canary.steps[{index}] ({}): {e}",
-                    step.route_name().unwrap_or_default()
-                )
-            })?;
-        }
         let steps = steps_shown(vs);
         let want = self.rendered(vs, weight, &steps)?;
         Ok((vs.pointer("/spec/http") == Some(&want)).then_some((weight, steps)))

@@ -66,6 +66,9 @@ pub struct Shown {
     pub reports_acceptance: bool,
     /// Why the reporting controller does not accept their latest generation.
     pub unaccepted: Option<String>,
+    /// Route steps whose routes cannot be written onto the objects (a
+    /// condition the user's match already tests), and why.
+    pub route_problems: Vec<(usize, String)>,
 }
 
 /// One router as the controller sees it before any Release chooses it.

@@ -94,7 +94,7 @@ fn routes_a_router_cannot_carry_are_invalid_with_the_field_named() {
         (
             http.clone(),
             json!([{ "setMirrorRoute": { "name": "m", "percentage": 10 } }]),
-            "spec.strategy.canary.steps[0].setMirrorRoute: runs no canary pod to mirror to: set a weight or setCanaryScale before it",
+            "spec.strategy.canary.steps[0]: runs no canary pod while the mirror of step 0 is in force",
         ),
     ];
     for (routing, steps, want) in cases {
@@ -102,6 +102,13 @@ fn routes_a_router_cannot_carry_are_invalid_with_the_field_named() {
         let got = validate(&r.spec).expect_err(&steps.to_string()).to_string();
         assert!(got.starts_with(want), "{got}\nwant {want}");
     }
+    // A mirror in force at a later step that drops the canary to no pods.
+    let later =
+        json!([{ "setWeight": 10 }, { "setMirrorRoute": { "name": "m", "percentage": 5 } }, { "setWeight": 0 }]);
+    assert_eq!(
+        validate(&routed(later, http.clone()).spec).unwrap_err().to_string(),
+        "spec.strategy.canary.steps[2]: runs no canary pod while the mirror of step 1 is in force: set a weight or setCanaryScale first"
+    );
     // Replacing nginx's one route, or removing it first, is fine.
     let ok = json!([header("a", json!([x])), header("a", json!([cookie])), { "setHeaderRoute": { "name": "a" } }, header("b", json!([x]))]);
     assert_eq!(validate(&routed(ok, nginx).spec), Ok(()));
@@ -302,4 +309,47 @@ fn a_mirror_comes_off_before_the_canary_service_falls_back_to_stable() {
         .iter()
         .position(|a| matches!(a, Action::Select { service, .. } if service == "web-canary"));
     assert!(off.is_some() && off < back, "{:?}", plan.actions);
+}
+
+#[test]
+fn a_route_the_router_cannot_write_is_invalid_only_once_the_canary_reaches_it() {
+    let mut r = canary(4, route_steps(), true);
+    let mut cluster = routed_cluster();
+    rolled_out(&mut r, &mut cluster);
+    let why = "a HTTPRoute match already tests header \"x-canary\"".to_string();
+    cluster.traffic.route_problems = vec![(1, why)];
+    // Step 0 (setCanaryScale) runs; step 1 is where it stops.
+    let seen = walk(&mut cluster, &mut r, 30);
+    assert_eq!(step(&r), Some(1), "{seen:?}");
+    let conditions = &r.status.as_ref().unwrap().conditions;
+    let degraded = super::super::conditions::get(conditions, "Degraded").unwrap();
+    assert_eq!(degraded.reason, "InvalidSpec");
+    assert_eq!(
+        degraded.message,
+        "spec.strategy.canary.steps[1].setHeaderRoute: a HTTPRoute match already tests header \"x-canary\""
+    );
+    assert_eq!(cluster.traffic.routes, Some(vec![]), "nothing written");
+    // An abort still brings all traffic back.
+    control(
+        &mut r,
+        Control {
+            abort: true,
+            ..Default::default()
+        },
+    );
+    let (v1, v2) = (
+        r.status.as_ref().unwrap().stable_revision.clone().unwrap(),
+        super::revision(&r),
+    );
+    run_until(&mut cluster, &mut r, 10, |r| {
+        r.status.as_ref().unwrap().failed_revision.as_ref() == Some(&v2)
+    });
+    for _ in 0..5 {
+        round(&mut cluster, &mut r);
+    }
+    assert_eq!(
+        (cluster.replicas_of(&v2), cluster.replicas_of(&v1)),
+        (0, 4),
+        "aborted to stable"
+    );
 }
