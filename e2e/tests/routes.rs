@@ -253,7 +253,12 @@ async fn a_route_that_clashes_with_the_users_match_is_invalid_spec_naming_the_st
     let (client, ns, _controller) = setup("routes-clash").await;
     create_services(&client, &ns.name, &[STABLE, CANARY]).await;
     let routes = gateway("HTTPRoute", "httproutes", &client, &ns.name);
-    create(&routes, "HTTPRoute", json!([{ "headers": [{ "name": "X-Canary", "value": "no" }] }])).await;
+    create(
+        &routes,
+        "HTTPRoute",
+        json!([{ "headers": [{ "name": "X-Canary", "value": "no" }] }]),
+    )
+    .await;
     let api = releases(&client, &ns.name);
     let canary = json!({
         "stableService": STABLE, "canaryService": CANARY, "scaleDownDelaySeconds": 2,
@@ -267,7 +272,10 @@ async fn a_route_that_clashes_with_the_users_match_is_invalid_spec_naming_the_st
     let (_, v2) = roll_to_v2(&api, &release(2, canary)).await;
     let message = wait_for("InvalidSpec naming the step", LIMIT, || async {
         let status = api.get("web").await.ok()?.status?;
-        let degraded = status.conditions.iter().find(|c| c.type_ == "Degraded" && c.reason == "InvalidSpec")?;
+        let degraded = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded" && c.reason == "InvalidSpec")?;
         Some(degraded.message.clone())
     })
     .await;
@@ -275,6 +283,10 @@ async fn a_route_that_clashes_with_the_users_match_is_invalid_spec_naming_the_st
         message,
         r#"spec.strategy.canary.steps[1].setHeaderRoute: a HTTPRoute match already tests header "x-canary"; a route cannot add a second condition on it"#
     );
-    assert_eq!(names(&rules(&routes).await), [""], "nothing written into the user's route");
+    assert_eq!(
+        names(&rules(&routes).await),
+        [""],
+        "nothing written into the user's route"
+    );
     let _ = v2;
 }

@@ -491,7 +491,9 @@ impl Round<'_> {
         let stable_revision = self.status.stable_revision.clone().unwrap_or_default();
         let canary = self.new;
         let canary_available = canary.map_or(0, |c| c.available);
-        let canary_service = if canary_available > 0 {
+        // A step that runs no canary pod (a weight back to 0) takes the canary
+        // Service back to stable, or its pods could never go.
+        let canary_service = if canary_available > 0 && (promoting || target.canary_pods > 0) {
             self.revision.clone()
         } else {
             stable_revision.clone()

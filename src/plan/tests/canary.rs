@@ -871,3 +871,16 @@ fn a_canary_past_its_deadline_with_its_stable_revision_gone_waits_for_a_change()
         cluster.apply(&plan);
     }
 }
+
+#[test]
+fn a_weight_back_to_zero_takes_the_canary_service_to_stable_and_the_canary_pods_go() {
+    let steps = serde_json::json!([{ "setWeight": 50 }, { "pause": { "duration": "1s" } }, { "setWeight": 0 }, { "pause": {} }]);
+    let mut r = canary(4, steps, true);
+    let mut cluster = routed_cluster();
+    let (v1, v2) = rolled_out(&mut r, &mut cluster);
+    run_until(&mut cluster, &mut r, 40, |r| phase(r) == Some(Phase::Paused));
+    assert_eq!(step(&r), Some(3), "the weight-0 step completed");
+    assert_eq!(cluster.replicas_of(&v2), 0);
+    assert_eq!(cluster.traffic.canary_weight, Some(0));
+    assert_eq!(cluster.traffic.canary_service.as_ref(), Some(&v1));
+}
