@@ -120,9 +120,12 @@ async fn a_migration_runs_exactly_once_across_a_controller_kill() {
         web_release(3, json!({ "rolling": { "maxSurge": 1, "maxUnavailable": 0 } })),
         json!({ "preRollout": hook("migrate") }),
     );
-    let (_, v2) = roll_to_v2(&api, &release).await;
+    api.create(&PostParams::default(), &release).await.unwrap();
+    ready_on_current(&api).await;
+    // Counted before v2 starts: a new revision's round deletes older revisions' hook Jobs.
     let v1_jobs = hook_jobs(&client, &ns.name).await;
     assert_eq!(v1_jobs.len(), 1, "the first revision ran its migration");
+    let v2 = set_image(&api, "example.com/web:2").await;
 
     // Kill the controller while v2's migration Job runs.
     let job = wait_for("v2's migration Job", LIMIT, || async {
