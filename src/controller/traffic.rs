@@ -66,6 +66,7 @@ pub async fn observe(ctx: &Context, release: &Release) -> Result<(Traffic, Optio
                 observed.reports_acceptance = shown.reports_acceptance;
                 observed.unaccepted = shown.unaccepted;
                 observed.route_problems = shown.route_problems;
+                observed.route_capacity = shown.route_capacity;
             }
             Err(RouterError::Misconfigured(message)) => problem = Some(message),
             Err(error @ RouterError::Kube(_)) => return Err(Error::Traffic(error)),

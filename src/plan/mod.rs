@@ -191,6 +191,9 @@ pub struct Traffic {
     /// Route steps whose routes the router cannot write onto its objects, and
     /// why: InvalidSpec once the canary reaches such a step.
     pub route_problems: Vec<(usize, String)>,
+    /// How many header and mirror routes the router's objects hold at once;
+    /// None: no bound.
+    pub route_capacity: Option<usize>,
     /// Why the Services or routes cannot be driven; nothing is switched until fixed.
     pub problem: Option<String>,
 }

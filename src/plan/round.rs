@@ -56,6 +56,7 @@ static NO_TRAFFIC: Traffic = Traffic {
     reports_acceptance: false,
     unaccepted: None,
     route_problems: Vec::new(),
+    route_capacity: None,
     problem: None,
 };
 

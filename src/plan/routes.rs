@@ -64,6 +64,15 @@ impl Round<'_> {
     /// not matter.
     pub(super) fn route_cannot_be_written(&mut self, strategy: &CanaryStrategy, index: usize) -> bool {
         let in_force = active_routes(&strategy.steps, index);
+        if let Some(room) = self.traffic.route_capacity.filter(|room| in_force.len() > *room) {
+            let message = format!(
+                "spec.strategy.canary.steps[{index}]: {} header and mirror routes in force, but the route has room \
+                 for {room} beside its own rules (Gateway API allows 16 rules per route)",
+                in_force.len()
+            );
+            self.invalid(message);
+            return true;
+        }
         let Some((step, why)) = self.traffic.route_problems.iter().find(|(s, _)| in_force.contains(s)) else {
             return false;
         };

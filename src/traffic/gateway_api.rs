@@ -62,6 +62,9 @@ fn driven(routing: &GatewayApiRouting) -> impl Iterator<Item = (ObjectKind, &Htt
     http.chain(routing.grpc_routes.iter().map(|r| (GRPC_ROUTE, r)))
 }
 
+/// The most rules Gateway API allows in one HTTPRoute or GRPCRoute.
+const RULES_MAX: usize = 16;
+
 /// The largest backendRef weight Gateway API accepts.
 const WEIGHT_MAX: i64 = 1_000_000;
 
@@ -119,9 +122,10 @@ impl GatewayApi {
         let mut acceptance = Acceptance::default();
         for (kind, route_ref) in &self.routes {
             let object = self.get(kind, &route_ref.name).await?;
-            acceptance
-                .route_problems
-                .extend(self.route(kind, route_ref).route_problems(&object));
+            let driver = self.route(kind, route_ref);
+            acceptance.route_problems.extend(driver.route_problems(&object));
+            let room = driver.room(&object);
+            acceptance.route_capacity = Some(acceptance.route_capacity.map_or(room, |r: usize| r.min(room)));
             shown.push(
                 self.route(kind, route_ref)
                     .in_place(&object)
@@ -179,6 +183,7 @@ impl TrafficRouter for GatewayApi {
                 reports_acceptance: acceptance.reports,
                 unaccepted: acceptance.unaccepted,
                 route_problems: acceptance.route_problems,
+                route_capacity: acceptance.route_capacity,
             })
         })
     }
@@ -199,6 +204,8 @@ struct Acceptance {
     unaccepted: Option<String>,
     /// Route steps that cannot be written onto a route, and why.
     route_problems: Vec<(usize, String)>,
+    /// The fewest header and mirror routes any route has room for.
+    route_capacity: Option<usize>,
 }
 
 /// Gateway API before v1.4 (standard channel) has no `rules[].name`, and
@@ -346,6 +353,14 @@ impl Route<'_> {
         let steps = added::steps_in(rules(route));
         let want = self.rendered(route, weight, &steps)?;
         Ok((route.pointer("/spec/rules") == Some(&want)).then_some((weight, steps)))
+    }
+
+    /// How many header and mirror routes fit: each takes one rule per driven
+    /// rule, beside the user's rules, within Gateway API's 16.
+    fn room(&self, route: &Value) -> usize {
+        let view = self.user_view(route);
+        let driven = driven_rules(&view, self.rule, self.services, self.kind.kind).map_or(1, |d| d.len().max(1));
+        RULES_MAX.saturating_sub(rules(&view).len()) / driven
     }
 
     /// The route steps whose rules cannot be written onto this route (a
@@ -1288,5 +1303,22 @@ mod tests {
         }
         let err = kept_what_serin_wrote(&patch, &pruned, "HTTPRoute").unwrap_err();
         assert!(err.contains("Gateway API v1.4 or later"), "{err}");
+    }
+
+    #[test]
+    fn room_is_what_sixteen_rules_leave_per_driven_rule() {
+        let (services, steps) = (services(), route_steps());
+        let driver = driver(&services, &steps);
+        assert_eq!(driver.room(&path_route()), 15);
+        let both = |path: &str| {
+            json!({ "matches": [{ "path": { "type": "PathPrefix", "value": path } }], "backendRefs": [
+            { "name": "web", "weight": 100 }, { "name": "web-canary", "weight": 0 } ] })
+        };
+        let other = json!({ "backendRefs": [{ "name": "api" }] });
+        assert_eq!(
+            driver.room(&route(json!([both("/a"), both("/b"), other]))),
+            6,
+            "(16 - 3) / 2"
+        );
     }
 }

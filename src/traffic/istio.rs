@@ -139,6 +139,8 @@ impl Istio {
             reports_acceptance,
             unaccepted,
             route_problems,
+            // Istio sets no bound on a VirtualService's HTTP routes.
+            route_capacity: None,
         })
     }
 

@@ -69,6 +69,9 @@ pub struct Shown {
     /// Route steps whose routes cannot be written onto the objects (a
     /// condition the user's match already tests), and why.
     pub route_problems: Vec<(usize, String)>,
+    /// How many header and mirror routes fit in the objects at once, where
+    /// the kind bounds them (Gateway API: 16 rules per route); None: no bound.
+    pub route_capacity: Option<usize>,
 }
 
 /// One router as the controller sees it before any Release chooses it.

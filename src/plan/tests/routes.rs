@@ -353,3 +353,28 @@ fn a_route_the_router_cannot_write_is_invalid_only_once_the_canary_reaches_it() 
         "aborted to stable"
     );
 }
+
+#[test]
+fn more_routes_than_the_route_has_room_for_is_invalid_at_that_step() {
+    let mut r = canary(4, route_steps(), true);
+    let mut cluster = routed_cluster();
+    rolled_out(&mut r, &mut cluster);
+    cluster.traffic.route_capacity = Some(1);
+    walk(&mut cluster, &mut r, 30);
+    assert_eq!(step(&r), Some(2), "the second route's step");
+    let conditions = &r.status.as_ref().unwrap().conditions;
+    let degraded = super::super::conditions::get(conditions, "Degraded").unwrap();
+    assert_eq!(degraded.reason, "InvalidSpec");
+    assert!(
+        degraded.message.starts_with(
+            "spec.strategy.canary.steps[2]: 2 header and mirror routes in force, but the route has room for 1"
+        ),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(
+        cluster.traffic.routes,
+        Some(vec![1]),
+        "the first route stays; nothing more is written"
+    );
+}
